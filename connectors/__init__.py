@@ -1,0 +1,59 @@
+"""Vector database connectors for nudge-sync.
+
+One small interface (:class:`VectorStore`, with its :class:`StateCollection`) and one module per
+database: ``connectors.qdrant``, ``connectors.milvus``, ``connectors.chroma``. Open any of them
+with :func:`open_store` and a URI such as ``qdrant:///data/qdrant?collection=docs``.
+Nothing here knows about NUDGE; the sync engine in ``nudge_sync`` programs against this API.
+"""
+
+from ._base import (
+    METRICS,
+    CollectionInfo,
+    IdType,
+    LabelledQuery,
+    Metric,
+    RecordId,
+    SearchResult,
+    StateCollection,
+    StateRecord,
+    VectorStore,
+)
+from ._errors import (
+    AuthenticationFailed,
+    CollectionNotFound,
+    ConnectionFailed,
+    ConnectorError,
+    InvalidURI,
+    InvalidVectors,
+    MissingDependency,
+    UnknownIds,
+    UnsupportedCollection,
+    WriteFailed,
+)
+from ._uri import StoreConfig, open_store, parse_uri
+
+__all__ = [
+    "METRICS",
+    "AuthenticationFailed",
+    "CollectionInfo",
+    "CollectionNotFound",
+    "ConnectionFailed",
+    "ConnectorError",
+    "IdType",
+    "InvalidURI",
+    "InvalidVectors",
+    "LabelledQuery",
+    "Metric",
+    "MissingDependency",
+    "RecordId",
+    "SearchResult",
+    "StateCollection",
+    "StateRecord",
+    "StoreConfig",
+    "UnknownIds",
+    "UnsupportedCollection",
+    "VectorStore",
+    "WriteFailed",
+    "open_store",
+    "parse_uri",
+]

@@ -1,0 +1,254 @@
+"""The one small interface the sync engine programs against.
+
+A :class:`VectorStore` is one collection in one database. It can describe itself, stream or
+fetch its vectors, overwrite *only* the vectors of existing records, run a kNN search that
+skips given ids, read and append a labelled query log kept in a sibling collection, and hand
+out a :class:`StateCollection` (a companion collection for the sync engine's bookkeeping).
+
+Conventions shared by every backend (the contract tests in ``tests/contract`` check them):
+
+* Record ids are ``int`` or ``str`` (a Qdrant UUID is its canonical lowercase string).
+* Vectors cross the interface as C-contiguous ``float32`` arrays of shape ``(n, dimension)``.
+* ``metric`` is one of ``"cosine"``, ``"dot"`` or ``"l2"``. Search scores are similarities,
+  higher is better: cosine similarity, inner product, or minus the *squared* L2 distance.
+* Writes validate everything first (shape, finiteness, ids exist) and touch nothing on error;
+  they wait until the database acknowledges durability/visibility (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ._errors import InvalidVectors
+
+RecordId = int | str
+Metric = Literal["cosine", "dot", "l2"]
+IdType = Literal["int", "str", "uuid"]
+
+METRICS: tuple[str, ...] = ("cosine", "dot", "l2")
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What the sync engine needs to know about a collection before touching it."""
+
+    backend: str  #: "qdrant" | "milvus" | "chroma"
+    collection: str
+    dimension: int
+    metric: Metric
+    id_type: IdType
+    vector_name: str | None  #: Qdrant named vector / Milvus vector field; None = the only one
+    count: int
+    server_version: str | None = None
+    #: Backend-specific facts worth reporting (e.g. Milvus write path, primary-key field).
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LabelledQuery:
+    """One entry of the labelled query log: a query embedding and the records users marked relevant."""
+
+    query_id: str
+    vector: np.ndarray
+    relevant_ids: list[RecordId]
+    #: Graded relevance aligned with ``relevant_ids`` (None = all 1).
+    grades: list[float] | None = None
+    #: Unix seconds (float) when the feedback was recorded; the log watermark is the largest one.
+    timestamp: float | None = None
+    #: "train", "val" or "test"; None lets the sync engine split by a hash of ``query_id``.
+    split: str | None = None
+
+
+@dataclass
+class SearchResult:
+    """kNN results for a batch of queries, best first, ties broken by id."""
+
+    ids: list[list[RecordId]]
+    #: float64 ``(n_queries, k)``; rows shorter than k are padded with ``-inf``.
+    scores: np.ndarray
+
+
+@dataclass
+class StateRecord:
+    """One record of a :class:`StateCollection`: a string key, an optional vector, a JSON-able dict."""
+
+    key: str
+    vector: np.ndarray | None
+    meta: dict[str, Any]
+
+
+class StateCollection(ABC):
+    """A companion collection holding the sync engine's state, in the same database.
+
+    Records are addressed by ``(kind, key)``; kinds partition the collection (the engine uses
+    e.g. "original", "run", "lock"). Vectors, when present, round-trip bit-exactly as float32.
+    ``meta`` round-trips through JSON (keys must be strings; values JSON types).
+    """
+
+    name: str
+
+    @abstractmethod
+    def exists(self) -> bool: ...
+
+    @abstractmethod
+    def create(self, dimension: int) -> None:
+        """Create the companion collection if missing (idempotent)."""
+
+    @abstractmethod
+    def put(self, kind: str, records: Sequence[StateRecord]) -> None:
+        """Insert or replace records by key. Records without a vector store zeros."""
+
+    @abstractmethod
+    def get(self, kind: str, keys: Sequence[str]) -> list[StateRecord]:
+        """Records found among ``keys`` (missing keys are simply absent), any order."""
+
+    @abstractmethod
+    def scan(self, kind: str, batch_size: int = 1000) -> Iterator[list[StateRecord]]:
+        """Every record of ``kind``, each exactly once, in batches."""
+
+    @abstractmethod
+    def delete(self, kind: str, keys: Sequence[str]) -> None:
+        """Delete records by key; unknown keys are ignored."""
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Delete the whole companion collection (no error if missing)."""
+
+
+class VectorStore(ABC):
+    """One collection of one vector database."""
+
+    @abstractmethod
+    def describe(self) -> CollectionInfo:
+        """Dimension, metric, id type, vector field, count, server version.
+
+        Raises CollectionNotFound, UnsupportedCollection (e.g. a Milvus auto-id primary key).
+        """
+
+    @abstractmethod
+    def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:
+        """Every (id, vector) of the collection exactly once, in batches of at most ``batch_size``.
+
+        Memory stays bounded by the batch size whatever the collection size.
+        """
+
+    @abstractmethod
+    def get_vectors(self, ids: Sequence[RecordId]) -> tuple[list[RecordId], np.ndarray, list[RecordId]]:
+        """Fetch vectors by id.
+
+        Returns ``(found_ids, vectors, missing_ids)``: ``found_ids`` keeps the request order
+        (duplicates collapsed), ``vectors[i]`` belongs to ``found_ids[i]``.
+        """
+
+    @abstractmethod
+    def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray) -> int:
+        """Overwrite the vectors of existing records, nothing else. Returns how many were written.
+
+        Validates first (InvalidVectors for shape/NaN/inf, UnknownIds for absent ids) and writes
+        nothing if anything is wrong. Payloads, metadata, documents, scalar fields and other
+        named vectors are left byte-identical; ids never change.
+        """
+
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int, exclude: Iterable[RecordId] = ()) -> SearchResult:
+        """Top-``k`` records per query by the collection's metric, never returning an excluded id."""
+
+    # -- labelled query log (a sibling collection of the same database) -----------------------
+
+    @abstractmethod
+    def log_exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def read_log(self, name: str, batch_size: int = 1000) -> Iterator[LabelledQuery]:
+        """Every entry of the query log collection ``name`` (CollectionNotFound if absent)."""
+
+    @abstractmethod
+    def append_log(self, name: str, queries: Sequence[LabelledQuery]) -> int:
+        """Add entries to the log collection ``name`` (created if missing); same query_id replaces."""
+
+    # -- sync state ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def state(self, name: str) -> StateCollection:
+        """The companion collection ``name`` (it may not exist yet: see ``StateCollection.create``)."""
+
+    def close(self) -> None:
+        """Release client resources. Safe to call twice."""
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- helpers shared by the backends ---------------------------------------------------------------
+
+
+def as_vectors(vectors: Any, dimension: int, *, what: str = "vectors", n: int | None = None) -> np.ndarray:
+    """Validate and convert to a C-contiguous float32 ``(n, dimension)`` array, or raise InvalidVectors.
+
+    Non-finite values are reported with the row index so the caller can name the record.
+    """
+    arr = np.asarray(vectors)
+    if arr.ndim == 1 and n is None and arr.shape[0] == dimension:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise InvalidVectors(f"{what}: expected a 2-D array of shape (n, {dimension}), got shape {arr.shape}")
+    if arr.shape[1] != dimension:
+        raise InvalidVectors(f"{what}: dimension {arr.shape[1]} does not match the collection's dimension {dimension}")
+    if n is not None and arr.shape[0] != n:
+        raise InvalidVectors(f"{what}: {arr.shape[0]} vectors for {n} ids")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise InvalidVectors(f"{what}: dtype {arr.dtype} is not a real number type")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    finite = np.isfinite(out).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InvalidVectors(
+            f"{what}: {bad.size} vector(s) contain NaN or inf (or overflow float32), first at row(s) {bad[:5].tolist()}"
+        )
+    return out
+
+
+def check_ids(ids: Sequence[RecordId], what: str = "ids") -> list[RecordId]:
+    """Reject anything that is not an int or a str (bools and numpy scalars are converted/refused)."""
+    out: list[RecordId] = []
+    for i in ids:
+        if isinstance(i, bool):
+            raise InvalidVectors(f"{what}: {i!r} is a bool, not an id")
+        if isinstance(i, (int, np.integer)):
+            out.append(int(i))
+        elif isinstance(i, str):
+            out.append(i)
+        else:
+            raise InvalidVectors(f"{what}: {i!r} is a {type(i).__name__}; ids are int or str")
+    return out
+
+
+def dedupe(ids: Iterable[RecordId]) -> list[RecordId]:
+    """Ids in first-seen order without repeats."""
+    return list(dict.fromkeys(ids))
+
+
+def pad_results(rows: list[list[tuple[RecordId, float]]], k: int) -> SearchResult:
+    """Build a SearchResult from per-query (id, score) lists: sort by (-score, id), cut to k, pad."""
+    scores = np.full((len(rows), k), -math.inf, dtype=np.float64)
+    ids: list[list[RecordId]] = []
+    for qi, row in enumerate(rows):
+        row = sorted(row, key=lambda p: (-p[1], _id_sort_key(p[0])))[:k]
+        ids.append([p[0] for p in row])
+        if row:
+            scores[qi, : len(row)] = [p[1] for p in row]
+    return SearchResult(ids=ids, scores=scores)
+
+
+def _id_sort_key(i: RecordId) -> tuple[int, Any]:
+    # ints before strs so mixed lists still sort deterministically
+    return (0, i) if isinstance(i, int) else (1, i)

@@ -1,0 +1,73 @@
+"""Errors raised by connectors.
+
+    ConnectorError
+    ├── MissingDependency      the database's client library is not installed
+    ├── InvalidURI             the store URI / config cannot be understood
+    ├── ConnectionFailed       the server cannot be reached (or answered garbage)
+    │   └── AuthenticationFailed   the server refused our credentials
+    ├── CollectionNotFound     the named collection (or log, or state) does not exist
+    ├── UnsupportedCollection  the collection exists but cannot be served safely
+    │                          (auto-id primary key, no dense float vector, unknown metric, ...)
+    ├── InvalidVectors         wrong dimension, NaN/inf values, ids/vectors length mismatch
+    ├── UnknownIds             some requested ids are not in the collection
+    └── WriteFailed            the database rejected a write or a read-back did not match
+
+Every error is raised *before* anything is written when the problem can be detected
+up front (dimension, NaN, unknown ids): a failed call leaves the database unchanged.
+Messages name the collection, field, option or ids that are wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class ConnectorError(Exception):
+    """Base class of every error a connector raises on purpose."""
+
+
+class MissingDependency(ConnectorError, ImportError):
+    """The client library for a backend is not installed."""
+
+
+class InvalidURI(ConnectorError, ValueError):
+    """A store URI or configuration value is malformed."""
+
+
+class ConnectionFailed(ConnectorError):
+    """The database server could not be reached or did not answer."""
+
+
+class AuthenticationFailed(ConnectionFailed):
+    """The database refused the credentials (or their absence)."""
+
+
+class CollectionNotFound(ConnectorError):
+    """A collection that must exist does not."""
+
+
+class UnsupportedCollection(ConnectorError):
+    """The collection exists, but nudge-sync cannot serve it safely."""
+
+
+class InvalidVectors(ConnectorError, ValueError):
+    """Vectors passed to a write have the wrong shape or non-finite values."""
+
+
+class UnknownIds(ConnectorError, KeyError):
+    """Some ids are absent from the collection. ``ids`` lists them (at most all)."""
+
+    def __init__(self, collection: str, ids: Sequence[Any]):
+        self.collection = collection
+        self.ids = list(ids)
+        shown = ", ".join(repr(i) for i in self.ids[:10])
+        more = f" (and {len(self.ids) - 10} more)" if len(self.ids) > 10 else ""
+        super().__init__(f"{len(self.ids)} id(s) not found in collection {collection!r}: {shown}{more}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return str(self.args[0])
+
+
+class WriteFailed(ConnectorError):
+    """The database rejected a write, or reading it back did not match."""

@@ -1,0 +1,216 @@
+"""Store URIs: one string names a backend, where it lives and which collection to use.
+
+Grammar (``<backend>[+<transport>]:<location>?collection=<name>&<option>=<value>...``)::
+
+    qdrant:///abs/dir?collection=docs         Qdrant local mode, on disk
+    qdrant:relative/dir?collection=docs       (relative path)
+    qdrant::memory:?collection=docs           Qdrant local mode, in memory (this process only)
+    qdrant+http://host:6333?collection=docs   Qdrant server (``+https`` for TLS)
+    milvus:///abs/file.db?collection=docs     Milvus Lite, embedded
+    milvus+http://host:19530?collection=docs  Milvus server (``+https`` for TLS)
+    chroma:///abs/dir?collection=docs         Chroma persistent client
+    chroma+http://host:8000?collection=docs   Chroma server (``+https`` for TLS)
+
+Options every backend understands: ``collection`` (required), ``vector`` (Qdrant named vector
+or Milvus vector field; detected when the collection has exactly one), ``timeout`` (seconds).
+Backend options: Chroma ``tenant``, ``database``, ``auth`` (``bearer`` | ``x-chroma-token`` |
+``basic``); Milvus ``db_name``.
+
+Secrets never appear in URIs (they would end up in shell history, logs and reports). They are
+read from an environment variable (default ``QDRANT_API_KEY``, ``MILVUS_TOKEN``,
+``CHROMA_AUTH_TOKEN``; override the name with ``secret_env=NAME``) or from a file
+(``secret_file=/path``; surrounding whitespace is stripped).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ._base import VectorStore
+from ._errors import InvalidURI, MissingDependency
+
+BACKENDS: dict[str, tuple[str, str]] = {
+    # backend -> (module implementing ``open_store(config)``, pip extra)
+    "qdrant": ("connectors.qdrant", "qdrant"),
+    "milvus": ("connectors.milvus", "milvus"),
+    "chroma": ("connectors.chroma", "chroma"),
+}
+
+DEFAULT_SECRET_ENV: dict[str, str] = {
+    "qdrant": "QDRANT_API_KEY",
+    "milvus": "MILVUS_TOKEN",
+    "chroma": "CHROMA_AUTH_TOKEN",
+}
+
+_SECRET_PARAMS = {"api_key", "apikey", "token", "password", "secret", "key"}
+_COMMON_OPTIONS = {"collection", "vector", "timeout", "secret_env", "secret_file"}
+_BACKEND_OPTIONS = {
+    "qdrant": {"prefer_grpc"},
+    "milvus": {"db_name"},
+    "chroma": {"tenant", "database", "auth"},
+}
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """A parsed store address. ``secret`` is excluded from repr and from :meth:`redacted`."""
+
+    backend: str
+    transport: str  #: "local" | "memory" | "http" | "https"
+    location: str  #: absolute path for local, "" for memory, "http(s)://host:port/prefix" for servers
+    collection: str
+    options: Mapping[str, str] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_server(self) -> bool:
+        return self.transport in ("http", "https")
+
+    def redacted(self) -> str:
+        """A URI for logs and reports: everything but the secret."""
+        if self.transport == "memory":
+            where = f"{self.backend}::memory:"
+        elif self.transport == "local":
+            where = f"{self.backend}://{self.location}"
+        else:
+            where = f"{self.backend}+{self.location}"
+        opts = "&".join(f"{k}={v}" for k, v in sorted({"collection": self.collection, **self.options}.items()))
+        return f"{where}?{opts}"
+
+    def with_collection(self, collection: str) -> StoreConfig:
+        return replace(self, collection=collection)
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        return self.options.get(name, default)
+
+    def timeout(self, default: float | None = None) -> float | None:
+        raw = self.options.get("timeout")
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidURI(f"option timeout={raw!r} is not a number of seconds") from None
+        if value <= 0:
+            raise InvalidURI(f"option timeout={raw!r} must be positive")
+        return value
+
+
+def parse_uri(uri: str, *, collection: str | None = None, env: Mapping[str, str] | None = None) -> StoreConfig:
+    """Parse a store URI (see the module docstring). ``collection`` overrides the URI's one."""
+    env = os.environ if env is None else env
+    if not isinstance(uri, str) or not uri.strip():
+        raise InvalidURI("empty store URI; expected e.g. qdrant:///path/to/dir?collection=docs")
+    raw = uri.strip()
+    uri = _hide_password(raw)  # what error messages may show
+    scheme, sep, rest = raw.partition(":")
+    if not sep:
+        raise InvalidURI(f"store URI {uri!r} has no scheme; expected one of {sorted(BACKENDS)} (e.g. qdrant:///data?collection=docs)")
+    backend, _, transport = scheme.lower().partition("+")
+    if backend not in BACKENDS:
+        raise InvalidURI(f"unknown backend {backend!r} in {uri!r}; expected one of {sorted(BACKENDS)}")
+    rest, _, query = rest.partition("?")
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        key = key.lower()
+        if key in _SECRET_PARAMS:
+            raise InvalidURI(
+                f"option {key!r} looks like a secret; secrets are never read from URIs. "
+                f"Set {DEFAULT_SECRET_ENV[backend]} (or secret_env=NAME / secret_file=PATH)"
+            )
+        if key not in _COMMON_OPTIONS | _BACKEND_OPTIONS[backend]:
+            allowed = sorted(_COMMON_OPTIONS | _BACKEND_OPTIONS[backend])
+            raise InvalidURI(f"unknown option {key!r} for {backend}; allowed: {allowed}")
+        if key in params:
+            raise InvalidURI(f"option {key!r} given twice in {uri!r}")
+        params[key] = value
+
+    if transport in ("http", "https"):
+        parts = urlsplit(f"{transport}:{rest}")
+        if not parts.hostname:
+            raise InvalidURI(f"{uri!r}: a server URI needs a host, e.g. {backend}+{transport}://localhost:PORT")
+        if parts.password is not None:
+            raise InvalidURI(f"{uri!r}: passwords are never read from URIs; use {DEFAULT_SECRET_ENV[backend]}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise InvalidURI(f"{uri!r}: the port is not a number") from None
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        location = f"{transport}://{host}" + (f":{port}" if port else "") + parts.path.rstrip("/")
+        if parts.username:
+            params.setdefault("user", parts.username)
+    elif transport == "":
+        if rest == ":memory:":
+            transport, location = "memory", ""
+        else:
+            path = rest[2:] if rest.startswith("//") else rest  # "///abs" -> "/abs"; "rel" -> "rel"
+            if rest.startswith("//") and not path.startswith("/"):
+                raise InvalidURI(f"{uri!r}: use {backend}:///absolute/path or {backend}:relative/path (no host for local stores)")
+            if not path:
+                raise InvalidURI(f"{uri!r}: no path; e.g. {backend}:///var/lib/vectors?collection=docs")
+            transport, location = "local", str(Path(path).expanduser().resolve())
+    else:
+        raise InvalidURI(f"unknown transport {transport!r} in {uri!r}; use {backend}+http or {backend}+https")
+
+    coll = collection or params.pop("collection", None)
+    params.pop("collection", None)
+    if not coll:
+        raise InvalidURI(f"{uri!r}: no collection; add ?collection=NAME")
+    secret = _read_secret(backend, params, env)
+    return StoreConfig(backend, transport, location, coll, params, secret)
+
+
+def _hide_password(uri: str) -> str:
+    """The URI with any ``user:password@`` password replaced, for error messages."""
+    head, sep, tail = uri.partition("://")
+    if not sep:
+        return uri
+    netloc, slash, path = tail.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    return f"{head}{sep}{netloc}{slash}{path}"
+
+
+def _read_secret(backend: str, params: dict[str, str], env: Mapping[str, str]) -> str | None:
+    path = params.pop("secret_file", None)
+    env_name = params.pop("secret_env", None)
+    if path is not None:
+        try:
+            return Path(path).expanduser().read_text().strip() or None
+        except OSError as exc:
+            raise InvalidURI(f"secret_file={path!r} cannot be read: {exc.strerror}") from None
+    if env_name is not None and env_name not in env:
+        raise InvalidURI(f"secret_env={env_name!r} names an environment variable that is not set")
+    value = env.get(env_name or DEFAULT_SECRET_ENV[backend])
+    return value or None
+
+
+def open_store(target: str | StoreConfig, *, collection: str | None = None, **options: Any) -> VectorStore:
+    """Open a :class:`VectorStore` from a URI or a :class:`StoreConfig`.
+
+    Keyword ``options`` are backend options (as in the URI) and win over the URI's.
+    The store is connected lazily or eagerly depending on the backend, but an unreachable
+    server or missing collection is always reported by ``describe()`` at the latest.
+    """
+    config = parse_uri(target, collection=collection) if isinstance(target, str) else target
+    if collection and isinstance(target, StoreConfig):
+        config = config.with_collection(collection)
+    if options:
+        config = replace(config, options={**config.options, **{k: str(v) for k, v in options.items()}})
+    module_name, extra = BACKENDS[config.backend]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(("qdrant_client", "pymilvus", "milvus_lite", "chromadb")):
+            raise MissingDependency(
+                f"the {config.backend} backend needs {exc.name}; install it with: pip install 'nudge-sync[{extra}]'"
+            ) from exc
+        raise
+    return module.open_store(config)

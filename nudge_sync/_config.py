@@ -1,0 +1,80 @@
+"""Configuration files: TOML, one table per command, feeding click's ``default_map``.
+
+    # nudge-sync.toml
+    store = "milvus:///var/lib/milvus/docs.db?collection=docs"   # every command
+    log = "docs_feedback"                                        # every command that takes --log
+
+    [run]
+    objective = "ndcg@10"
+    min_gain = 0.005
+    max_changed_fraction = 0.1
+
+    [eval]
+    split = "test"
+
+Precedence: command-line flag > environment variable (``NUDGE_SYNC_<COMMAND>_<OPTION>``, e.g.
+``NUDGE_SYNC_RUN_MIN_GAIN``; ``NUDGE_SYNC_STORE`` for the store) > config file > built-in default.
+Secrets are never read from config files: API keys and tokens come from the environment or a
+secret file (see ``connectors._uri``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ._errors import RefusedInput
+
+#: Keys allowed at the top level; they apply to every command that has such an option.
+SHARED_KEYS = ("store", "collection", "log", "state")
+_SECRET_WORDS = ("api_key", "apikey", "token", "password", "secret")
+
+
+def load_config(path: str | Path, commands: dict[str, Any]) -> dict[str, Any]:
+    """Read a TOML file into a click ``default_map`` for ``commands`` ({name: click command})."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise RefusedInput(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RefusedInput(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    _refuse_secrets(data, str(path))
+    shared = {k: data.pop(k) for k in SHARED_KEYS if k in data}
+    unknown_tables = sorted(k for k in data if k not in commands)
+    if unknown_tables:
+        raise RefusedInput(f"config file {str(path)!r}: unknown key(s) or table(s) {unknown_tables}; "
+                           f"top-level keys: {list(SHARED_KEYS)}, tables: {sorted(commands)}")
+    return _defaults_for(commands, shared, data, str(path))
+
+
+def _defaults_for(commands: dict[str, Any], shared: dict[str, Any], tables: dict[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, cmd in commands.items():
+        table = tables.get(name, {})
+        if not isinstance(table, dict):
+            raise RefusedInput(f"config file {where!r}: [{name}] must be a table")
+        sub = getattr(cmd, "commands", None)
+        if sub:  # a group such as `feedback`: its tables are nested ([feedback.import])
+            out[name] = _defaults_for(sub, shared, table, where)
+            continue
+        params = {p.name for p in cmd.params}
+        unknown = sorted(k for k in table if k.replace("-", "_") not in params)
+        if unknown:
+            raise RefusedInput(f"config file {where!r}: [{name}] has unknown option(s) {unknown}; "
+                               f"allowed: {sorted(params)}")
+        merged = {k: v for k, v in shared.items() if k in params}
+        merged.update({k.replace("-", "_"): v for k, v in table.items()})
+        if merged:
+            out[name] = merged
+    return out
+
+
+def _refuse_secrets(data: dict[str, Any], where: str, prefix: str = "") -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _refuse_secrets(value, where, f"{prefix}{key}.")
+        elif any(w in key.lower() for w in _SECRET_WORDS):
+            raise RefusedInput(f"config file {where!r}: {prefix}{key} looks like a secret; secrets are read "
+                               "only from environment variables or secret files, never from config files")

@@ -1,0 +1,74 @@
+"""Errors of the sync engine and the exit codes the CLI maps them to.
+
+    NudgeSyncError (exit 1 unless a subclass says otherwise)
+    ├── NothingToDo      exit 3  the log has nothing usable, or a gate kept the run from writing
+    ├── RefusedInput     exit 4  input nudge-sync will not use (dimension, NaN, metric, options)
+    ├── LockHeld         exit 5  another run holds the collection's lock
+    └── DatabaseError    exit 6  the database is unreachable, refused us, lacks the collection,
+                                 or a write could not be verified
+
+Connector errors (``connectors.ConnectorError``) are mapped by :func:`exit_code_for`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import connectors
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL_ERROR = 1
+    USAGE_ERROR = 2  #: bad command line (click's own code)
+    NOTHING_TO_DO = 3  #: nothing usable / gated: the database was not written
+    REFUSED_INPUT = 4
+    LOCK_HELD = 5
+    DATABASE_ERROR = 6
+
+
+class NudgeSyncError(Exception):
+    exit_code: ExitCode = ExitCode.INTERNAL_ERROR
+
+
+class NothingToDo(NudgeSyncError):
+    """Nothing was written because there is nothing to learn from or a gate said no."""
+
+    exit_code = ExitCode.NOTHING_TO_DO
+
+
+class RefusedInput(NudgeSyncError, ValueError):
+    """The collection, log or options are not something NUDGE can serve safely."""
+
+    exit_code = ExitCode.REFUSED_INPUT
+
+
+class LockHeld(NudgeSyncError):
+    exit_code = ExitCode.LOCK_HELD
+
+
+class DatabaseError(NudgeSyncError):
+    exit_code = ExitCode.DATABASE_ERROR
+
+
+_CONNECTOR_CODES: tuple[tuple[type[Exception], ExitCode], ...] = (
+    (connectors.InvalidURI, ExitCode.USAGE_ERROR),
+    (connectors.MissingDependency, ExitCode.USAGE_ERROR),
+    (connectors.InvalidVectors, ExitCode.REFUSED_INPUT),
+    (connectors.UnknownIds, ExitCode.REFUSED_INPUT),
+    (connectors.UnsupportedCollection, ExitCode.REFUSED_INPUT),
+    (connectors.ConnectionFailed, ExitCode.DATABASE_ERROR),
+    (connectors.CollectionNotFound, ExitCode.DATABASE_ERROR),
+    (connectors.WriteFailed, ExitCode.DATABASE_ERROR),
+    (connectors.ConnectorError, ExitCode.DATABASE_ERROR),
+)
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The documented exit code for an exception raised by the library."""
+    if isinstance(exc, NudgeSyncError):
+        return exc.exit_code
+    for cls, code in _CONNECTOR_CODES:
+        if isinstance(exc, cls):
+            return code
+    return ExitCode.INTERNAL_ERROR

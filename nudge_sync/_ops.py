@@ -1,0 +1,212 @@
+"""Operations beside ``sync``: rollback, status, history, eval, and appending feedback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from connectors import LabelledQuery, RecordId, VectorStore
+
+from ._answers import Answers
+from ._engine import VERIFY_TOLERANCE, default_log_name, default_state_name, fetch_vectors, new_run_id
+from ._errors import DatabaseError, NothingToDo, RefusedInput
+from ._feedback import SPLITS, prepare_feedback, validate_entry
+from ._metrics import evaluate as score_rankings
+from ._progress import Progress
+from ._state import Original, SyncState, fingerprint
+from ._views import IdSpace, View, exact_topk, search_topk
+
+EVAL_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@1")
+
+
+def _state(store: VectorStore, collection: str, name: str | None) -> SyncState:
+    return SyncState(store.state(name or default_state_name(collection)))
+
+
+def rollback(
+    store: VectorStore,
+    *,
+    run_id: str | None = None,
+    state_name: str | None = None,
+    dry_run: bool = False,
+    batch_size: int = 1000,
+    lock_ttl: float = 3600.0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write back the original vector of every record nudge-sync changed (or only those whose
+    current vector was written by ``run_id``). Records re-embedded by someone else since our write
+    are left alone (their new vector is theirs). Returns a report dict."""
+    progress = progress or Progress()
+    info = store.describe()
+    state = _state(store, info.collection, state_name)
+    if not state.exists():
+        raise NothingToDo(f"collection {info.collection!r} has no nudge-sync state: nothing to roll back")
+    if run_id is not None and run_id not in {r.get("run_id") for r in state.runs()}:
+        raise RefusedInput(f"run {run_id!r} is not in the history of {info.collection!r} (see `nudge-sync history`)")
+    token = None if dry_run else state.acquire(lock_ttl)
+    try:
+        originals = [o for o in state.originals()
+                     if (o.nudged or o.fp is None) and (run_id is None or o.run == run_id)]
+        current, vanished = fetch_vectors(store, [o.record_id for o in originals], batch_size)
+        todo: list[Original] = []
+        skipped = 0
+        for o in originals:
+            if o.record_id not in current:
+                continue
+            now = current[o.record_id]
+            if o.fp is not None and fingerprint(now) != o.fp:
+                skipped += 1  # re-embedded by someone else since our write: not ours to undo
+            elif now.tobytes() != np.asarray(o.vector, dtype=np.float32).tobytes():
+                todo.append(o)
+        rid = new_run_id()
+        report: dict[str, Any] = {
+            "run_id": rid, "status": "dry-run" if dry_run else "rolled-back", "collection": info.collection,
+            "of_run": run_id, "started": time.time(), "to_restore": len(todo),
+            "skipped_reembedded": skipped, "vanished": len(vanished),
+        }
+        if dry_run or not todo:
+            report.update(restored=0, bit_exact=0, finished=time.time())
+            if not dry_run:
+                report["status"] = "unchanged"
+            return report
+        ids = [o.record_id for o in todo]
+        vectors = np.stack([o.vector for o in todo]).astype(np.float32)
+        with progress.phase("restoring", len(ids)) as p:
+            for start in range(0, len(ids), batch_size):
+                store.update_vectors(ids[start : start + batch_size], vectors[start : start + batch_size])
+                p.advance(min(batch_size, len(ids) - start))
+        back, missing = fetch_vectors(store, ids, batch_size)
+        if missing:
+            raise DatabaseError(f"{len(missing)} records vanished during rollback, e.g. {missing[:5]}")
+        exact = sum(back[i].tobytes() == v.tobytes() for i, v in zip(ids, vectors))
+        worst = max(float(np.max(np.abs(back[i].astype(np.float64) - v))) for i, v in zip(ids, vectors))
+        if worst > VERIFY_TOLERANCE:
+            raise DatabaseError(f"rollback read-back differs from the originals by up to {worst:.3g}")
+        state.put_originals(Original(i, o.vector, fingerprint(back[i]), False, rid) for i, o in zip(ids, todo))
+        # A database that re-normalises what it stores (e.g. Qdrant cosine collections) can move the
+        # last bit of a few components; the report says how many vectors came back bit-for-bit.
+        report.update(restored=len(ids), bit_exact=int(exact), max_abs_diff=worst, finished=time.time())
+        state.put_run(rid, report)
+        return report
+    finally:
+        if token is not None:
+            state.release(token)
+
+
+def status(store: VectorStore, *, state_name: str | None = None, log_name: str | None = None) -> dict[str, Any]:
+    """What is nudged, the last run, the lock and the log watermark."""
+    info = store.describe()
+    state = _state(store, info.collection, state_name)
+    originals = list(state.originals())
+    runs = state.runs()
+    log = log_name or default_log_name(info.collection)
+    last_written = next((r for r in reversed(runs) if r.get("status") in ("written", "unchanged")), None)
+    return {
+        "collection": info.collection,
+        "backend": info.backend,
+        "dimension": info.dimension,
+        "metric": info.metric,
+        "count": info.count,
+        "server_version": info.server_version,
+        "state": state.collection.name,
+        "nudged": sum(o.nudged for o in originals),
+        "pending": sum(o.fp is None for o in originals),
+        "originals_kept": len(originals),
+        "runs": len(runs),
+        "last_run": _run_summary(runs[-1]) if runs else None,
+        "watermark": last_written.get("watermark") if last_written else None,
+        "log": log,
+        "log_exists": store.log_exists(log),
+        "lock": state.lock(),
+    }
+
+
+def history(store: VectorStore, *, state_name: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    info = store.describe()
+    runs = [_run_summary(r) for r in _state(store, info.collection, state_name).runs()]
+    return runs[-limit:] if limit else runs
+
+
+def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    keys = ("run_id", "status", "method", "gamma", "objective", "reason", "watermark", "started", "finished",
+            "validation", "of_run", "restored", "context_mode")
+    out = {k: run[k] for k in keys if k in run}
+    counts = run.get("counts") or {}
+    for k in ("written", "moved", "train_queries", "val_queries", "to_restore"):
+        if k in counts:
+            out[k] = counts[k]
+    return out
+
+
+def evaluate(
+    store: VectorStore,
+    entries: Iterable[LabelledQuery],
+    *,
+    split: str = "test",
+    metrics: Sequence[str] = EVAL_METRICS,
+    mode: str = "exact",
+    state_name: str | None = None,
+    val_fraction: float = 0.2,
+    split_salt: str = "",
+    batch_size: int = 2000,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Retrieval metrics of the collection as it is ("current") and as it was before nudge-sync
+    ("original": nudged records replaced by their originals), on the log's queries of ``split``
+    ("train", "val", "test" or "all"). Splits follow the same rule as ``sync``."""
+    progress = progress or Progress()
+    if split not in (*SPLITS, "all"):
+        raise RefusedInput(f"split {split!r}: expected one of {(*SPLITS, 'all')}")
+    if mode not in ("exact", "search"):
+        raise RefusedInput(f"eval mode {mode!r}: expected exact or search")
+    info = store.describe()
+    feedback = prepare_feedback(entries, info.dimension, val_fraction=val_fraction, salt=split_salt)
+    rows = feedback.rows(SPLITS if split == "all" else split)
+    _, missing = fetch_vectors(store, feedback.referenced_ids(), batch_size)
+    feedback = feedback.drop_ids(missing)
+    rows = feedback.rows(SPLITS if split == "all" else split)
+    if len(rows) == 0:
+        raise NothingToDo(f"the log has no {split!r} queries with known answers to evaluate")
+    ids = IdSpace(feedback.referenced_ids())
+    answers = Answers.from_lists([ids.add(feedback.answers[r]).tolist() for r in rows],
+                                 grades=[feedback.grades[r] for r in rows])
+    queries = feedback.vectors[rows]
+    k = max(int(m.partition("@")[2] or 10) for m in metrics)
+    state = _state(store, info.collection, state_name)
+    changed = [o for o in state.originals() if o.nudged or o.fp is None]
+    as_was = View(exclude={o.record_id for o in changed}, extra_ids=[o.record_id for o in changed],
+                  extra_vectors=np.stack([o.vector for o in changed]) if changed else None)
+    if mode == "exact":
+        with progress.phase("reading vectors", info.count) as p:
+            now, was = exact_topk(store, queries, k, [View(), as_was], ids, info.metric,
+                                  batch_size=batch_size, on_batch=p.advance)
+    else:
+        with progress.phase("searching", 2 * len(queries)) as p:
+            now = search_topk(store, queries, k, View(), ids, info.metric, on_batch=p.advance)
+            was = search_topk(store, queries, k, as_was, ids, info.metric, on_batch=p.advance)
+    current = score_rankings(now.ids, answers, list(metrics))
+    original = score_rankings(was.ids, answers, list(metrics))
+    return {
+        "collection": info.collection, "split": split, "queries": int(len(rows)), "mode": mode,
+        "answers_missing": len(missing), "nudged_records": sum(o.nudged for o in changed),
+        "current": {m: round(float(v), 6) for m, v in current.items()},
+        "original": {m: round(float(v), 6) for m, v in original.items()},
+        "delta": {m: round(float(current[m] - original[m]), 6) for m in current},
+    }
+
+
+def add_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_name: str | None = None,
+                 check_ids: bool = True) -> dict[str, Any]:
+    """Validate entries against the collection and append them to its log collection."""
+    info = store.describe()
+    log = log_name or default_log_name(info.collection)
+    for e in entries:
+        validate_entry(e, info.dimension, source="feedback")
+    unknown: list[RecordId] = []
+    if check_ids:
+        _, unknown = fetch_vectors(store, list(dict.fromkeys(i for e in entries for i in e.relevant_ids)), 1000)
+    written = store.append_log(log, list(entries)) if entries else 0
+    return {"log": log, "appended": written, "unknown_ids": unknown[:20], "unknown_id_count": len(unknown)}

@@ -1,0 +1,1 @@
+"""Harness fixtures for milvus (placeholder: being written)."""

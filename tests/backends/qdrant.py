@@ -1,0 +1,1 @@
+"""Harness fixtures for qdrant (placeholder: being written)."""

@@ -1,0 +1,63 @@
+"""Shared fixtures: the ``harness`` fixture runs a test body against every real backend."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.backends import HARNESS_NAMES
+
+# Backend modules define session fixtures ``harness_<name>`` (servers start on first use).
+from tests.backends.chroma import *  # noqa: F401,F403
+from tests.backends.milvus import *  # noqa: F401,F403
+from tests.backends.qdrant import *  # noqa: F401,F403
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def selected_harnesses() -> list[str]:
+    """All harnesses, or the comma-separated subset in NUDGE_SYNC_BACKENDS (for local iteration)."""
+    raw = os.environ.get("NUDGE_SYNC_BACKENDS", "").strip()
+    if not raw:
+        return list(HARNESS_NAMES)
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(HARNESS_NAMES))
+    if unknown:
+        raise pytest.UsageError(f"NUDGE_SYNC_BACKENDS names unknown harnesses {unknown}; known: {HARNESS_NAMES}")
+    return names
+
+
+def fixture_name(harness_name: str) -> str:
+    return "harness_" + harness_name.replace("-", "_").replace(".", "_")
+
+
+@pytest.fixture(scope="session", params=selected_harnesses())
+def harness(request):
+    """A running backend (embedded or a real server started on a free loopback port)."""
+    return request.getfixturevalue(fixture_name(request.param))
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def collection_name(request) -> str:
+    """A fresh collection name valid on every backend (letters, digits, underscores; 3+ chars)."""
+    base = "".join(ch if ch.isalnum() else "_" for ch in request.node.originalname.lower())[:40]
+    return f"c{next(_names)}_{base}"
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def scifact_path() -> Path:
+    path = SHARED_DATA / "scifact-minilm.npz"
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the scifact tests need ../shared/data beside the repository")
+    return path
