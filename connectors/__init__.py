@@ -30,7 +30,7 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
-from ._uri import StoreConfig, open_store, parse_uri
+from ._uri import StoreConfig, create_collection, open_store, parse_uri
 
 __all__ = [
     "METRICS",
@@ -54,6 +54,7 @@ __all__ = [
     "UnsupportedCollection",
     "VectorStore",
     "WriteFailed",
+    "create_collection",
     "open_store",
     "parse_uri",
 ]

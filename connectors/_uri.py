@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ._base import VectorStore
+from ._base import METRICS, RecordId, VectorStore
 from ._errors import InvalidURI, MissingDependency
 
 BACKENDS: dict[str, tuple[str, str]] = {
@@ -204,13 +204,46 @@ def open_store(target: str | StoreConfig, *, collection: str | None = None, **op
         config = config.with_collection(collection)
     if options:
         config = replace(config, options={**config.options, **{k: str(v) for k, v in options.items()}})
-    module_name, extra = BACKENDS[config.backend]
+    module = _backend_module(config.backend)
+    return module.open_store(config)
+
+
+def _backend_module(backend: str) -> Any:
+    module_name, extra = BACKENDS[backend]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith(("qdrant_client", "pymilvus", "milvus_lite", "chromadb")):
             raise MissingDependency(
-                f"the {config.backend} backend needs {exc.name}; install it with: pip install 'nudge-sync[{extra}]'"
+                f"the {backend} backend needs {exc.name}; install it with: pip install 'nudge-sync[{extra}]'"
             ) from exc
         raise
-    return module.open_store(config)
+
+
+def create_collection(
+    target: str | StoreConfig,
+    ids: Sequence[RecordId],
+    vectors: Any,
+    *,
+    metric: str = "cosine",
+    payloads: Sequence[Mapping[str, Any]] | None = None,
+    documents: Sequence[str] | None = None,
+    collection: str | None = None,
+) -> None:
+    """Create a collection and load records into it (demo, benchmarks, examples).
+
+    nudge-sync itself never creates user collections; this loader exists so the demo and the
+    benchmarks can build a realistic one with each database's recommended schema. ``payloads``
+    are flat dicts of str/int/float/bool stored natively (Qdrant payload, Milvus dynamic fields,
+    Chroma metadata); ``documents`` are stored where the database has a place for text.
+    Refuses to overwrite an existing collection.
+    """
+    config = parse_uri(target, collection=collection) if isinstance(target, str) else target
+    if collection and isinstance(target, StoreConfig):
+        config = config.with_collection(collection)
+    if metric not in METRICS:
+        raise InvalidURI(f"metric {metric!r} is not one of {sorted(METRICS)}")
+    module = _backend_module(config.backend)
+    module.create_collection(config, list(ids), vectors, metric=metric,
+                             payloads=list(payloads) if payloads is not None else None,
+                             documents=list(documents) if documents is not None else None)

@@ -140,11 +140,16 @@ def _run(store, info, opts, state, report, entries, progress, timings, lap) -> S
     log_name = opts.log or default_log_name(info.collection)
     with progress.phase("reading feedback"):
         if entries is None:
+            if not store.log_exists(log_name):
+                raise NothingToDo(f"the log collection {log_name!r} does not exist yet: add labelled queries "
+                                  "with `nudge-sync feedback add|import`, or give --log / --log-file")
             entries = store.read_log(log_name)
         last_watermark = _last_watermark(state)
         feedback = prepare_feedback(
             entries, info.dimension, val_fraction=opts.val_fraction, salt=opts.split_salt,
-            normalize_queries=opts.normalize_queries, source=f"log {log_name!r}", since=last_watermark,
+            # cosine and l2 scores are only on the scale the fit uses for unit queries
+            normalize_queries=opts.normalize_queries or info.metric != "dot",
+            source=f"log {log_name!r}", since=last_watermark,
         )
     report.watermark = feedback.watermark
     if opts.min_new_feedback and feedback.counts.get("new_since_watermark", 0) < opts.min_new_feedback:
@@ -220,6 +225,7 @@ def _run(store, info, opts, state, report, entries, progress, timings, lap) -> S
             base_ids=np.arange(len(moving), dtype=np.int64), val_context=context,
         )
     report.gamma = float(est.gamma_)
+    report.objective = est.objective_  # parity mode optimises the reference's own criterion
     report.curve = {"gamma": [float(g) for g in est.gammas_], "score": [float(s) for s in est.validation_curve_]}
     after = _normalized(base)
     moved_rows = np.asarray(est.moved_ids_, dtype=np.int64)

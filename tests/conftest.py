@@ -46,7 +46,7 @@ _names = itertools.count()
 @pytest.fixture
 def collection_name(request) -> str:
     """A fresh collection name valid on every backend (letters, digits, underscores; 3+ chars)."""
-    base = "".join(ch if ch.isalnum() else "_" for ch in request.node.originalname.lower())[:40]
+    base = "".join(ch if ch.isalnum() else "_" for ch in request.node.originalname.lower())[:40].rstrip("_")
     return f"c{next(_names)}_{base}"
 
 

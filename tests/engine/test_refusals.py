@@ -1,0 +1,120 @@
+"""Bad input on every real backend: a clear error naming the problem, the documented exit code,
+and the user's collection exactly as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import connectors
+import nudge_sync
+from connectors import LabelledQuery
+from nudge_sync import ExitCode, SyncOptions, exit_code_for
+from tests.backends import random_vectors
+
+N, DIM = 400, 16
+
+
+def make_entries(ids, vectors, n_queries=200, seed=3, dim=DIM) -> list[LabelledQuery]:
+    """Queries near their one answer, so NUDGE has something to learn; about 20% validation. The
+    answers come from 60 popular records, so validation queries share answers with training ones."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for q in range(n_queries):
+        row = int(rng.integers(60))
+        vec = vectors[row, :dim] + 0.6 * rng.standard_normal(dim).astype(np.float32)
+        out.append(LabelledQuery(f"q{q}", vec.astype(np.float32), [ids[row]], timestamp=float(q),
+                                 split="val" if q % 5 == 0 else "train"))
+    return out
+
+
+@pytest.fixture
+def small(harness, collection_name):
+    ids = harness.make_ids(N)
+    vectors = random_vectors(N, DIM, seed=5, normalize=True)
+    harness.create(collection_name, ids, vectors, metric="cosine", rich=True)
+    before = (harness.snapshot(collection_name), harness.vectors(collection_name), harness.count(collection_name))
+    yield collection_name, ids, vectors
+    after = (harness.snapshot(collection_name), harness.vectors(collection_name), harness.count(collection_name))
+    assert after[0] == before[0] and after[2] == before[2]
+    assert all(after[1][i].tobytes() == before[1][i].tobytes() for i in before[1]), "the collection was changed"
+    for name in harness.collections():
+        if name.startswith(collection_name):
+            harness.drop(name)
+
+
+def refused(store, expected_code, match, **kwargs):
+    entries = kwargs.pop("entries", None)
+    with pytest.raises((nudge_sync.NudgeSyncError, connectors.ConnectorError), match=match) as err:
+        nudge_sync.sync(store, SyncOptions(**kwargs), entries=entries)
+    assert exit_code_for(err.value) == expected_code
+    return err.value
+
+
+def test_nudge_m_on_a_cosine_collection_is_refused(harness, small):
+    name, ids, vectors = small
+    with connectors.open_store(harness.uri(name)) as store:
+        refused(store, ExitCode.REFUSED_INPUT, "NUDGE-M .* uses cosine", method="nudge-m",
+                entries=make_entries(ids, vectors))
+
+
+def test_log_with_another_dimension_is_refused(harness, small):
+    name, ids, vectors = small
+    wide = make_entries(ids, np.hstack([vectors, vectors]), dim=2 * DIM)
+    with connectors.open_store(harness.uri(name)) as store:
+        refused(store, ExitCode.REFUSED_INPUT, rf"query 'q0' has a vector of shape \({2 * DIM},\).*dimension is {DIM}",
+                entries=wide)
+
+
+def test_nan_query_is_refused(harness, small):
+    name, ids, vectors = small
+    entries = make_entries(ids, vectors)
+    entries[7].vector = entries[7].vector.copy()
+    entries[7].vector[3] = np.nan
+    with connectors.open_store(harness.uri(name)) as store:
+        refused(store, ExitCode.REFUSED_INPUT, "query 'q7' has NaN", entries=entries)
+
+
+def test_empty_log_is_nothing_to_do(harness, small):
+    name, _, _ = small
+    with connectors.open_store(harness.uri(name)) as store:
+        refused(store, ExitCode.NOTHING_TO_DO, "is empty", entries=[])
+        # the log collection itself does not exist yet: also nothing to do, nothing created
+        refused(store, ExitCode.NOTHING_TO_DO, "empty|no log|does not exist")
+
+
+def test_too_few_validation_queries_is_gated(harness, small):
+    name, ids, vectors = small
+    entries = [e for e in make_entries(ids, vectors) if e.split == "train" or e.query_id in ("q0", "q5")]
+    with connectors.open_store(harness.uri(name)) as store:
+        err = refused(store, ExitCode.NOTHING_TO_DO, "only 2 validation queries; need at least 10", entries=entries)
+        assert err.report.status == "gated" and err.report.counts["val_queries"] == 2
+
+
+def test_unknown_answer_ids_are_counted_not_fatal(harness, small):
+    name, ids, vectors = small
+    entries = make_entries(ids, vectors)
+    ghost = harness.make_ids(3, offset=10_000)
+    for e, g in zip(entries[:3], ghost):
+        e.relevant_ids = [g]  # these three queries lose their only answer
+    entries[3].relevant_ids = [entries[3].relevant_ids[0], ghost[0]]
+    with connectors.open_store(harness.uri(name)) as store:
+        report = nudge_sync.sync(store, SyncOptions(dry_run=True), entries=entries)
+    assert report.counts["answers_unknown_ids"] == 4
+    assert report.counts["queries_without_known_answers"] == 3
+    assert report.status == "dry-run" and report.written_ids
+
+
+def test_missing_collection_is_a_database_error(harness, collection_name):
+    with connectors.open_store(harness.uri(collection_name + "_absent")) as store:
+        refused(store, ExitCode.DATABASE_ERROR, collection_name + "_absent", entries=[])
+
+
+def test_auto_id_collection_is_refused(harness, collection_name):
+    if not harness.create_auto_id(collection_name, DIM):
+        pytest.skip(f"{harness.name} has no auto-generated primary keys")
+    try:
+        with connectors.open_store(harness.uri(collection_name)) as store:
+            refused(store, ExitCode.REFUSED_INPUT, "auto", entries=[])
+    finally:
+        harness.drop(collection_name)
