@@ -1,0 +1,199 @@
+"""The ``nudge-sync`` command line on a real embedded database: every command, its JSON report,
+its human summary and its documented exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import connectors
+from nudge_sync import ExitCode
+from nudge_sync._cli import cli
+from nudge_sync._state import SyncState
+from tests.backends import random_vectors
+from tests.engine.test_refusals import make_entries
+
+N, DIM = 400, 16
+EMBEDDED = "chroma_persistent"
+
+
+@pytest.fixture
+def h(request):
+    return request.getfixturevalue(f"harness_{EMBEDDED}")
+
+
+@pytest.fixture
+def coll(h, collection_name, tmp_path):
+    """A collection, its URI, and a JSONL feedback file with train/val queries."""
+    ids = h.make_ids(N)
+    vectors = random_vectors(N, DIM, seed=5, normalize=True)
+    h.create(collection_name, ids, vectors, metric="cosine", rich=True)
+    log_file = tmp_path / "feedback.jsonl"
+    connectors.write_log_file(log_file, make_entries(ids, vectors))
+    yield {"name": collection_name, "uri": h.uri(collection_name), "ids": ids, "log_file": log_file}
+    for name in h.collections():
+        if name.startswith(collection_name):
+            h.drop(name)
+
+
+def invoke(*args, expect=0, env=None):
+    result = CliRunner().invoke(cli, ["-q", *map(str, args)], obj={}, env=env, catch_exceptions=False)
+    assert result.exit_code == expect, (result.output, getattr(result, "stderr", ""))
+    return result
+
+
+def as_json(*args, expect=0, env=None):
+    return json.loads(invoke("--json", *args, expect=expect, env=env).stdout)
+
+
+def test_the_whole_cycle(h, coll):
+    uri = coll["uri"]
+    before = h.vectors(coll["name"])
+    imported = as_json("feedback", "import", "--store", uri, coll["log_file"])
+    assert imported["appended"] == 200 and imported["unknown_id_count"] == 0
+
+    plan = as_json("plan", "--store", uri)
+    assert plan["status"] == "dry-run" and plan["counts"]["to_write"] > 0
+    assert h.vectors(coll["name"]) .keys() == before.keys()
+    assert all(h.vectors(coll["name"])[i].tobytes() == before[i].tobytes() for i in before)
+
+    run = as_json("run", "--store", uri)
+    assert run["status"] == "written" and run["counts"]["written"] == plan["counts"]["to_write"]
+    assert run["validation"]["after"]["ndcg@10"] > run["validation"]["before"]["ndcg@10"]
+
+    human = invoke("run", "--store", uri).stdout
+    assert "unchanged" in human and "gamma" in human and "0 written" in human
+
+    status = as_json("status", "--store", uri)
+    assert status["nudged"] == run["counts"]["written"] and status["lock"] is None
+    assert "nudged" in invoke("status", "--store", uri).stdout
+
+    history = as_json("history", "--store", uri)
+    assert [r["status"] for r in history] == ["written", "unchanged"]
+    assert len(invoke("history", "--store", uri, "--limit", "1").stdout.strip().splitlines()) == 1
+
+    ev = as_json("eval", "--store", uri, "--split", "val")
+    assert ev["current"]["ndcg@10"] > ev["original"]["ndcg@10"]
+    ev_file = as_json("eval", "--store", uri, "--log-file", coll["log_file"], "--split", "val", "--mode", "search")
+    assert ev_file["current"]["ndcg@10"] == pytest.approx(ev["current"]["ndcg@10"], abs=1e-6)
+
+    undone = as_json("rollback", "--store", uri)
+    assert undone["restored"] == run["counts"]["written"]
+    after = h.vectors(coll["name"])
+    assert max(float(np.abs(after[i] - before[i]).max()) for i in before) <= 2.0**-23
+    assert as_json("status", "--store", uri)["nudged"] == 0
+
+
+def test_run_from_a_log_file_and_dry_run_flag(h, coll):
+    out = as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"], "--dry-run")
+    assert out["status"] == "dry-run"
+    assert coll["name"] + "_nudge_state" not in h.collections()
+
+
+def test_feedback_add_from_arguments(h, coll):
+    vec = ",".join(["0.25"] * DIM)
+    rid = coll["ids"][3]
+    out = as_json("feedback", "add", "--store", coll["uri"], "--query-id", "q-cli", "--vector", vec,
+                  "--relevant", rid, "--relevant", coll["ids"][4], "--grade", "2", "--grade", "1", "--split", "val")
+    assert out["appended"] == 1 and out["unknown_id_count"] == 0
+    with connectors.open_store(coll["uri"]) as store:
+        (entry,) = [e for e in store.read_log(coll["name"] + "_feedback")]
+    assert entry.query_id == "q-cli" and entry.relevant_ids == [rid, coll["ids"][4]]
+    assert entry.grades == [2.0, 1.0] and entry.split == "val"
+    np.testing.assert_allclose(entry.vector, np.full(DIM, 0.25, np.float32))
+    warned = invoke("feedback", "add", "--store", coll["uri"], "--query-id", "q2", "--vector", vec,
+                    "--relevant", "no-such-record").stdout
+    assert "1 relevant ids are not in the collection" in warned
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--method", "nudge-m"], ExitCode.REFUSED_INPUT, "NUDGE-M"),
+    (["--min-gain", "5"], ExitCode.NOTHING_TO_DO, "not above min_gain"),
+    (["--min-val-queries", "500"], ExitCode.NOTHING_TO_DO, "need at least 500"),
+    (["--max-changed-fraction", "0.001"], ExitCode.NOTHING_TO_DO, "max_changed_fraction"),
+    (["--val-fraction", "2"], ExitCode.REFUSED_INPUT, "val_fraction"),
+])
+def test_run_refusals_have_their_exit_codes(h, coll, args, code, message):
+    before = h.vectors(coll["name"])
+    result = invoke("run", "--store", coll["uri"], "--log-file", coll["log_file"], *args, expect=code)
+    assert message in result.stderr
+    after = h.vectors(coll["name"])
+    assert all(after[i].tobytes() == before[i].tobytes() for i in before)
+
+
+def test_json_error_report(coll):
+    out = as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"], "--min-gain", "5",
+                  expect=ExitCode.NOTHING_TO_DO)
+    assert out["status"] == "gated" and out["exit_code"] == 3 and "min_gain" in out["error"]
+
+
+def test_lock_held_exits_5_and_break_lock_clears_it(coll):
+    with connectors.open_store(coll["uri"]) as store:
+        state = SyncState(store.state(coll["name"] + "_nudge_state"))
+        state.ensure(DIM)
+        state.acquire(ttl=600)
+    result = invoke("run", "--store", coll["uri"], "--log-file", coll["log_file"], expect=ExitCode.LOCK_HELD)
+    assert "locked by" in result.stderr and "--break-lock" in result.stderr
+    assert as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"], "--break-lock")["status"] == "written"
+
+
+def test_database_and_usage_errors(coll, tmp_path):
+    missing = invoke("status", "--store", coll["uri"], "--collection", "no_such_collection",
+                     expect=ExitCode.DATABASE_ERROR)
+    assert "no_such_collection" in missing.stderr
+    bad_uri = invoke("status", "--store", "postgres://x/y", expect=ExitCode.USAGE_ERROR)
+    assert "postgres" in bad_uri.stderr
+    invoke("run", expect=ExitCode.USAGE_ERROR)  # --store is required
+    invoke("run", "--store", coll["uri"], "--context", "psychic", expect=ExitCode.USAGE_ERROR)
+
+
+def test_config_file_and_environment(coll, tmp_path):
+    config = tmp_path / "nudge-sync.toml"
+    config.write_text(f'store = "{coll["uri"]}"\n\n[run]\nmin_gain = 5.0\n')
+    result = invoke("--config", config, "run", "--log-file", coll["log_file"], expect=ExitCode.NOTHING_TO_DO)
+    assert "min_gain=5.0" in result.stderr
+    # a flag beats the config file
+    assert as_json("--config", config, "run", "--log-file", coll["log_file"], "--min-gain", "0")["status"] == "written"
+    # the store from the environment
+    assert as_json("status", env={"NUDGE_SYNC_STORE": coll["uri"]})["nudged"] > 0
+    secret = tmp_path / "secret.toml"
+    secret.write_text('store = "qdrant::memory:"\napi_key = "hunter2"\n')
+    refused = invoke("--config", secret, "status", expect=ExitCode.USAGE_ERROR)
+    assert "api_key" in refused.output and "hunter2" not in refused.output
+
+
+def test_help_lists_every_command_and_exit_codes():
+    out = invoke("--help").stdout
+    for command in ("run", "plan", "rollback", "status", "history", "feedback", "eval", "demo"):
+        assert f"  {command}" in out
+    assert "Exit codes" in out and "lock is held" in out
+
+
+def test_demo(tmp_path):
+    out = as_json("demo", "--dir", tmp_path / "demo", "--records", 3000, "--dim", 32, "--queries", 900)
+    assert out["run"]["status"] == "written"
+    assert out["eval"]["current"]["ndcg@10"] > out["eval"]["original"]["ndcg@10"] + 0.03
+    # a second demo replaces its own directory, but never someone else's
+    invoke("demo", "--dir", tmp_path / "demo", "--records", 500, "--dim", 8, "--queries", 200)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    result = invoke("demo", "--dir", tmp_path / "mine", expect=ExitCode.REFUSED_INPUT)
+    assert "not created by `nudge-sync demo`" in result.stderr
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_console_script_runs_the_demo(tmp_path):
+    """The installed entry point, in a subprocess, exactly as the README's first command runs it."""
+    exe = Path(sys.executable).with_name("nudge-sync")
+    result = subprocess.run([str(exe), "demo", "--dir", str(tmp_path / "d"), "--records", "2000", "--dim", "16",
+                             "--queries", "600"], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr
+    assert "held-out test queries" in result.stdout and "ndcg@10" in result.stdout
