@@ -271,6 +271,12 @@ def _run(store, info, opts, state, report, entries, progress, timings, lap) -> S
         Original(i, o.vector, fingerprint(readback[i]), i in plan.nudged_after, report.run_id)
         for i, o in zip(plan.write_ids, before_write)
     )
+    # a run that died mid-write left originals without fingerprints; those it did write before
+    # dying may need no rewrite now: settle them from what is stored
+    written = set(plan.write_ids)
+    settled = [Original(o.record_id, o.vector, fingerprint(current[o.record_id]), o.record_id in plan.nudged_after,
+                        report.run_id) for o in originals.values() if o.fp is None and o.record_id not in written]
+    state.put_originals(settled)
     if vanished:
         state.collection.delete("original", [Original(i, np.zeros(1), None, False, None).record().key for i in vanished])
     lap("verify")
