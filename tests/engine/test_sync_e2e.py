@@ -115,9 +115,10 @@ def test_sync_improves_the_collection_and_touches_nothing_else(harness, collecti
             harness.drop(name)
 
 
-def test_search_and_exact_context_choose_the_same_gamma(harness, collection_name, scifact_by_id_type):
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_search_and_exact_context_choose_the_same_gamma(harness, collection_name, scifact_by_id_type, metric):
     sf = scifact_by_id_type(harness.id_types[0])
-    load_scifact(harness, collection_name, sf, "cosine")
+    load_scifact(harness, collection_name, sf, metric)
     try:
         with connectors.open_store(harness.uri(collection_name)) as store:
             exact = nudge_sync.sync(store, SyncOptions(context="exact", dry_run=True))
