@@ -30,6 +30,7 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
+from ._filelog import read_log_file, write_log_file
 from ._uri import StoreConfig, create_collection, open_store, parse_uri
 
 __all__ = [
@@ -57,4 +58,6 @@ __all__ = [
     "create_collection",
     "open_store",
     "parse_uri",
+    "read_log_file",
+    "write_log_file",
 ]

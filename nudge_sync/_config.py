@@ -59,13 +59,15 @@ def _defaults_for(commands: dict[str, Any], shared: dict[str, Any], tables: dict
         if sub:  # a group such as `feedback`: its tables are nested ([feedback.import])
             out[name] = _defaults_for(sub, shared, table, where)
             continue
-        params = {p.name for p in cmd.params}
-        unknown = sorted(k for k in table if k.replace("-", "_") not in params)
+        # keys are option names as typed on the command line (min_gain, context, store, log ...)
+        names = {p.name: p.name for p in cmd.params}
+        names.update({o.lstrip("-").replace("-", "_"): p.name for p in cmd.params for o in p.opts if o.startswith("--")})
+        unknown = sorted(k for k in table if k.replace("-", "_") not in names)
         if unknown:
             raise RefusedInput(f"config file {where!r}: [{name}] has unknown option(s) {unknown}; "
-                               f"allowed: {sorted(params)}")
-        merged = {k: v for k, v in shared.items() if k in params}
-        merged.update({k.replace("-", "_"): v for k, v in table.items()})
+                               f"allowed: {sorted(k for k in names if k not in ('help',))}")
+        merged = {names[k]: v for k, v in shared.items() if k in names}
+        merged.update({names[k.replace("-", "_")]: v for k, v in table.items()})
         if merged:
             out[name] = merged
     return out

@@ -111,7 +111,7 @@ class SyncState:
         if not self.collection.exists():
             return []
         runs = [rec.meta for batch in self.collection.scan(RUN) for rec in batch]
-        return sorted(runs, key=lambda r: r.get("run_id", ""))
+        return sorted(runs, key=lambda r: (r.get("started") or 0.0, r.get("run_id", "")))
 
     # -- lock -----------------------------------------------------------------------------------
 
