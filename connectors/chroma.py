@@ -83,7 +83,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -121,6 +120,7 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
+from ._log import check_query_id, entry_fields, entry_from_fields
 from ._uri import StoreConfig
 
 __all__ = ["ChromaStore", "ChromaState", "auth_headers", "create_collection", "open_store"]
@@ -136,7 +136,6 @@ _PAYLOAD_BUDGET = 24 * 1024 * 1024
 #: Result rows (query x n_results) per ``query`` call, to bound memory of a search batch.
 _QUERY_ROWS = 200_000
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
-_SPLITS = ("train", "val", "test")
 _LOG_FIELDS = ("relevant_ids", "relevant_ids_json", "grades", "timestamp", "split")
 
 
@@ -691,7 +690,7 @@ class ChromaStore(VectorStore):
         _check_name(name)
         log = self.conn.get_collection(name) if self.log_exists(name) else None
         dim = self._log_dimension(log, name, queries)
-        ids = [_check_query_id(q.query_id, name) for q in queries]
+        ids = [check_query_id(q.query_id, name) for q in queries]
         rows = [np.asarray(q.vector).ravel() for q in queries]
         for qid, row in zip(ids, rows):
             if row.size != dim:
@@ -741,72 +740,29 @@ class ChromaStore(VectorStore):
 # -- query log records -----------------------------------------------------------------------------
 
 
-def _check_query_id(qid: Any, log: str) -> str:
-    if not isinstance(qid, str) or not qid:
-        raise InvalidVectors(f"query log {log!r}: query_id {qid!r} must be a non-empty str")
-    return qid
-
-
 def _entry_metadata(q: LabelledQuery, log: str) -> dict[str, Any]:
     """Chroma metadata for one entry. Absent fields are None so an upsert deletes stale keys
     (Chroma merges metadata on upsert)."""
-    rel = check_ids(q.relevant_ids, what=f"query log {log!r} entry {q.query_id!r} relevant_ids")
+    fields = entry_fields(q, log)
+    rel = fields["relevant_ids"]
     meta: dict[str, Any] = dict.fromkeys(_LOG_FIELDS)
-    kinds = {type(i) for i in rel}
-    if len(kinds) == 1:
+    if len({type(i) for i in rel}) == 1:
         meta["relevant_ids"] = rel
-    elif len(kinds) > 1:  # Chroma lists hold one type: keep the mixed list as JSON text
+    elif rel:  # Chroma lists hold one type: keep a mixed list as JSON text
         meta["relevant_ids_json"] = json.dumps(rel)
-    if q.grades is not None:
-        grades = [float(g) for g in q.grades]
-        if len(grades) != len(rel) or not all(math.isfinite(g) for g in grades):
-            raise InvalidVectors(
-                f"query log {log!r} entry {q.query_id!r}: grades must be {len(rel)} finite numbers aligned with relevant_ids"
-            )
-        meta["grades"] = grades or None
-    if q.timestamp is not None:
-        ts = float(q.timestamp)
-        if not math.isfinite(ts):
-            raise InvalidVectors(f"query log {log!r} entry {q.query_id!r}: timestamp {q.timestamp!r} is not finite")
-        meta["timestamp"] = ts
-    if q.split is not None:
-        if q.split not in _SPLITS:
-            raise InvalidVectors(f"query log {log!r} entry {q.query_id!r}: split {q.split!r} is not one of {_SPLITS}")
-        meta["split"] = q.split
+    meta.update(grades=fields["grades"] or None, timestamp=fields["timestamp"], split=fields["split"])
     return meta
 
 
 def _entry_from_record(log: str, qid: str, vec: np.ndarray, meta: Mapping[str, Any]) -> LabelledQuery:
-    def bad(field: str, why: str) -> UnsupportedCollection:
-        return UnsupportedCollection(f"query log {log!r}, entry {qid!r}: field {field!r} {why}")
-
-    raw: Any = meta.get("relevant_ids")
-    if meta.get("relevant_ids_json") is not None:
+    fields = dict(meta)
+    if meta.get("relevant_ids_json") is not None:  # a mixed int/str list, kept as JSON text
         try:
-            raw = json.loads(meta["relevant_ids_json"])
+            fields["relevant_ids"] = json.loads(meta["relevant_ids_json"])
         except (TypeError, ValueError):
-            raise bad("relevant_ids_json", "is not JSON text") from None
-    if raw is None:
-        raw = []
-    elif isinstance(raw, (str, int)) and not isinstance(raw, bool):
-        raw = [raw]
-    if not isinstance(raw, list) or any(isinstance(i, bool) or not isinstance(i, (str, int)) for i in raw):
-        raise bad("relevant_ids", f"must be a list of str or int ids, got {raw!r}")
-    grades = meta.get("grades")
-    if grades is not None:
-        if isinstance(grades, (int, float)) and not isinstance(grades, bool):
-            grades = [grades]
-        if not isinstance(grades, list) or len(grades) != len(raw):
-            raise bad("grades", f"must be a list of {len(raw)} numbers aligned with relevant_ids, got {grades!r}")
-        grades = [float(g) for g in grades]
-    ts = meta.get("timestamp")
-    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
-        raise bad("timestamp", f"must be unix seconds (a number), got {ts!r}")
-    split = meta.get("split")
-    if split is not None and split not in _SPLITS:
-        raise bad("split", f"must be one of {_SPLITS}, got {split!r}")
-    return LabelledQuery(query_id=qid, vector=vec, relevant_ids=list(raw), grades=grades,
-                         timestamp=None if ts is None else float(ts), split=split)
+            raise UnsupportedCollection(f"query log {log!r}, entry {qid!r}: field 'relevant_ids_json' is not "
+                                        "JSON text") from None
+    return entry_from_fields(log, qid, vec, fields)
 
 
 # -- state collection ------------------------------------------------------------------------------

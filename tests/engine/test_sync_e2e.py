@@ -8,7 +8,7 @@ import pytest
 
 import connectors
 import nudge_sync
-from nudge_sync import NothingToDo, NudgeN, RefusedInput, SyncOptions, ValidationContext, evaluate, search_exact
+from nudge_sync import NudgeN, SyncOptions, ValidationContext, evaluate, search_exact
 from nudge_sync._engine import default_log_name
 from tests.engine._scifact import SciFact, load
 
