@@ -30,7 +30,7 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
-from ._filelog import read_log_file, write_log_file
+from ._filelog import LogFileError, read_log_file, write_log_file
 from ._uri import StoreConfig, create_collection, open_store, parse_uri
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "InvalidURI",
     "InvalidVectors",
     "LabelledQuery",
+    "LogFileError",
     "Metric",
     "MissingDependency",
     "RecordId",

@@ -9,6 +9,7 @@
     ├── UnsupportedCollection  the collection exists but cannot be served safely
     │                          (auto-id primary key, no dense float vector, unknown metric, ...)
     ├── InvalidVectors         wrong dimension, NaN/inf values, ids/vectors length mismatch
+    │   └── LogFileError       a malformed query log file (names file, line / row, field)
     ├── UnknownIds             some requested ids are not in the collection
     └── WriteFailed            the database rejected a write or a read-back did not match
 

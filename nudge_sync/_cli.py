@@ -491,9 +491,9 @@ def _human_eval(r: dict[str, Any]) -> str:
               help="Embedded database to create (no server needed).")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("nudge-sync-demo"), show_default=True, help="Where the demo database is created.")
-@click.option("--records", type=int, default=20_000, show_default=True)
+@click.option("--records", type=int, default=10_000, show_default=True)
 @click.option("--dim", type=int, default=128, show_default=True)
-@click.option("--queries", type=int, default=3_000, show_default=True, help="Labelled queries in the log.")
+@click.option("--queries", type=int, default=2_000, show_default=True, help="Labelled queries in the log.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 @handle_errors

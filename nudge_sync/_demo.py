@@ -28,6 +28,8 @@ MARKER = ".nudge-sync-demo"
 COLLECTION = "demo"
 #: Embedded database location inside the demo directory, per backend.
 LOCATIONS = {"qdrant": "qdrant", "milvus": "milvus.db", "chroma": "chroma"}
+#: Qdrant ids are ints or UUIDs, Chroma ids strings; Milvus takes either (int64 keys here).
+ID_TYPES = {"qdrant": "int", "milvus": "int", "chroma": "str"}
 
 
 def demo_uri(backend: str, directory: Path) -> str:
@@ -54,9 +56,9 @@ def run_demo(
     *,
     backend: str = "qdrant",
     directory: Path = Path("nudge-sync-demo"),
-    records: int = 20_000,
+    records: int = 10_000,
     dim: int = 128,
-    queries: int = 3_000,
+    queries: int = 2_000,
     seed: int = 0,
     progress: Progress | None = None,
     say: Callable[[str], None] = lambda s: None,
@@ -70,7 +72,7 @@ def run_demo(
     uri = demo_uri(backend, directory)
 
     say(f"generating {records} records x {dim} dims and {queries} labelled queries (seed {seed})")
-    data = make_corpus(n_records=records, dim=dim, n_queries=queries, seed=seed)
+    data = make_corpus(n_records=records, dim=dim, n_queries=queries, seed=seed, id_type=ID_TYPES[backend])
     say(f"creating {uri}")
     started = time.perf_counter()
     connectors.create_collection(uri, data.ids, data.vectors, metric="cosine",

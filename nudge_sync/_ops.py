@@ -20,8 +20,9 @@ from ._state import Original, SyncState, fingerprint
 from ._views import IdSpace, View, exact_topk, search_topk
 
 EVAL_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@1")
-#: Extra write rounds a rollback may spend to land bit-exactly on a re-normalising database.
-COMPENSATION_ROUNDS = 3
+#: Extra write rounds a rollback may spend to land bit-exactly on a re-normalising database:
+#: "shift" corrects by the observed error, a number scales the original by that many 2^-24 steps.
+COMPENSATION: tuple[str | int, ...] = ("shift", "shift", 1, -1, 2, -2)
 
 
 def _state(store: VectorStore, collection: str, name: str | None) -> SyncState:
@@ -96,28 +97,54 @@ def rollback(
             state.release(token)
 
 
-def _compensate(store: VectorStore, ids: list[RecordId], vectors: np.ndarray, batch_size: int,
-                rounds: int = COMPENSATION_ROUNDS) -> dict[RecordId, np.ndarray]:
-    """Read back what was restored; where the database re-normalised a vector on write (Qdrant
-    and Chroma cosine collections do, in float32) and moved the last bit of some component, write
-    ``sent + (original - stored)`` so that its normalisation lands on the original exactly.
-    One round fixes almost all of them; a few have no float32 pre-image and stay 1 ulp away."""
-    sent = {i: v for i, v in zip(ids, vectors)}
-    for attempt in range(rounds + 1):
-        back, missing = fetch_vectors(store, list(sent), batch_size)
-        if missing:
-            raise DatabaseError(f"{len(missing)} records vanished during rollback, e.g. {missing[:5]}")
-        want = dict(zip(ids, vectors))
-        off = [i for i in sent if back[i].tobytes() != want[i].tobytes()]
-        if attempt == rounds or not off:
+def _compensate(store: VectorStore, ids: list[RecordId], vectors: np.ndarray, batch_size: int) -> dict[RecordId, np.ndarray]:
+    """Read back what was restored and, where the database re-normalised a vector on write (Qdrant
+    and Chroma cosine collections do, in float32) and moved the last bit of some component, try
+    other pre-images of the original: ``sent + (original - stored)``, then the original scaled by
+    a few ulps. Each round rewrites only the vectors still off. Some stored vectors have no float32
+    pre-image under the database's normalisation; those end at the closest candidate (1 ulp)."""
+    want = {i: v for i, v in zip(ids, vectors)}
+    sent = dict(want)
+    back = _read_back(store, ids, batch_size)
+    best = {i: (_ulps_off(back[i], want[i]), want[i]) for i in ids}
+    for attempt in COMPENSATION:
+        off = [i for i in ids if best[i][0] > 0]
+        if not off:
             break
-        sent = {i: (sent[i] + (want[i] - back[i])).astype(np.float32) for i in off}
-        batch = list(sent)
-        for start in range(0, len(batch), batch_size):
-            chunk = batch[start : start + batch_size]
-            store.update_vectors(chunk, np.stack([sent[i] for i in chunk]))
-    final, _ = fetch_vectors(store, ids, batch_size) if len(sent) != len(ids) else (back, [])
-    return final
+        if attempt == "shift":
+            sent = {i: (sent[i] + (want[i] - back[i])).astype(np.float32) for i in off}
+        else:
+            sent = {i: (want[i].astype(np.float64) * (1.0 + attempt * 2.0**-24)).astype(np.float32) for i in off}
+        _write(store, sent, batch_size)
+        back.update(_read_back(store, off, batch_size))
+        for i in off:
+            diff = _ulps_off(back[i], want[i])
+            if diff < best[i][0]:
+                best[i] = (diff, sent[i])
+    # leave each vector at the best candidate found (the last one written may be worse)
+    worse = {i: best[i][1] for i in ids if _ulps_off(back[i], want[i]) > best[i][0]}
+    if worse:
+        _write(store, worse, batch_size)
+        back.update(_read_back(store, list(worse), batch_size))
+    return back
+
+
+def _ulps_off(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.max(np.abs(got.astype(np.float64) - want)))
+
+
+def _read_back(store: VectorStore, ids: list[RecordId], batch_size: int) -> dict[RecordId, np.ndarray]:
+    back, missing = fetch_vectors(store, ids, batch_size)
+    if missing:
+        raise DatabaseError(f"{len(missing)} records vanished during rollback, e.g. {missing[:5]}")
+    return back
+
+
+def _write(store: VectorStore, vectors: dict[RecordId, np.ndarray], batch_size: int) -> None:
+    batch = list(vectors)
+    for start in range(0, len(batch), batch_size):
+        chunk = batch[start : start + batch_size]
+        store.update_vectors(chunk, np.stack([vectors[i] for i in chunk]))
 
 
 def status(store: VectorStore, *, state_name: str | None = None, log_name: str | None = None) -> dict[str, Any]:
