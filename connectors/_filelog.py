@@ -35,7 +35,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -210,7 +210,7 @@ def _timestamp(value: Any, bad: Any) -> float | None:
             pass
     if isinstance(value, datetime):
         if value.tzinfo is None:  # no offset: UTC, never the local time zone of the machine reading it
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value.timestamp()
     raise bad(f"timestamp {value!r} is neither unix seconds nor an ISO-8601 string")
 
@@ -437,7 +437,9 @@ def write_log_file(path: str | Path, queries: Iterable[LabelledQuery], *, format
     if fmt == "parquet":
         _pyarrow()
     entries = _validated(queries, path.name)
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent
+    if not parent.is_dir():
+        raise InvalidURI(f"cannot write log file {path}: directory {parent} does not exist")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     tmp = Path(tmp_name)
     try:

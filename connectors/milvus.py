@@ -136,12 +136,11 @@ class _Connection:
         return self._version
 
     def supports_partial_update(self) -> bool:
-        """milvus-lite and servers >= 2.6.2 take ``upsert(partial_update=True)``."""
-        v = self.version()
-        if "lite" in v.lower():
-            return True
-        nums = [int(p) for p in v.lstrip("v").split("-")[0].split(".")[:3] if p.isdigit()]
-        return tuple(nums) >= (2, 6, 2)
+        """Milvus Lite and servers >= 2.6.2 take ``upsert(partial_update=True)``.
+
+        Milvus Lite reports "milvus_lite-<its own version>"; the PyPI Milvus 2.3.5 standalone reports
+        "v2.3.5-lite" although it is a full server, so only the leading number counts there."""
+        return _engine_version(self.version()) >= (2, 6, 2)
 
     def close(self) -> None:
         client, self.client = self.client, None
@@ -150,6 +149,14 @@ class _Connection:
                 client.close()
             except Exception:  # closing must never mask the caller's own error
                 pass
+
+
+def _engine_version(reported: str) -> tuple[int, ...]:
+    """(major, minor, patch) of the Milvus engine; Milvus Lite counts as the newest."""
+    if reported.startswith("milvus_lite"):
+        return (99, 0, 0)
+    head = reported.lstrip("v").split("-")[0]
+    return tuple(int(p) for p in head.split(".")[:3] if p.isdigit())
 
 
 def _translate(exc: MilvusException, what: str, collection: str, where: str, write: bool = False) -> ConnectorError:

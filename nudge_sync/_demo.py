@@ -83,7 +83,8 @@ def run_demo(
         _ops.add_feedback(store, data.log_entries(), check_ids=False)
         say("running sync")
         started = time.perf_counter()
-        report = sync(store, SyncOptions(), progress=progress, store_label=uri)
+        # a toy corpus: its labelled share is large, so the changed-share gate would hold it back
+        report = sync(store, SyncOptions(max_changed_fraction=1.0), progress=progress, store_label=uri)
         run_seconds = time.perf_counter() - started
         evaluation = _ops.evaluate(store, store.read_log(f"{COLLECTION}_feedback"), split="test",
                                    progress=progress)

@@ -26,6 +26,9 @@ from tests.backends import Harness, RecordId
 __all__ = ["harness_milvus_lite", "harness_milvus_lite_server", "harness_milvus_2_3_5", "MilvusHarness"]
 
 METRICS = {"cosine": "COSINE", "dot": "IP", "l2": "L2"}
+SERVER_PORT_FLAGS = ("--etcd-port", "--root-coord-port", "--proxy-internal-port", "--query-coord-port",
+                     "--query-node-port", "--index-coord-port", "--index-node-port", "--data-coord-port",
+                     "--data-node-port")
 
 
 def rich_row(i: int) -> dict[str, Any]:
@@ -48,6 +51,10 @@ class MilvusHarness(Harness):
         self.is_server = is_server
         self.proc = proc
         self.client = MilvusClient(uri=uri, timeout=60)
+        from connectors.milvus import _engine_version
+
+        # Milvus < 2.4 allows one vector field per collection (the second one is skipped there)
+        self.multi_vector = _engine_version(str(self.client.get_server_version())) >= (2, 4)
 
     def close(self) -> None:
         self.client.close()
@@ -75,8 +82,9 @@ class MilvusHarness(Harness):
             schema.add_field("flag", DataType.BOOL)
             schema.add_field("meta", DataType.JSON)
             schema.add_field("document", DataType.VARCHAR, max_length=4096)
-            schema.add_field("aux", DataType.FLOAT_VECTOR, dim=3)
-            index.add_index("aux", index_type="FLAT", metric_type="L2")
+            if self.multi_vector:
+                schema.add_field("aux", DataType.FLOAT_VECTOR, dim=3)
+                index.add_index("aux", index_type="FLAT", metric_type="L2")
         self.client.create_collection(collection, schema=schema, index_params=index, consistency_level="Strong")
         rng = np.random.default_rng(len(ids))
         for s in range(0, len(ids), 5000):
@@ -84,7 +92,9 @@ class MilvusHarness(Harness):
             for j in range(s, min(len(ids), s + 5000)):
                 row: dict[str, Any] = {"pk": ids[j], "vector": vectors[j].tolist()}
                 if rich:
-                    row.update(rich_row(j), aux=rng.standard_normal(3).astype(np.float32).tolist())
+                    row.update(rich_row(j))
+                    if self.multi_vector:
+                        row["aux"] = rng.standard_normal(3).astype(np.float32).tolist()
                 rows.append(row)
             self.client.insert(collection, rows)
         self.client.load_collection(collection)
@@ -186,8 +196,10 @@ def harness_milvus_lite_server(tmp_path_factory, server_logs) -> Iterator[Milvus
 def harness_milvus_2_3_5(tmp_path_factory, server_logs) -> Iterator[MilvusHarness]:
     data = tmp_path_factory.mktemp("milvus-2.3.5")
     port = free_port()
+    # it opens a port per component: give each a free one so parallel runs never collide
+    ports = [arg for flag in SERVER_PORT_FLAGS for arg in (flag, str(free_port()))]
     proc = ServerProcess(f"milvus-server-{port}", [_binary("milvus-server"), "--data", str(data),
-                                                   "--proxy-port", str(port)], server_logs).start()
+                                                   "--proxy-port", str(port), *ports], server_logs).start()
     uri = f"http://127.0.0.1:{port}"
     proc.wait_ready(lambda: _ready(uri), timeout=180)
     h = MilvusHarness("milvus-2.3.5", uri, f"milvus+{uri}", is_server=True, proc=proc)

@@ -24,10 +24,10 @@ from connectors import (
     LabelledQuery,
     LogFileError,
     MissingDependency,
+    _filelog,
     read_log_file,
     write_log_file,
 )
-from connectors import _filelog
 
 NAMES = ["log.jsonl", "log.ndjson", "log.jsonl.gz", "log.parquet", "log.npz"]
 TS = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -103,7 +103,8 @@ def test_empty_log(tmp_path, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_numpy_values_are_written_as_python_values(tmp_path, name):
-    q = LabelledQuery(np.str_("q"), np.arange(4, dtype=np.float64), [np.int64(5), np.uint32(6)],  # type: ignore[arg-type]
+    q = LabelledQuery(np.str_("q"), np.arange(4, dtype=np.float64),
+                      [np.int64(5), np.uint32(6)],  # type: ignore[list-item]
                       [np.float32(2.0), np.int64(3)], np.float32(1.5), np.str_("val"))  # type: ignore[arg-type]
     write_log_file(tmp_path / name, [q])
     (e,) = read_log_file(tmp_path / name)
@@ -186,6 +187,7 @@ def test_gzip_is_detected_by_content_and_written_reproducibly(tmp_path):
     (lambda p: read_log_file(p / "x.jsonl", format="csv"), r"log file format 'csv': expected one of \('jsonl', "),
     (lambda p: read_log_file(p / "absent.jsonl"), r"log file .*absent.jsonl does not exist"),
     (lambda p: read_log_file(p, format="jsonl"), r"log file .* is not a file"),
+    (lambda p: write_log_file(p / "no" / "x.npz", []), r"cannot write log file .*x.npz: directory .*no does not exist"),
 ])
 def test_format_and_path_errors_are_raised_at_once(tmp_path, call, message):
     with pytest.raises(InvalidURI, match=message):
@@ -219,7 +221,8 @@ def test_new_files_get_the_usual_permissions(tmp_path):
     (LabelledQuery("q", np.array(["1", "2"]), [1]), r"entry 0: vector must be a list of numbers, got an array of <U1"),
     (LabelledQuery("q", np.array([1.0, 1e39]), [1]), r"entry 0: query 'q' has NaN or infinite .* beyond float32"),
     (LabelledQuery("q", np.ones(2, np.float32), []), r"entry 0: relevant_ids must be a non-empty list"),
-    (LabelledQuery("q", np.ones(2, np.float32), [1.0]), r"entry 0: relevant_ids .*, got 1.0 \(float\)"),  # type: ignore[list-item]
+    (LabelledQuery("q", np.ones(2, np.float32), [1.0]),  # type: ignore[list-item]
+     r"entry 0: relevant_ids .*, got 1.0 \(float\)"),
     (LabelledQuery("q", np.ones(2, np.float32), [True]), r"entry 0: relevant_ids .*, got True \(bool\)"),
     (LabelledQuery("q", np.ones(2, np.float32), [1], [1, 2]), r"entry 0: grades must be a list of 1 numbers"),
     (LabelledQuery("q", np.ones(2, np.float32), [1], None, float("nan")), r"entry 0: timestamp nan is not a finite"),
@@ -255,7 +258,8 @@ def test_typed_formats_need_one_id_type(tmp_path, name, fmt):
 
 
 def test_npz_refuses_strings_ending_with_nul(tmp_path):
-    for q in (LabelledQuery("a\x00", np.ones(2, np.float32), ["x"]), LabelledQuery("a", np.ones(2, np.float32), ["x\x00"])):
+    one = np.ones(2, np.float32)
+    for q in (LabelledQuery("a\x00", one, ["x"]), LabelledQuery("a", one, ["x\x00"])):
         with pytest.raises(LogFileError, match=r"x.npz entry 0: .* ends with a NUL character, which NPZ cannot store"):
             write_log_file(tmp_path / "x.npz", [q])
     q = LabelledQuery("a\x00", np.ones(2, np.float32), ["x\x00"])  # fine elsewhere
@@ -395,8 +399,8 @@ def big_jsonl(tmp_path_factory):
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((50_000, 8)).astype(np.float32).tolist()
     with open(path, "w") as f:
-        for q, v in enumerate(vectors):
-            f.write(json.dumps({"query_id": f"q{q}", "vector": v, "relevant_ids": [q, q + 1], "timestamp": q}) + "\n")
+        f.writelines(json.dumps({"query_id": f"q{q}", "vector": v, "relevant_ids": [q, q + 1], "timestamp": q}) + "\n"
+                     for q, v in enumerate(vectors))
         f.write("{broken\n")
     return path
 
@@ -420,7 +424,7 @@ def test_jsonl_is_streamed_in_bounded_memory(big_jsonl):
 
 
 def test_jsonl_gz_is_streamed(tmp_path):
-    write_log_file(tmp_path / "s.jsonl.gz", entries(n=20_000, dim=4))
+    write_log_file(tmp_path / "s.jsonl.gz", entries(n=5_000, dim=4))
     with gzip.open(tmp_path / "s.jsonl.gz", "ab") as f:
         f.write(b"{broken\n")
     it = read_log_file(tmp_path / "s.jsonl.gz")
@@ -500,7 +504,8 @@ GOOD = {"query_id": ["a", "b"], "vector": [[1.0, 2.0], [3.0, 4.0]], "relevant_id
     ({"vector": [[1.0, 2.0], [3.0, None]]}, r"row 1: vector must be a list of numbers$"),
     ({"vector": [["1", "2"], ["3", "4"]]}, r"row 0: vector must be a list of numbers$"),
     ({"vector": [1.0, 2.0]}, r"row 0: vector must be a list of numbers, got float"),
-    ({"vector": [[1.0, 2.0], [3.0]]}, r"row 1: query 'b' has a 1-d vector; the first entry \(bad.parquet row 0\) is 2-d"),
+    ({"vector": [[1.0, 2.0], [3.0]]},
+     r"row 1: query 'b' has a 1-d vector; the first entry \(bad.parquet row 0\) is 2-d"),
     ({"vector": [[1.0, 2.0], [3.0, float("nan")]]}, r"row 1: query 'b' has NaN or infinite values in its vector"),
     ({"vector": [[1.0, 2.0], [3.0, 1e300]]}, r"row 1: query 'b' has NaN or infinite .* beyond float32"),
     ({"relevant_ids": [[1], []]}, r"row 1: relevant_ids must be a non-empty list of ints or strings$"),
@@ -561,8 +566,8 @@ def test_npz_from_other_writers(tmp_path):
     ({"relevant_ids": np.array([1.0, 2.0, 3.0])}, r"array 'relevant_ids' .* dtype float64; expected a 1-D array"),
     ({"relevant_indptr": np.array([0, 3])}, r"array 'relevant_indptr' has shape \(2,\) .*; expected \(3,\) integers"),
     ({"relevant_indptr": np.array([0.0, 1.0, 3.0])}, r"array 'relevant_indptr' .* dtype float64; expected \(3,\)"),
-    ({"relevant_indptr": np.array([1, 1, 3])}, r"relevant_indptr must start at 0, never decrease and end at "
-                                                r"len\(relevant_ids\) = 3$"),
+    ({"relevant_indptr": np.array([1, 1, 3])},
+     r"relevant_indptr must start at 0, never decrease and end at len\(relevant_ids\) = 3$"),
     ({"relevant_indptr": np.array([0, 2, 1])}, r"relevant_indptr must start at 0, never decrease"),
     ({"relevant_indptr": np.array([0, 1, 2])}, r"relevant_indptr must start at 0, never decrease and end at"),
     ({"grades": np.ones(2)}, r"array 'grades' has shape \(2,\) .*; expected \(3,\) numbers, aligned with"),
@@ -605,7 +610,7 @@ def test_npz_file_errors(tmp_path):
             list(read_log_file(tmp_path / "junk.npz"))
 
 
-# -- pyarrow is optional ------------------------------------------------------------------------------------------------
+# -- pyarrow is optional -------------------------------------------------------------------------------------------
 
 
 def test_parquet_without_pyarrow_says_how_to_install(tmp_path, monkeypatch):
