@@ -226,7 +226,7 @@ def _run(store, info, opts, state, report, entries, progress, timings, lap) -> S
         )
     report.gamma = float(est.gamma_)
     report.objective = est.objective_  # parity mode optimises the reference's own criterion
-    report.curve = {"gamma": [float(g) for g in est.gammas_], "score": [float(s) for s in est.validation_curve_]}
+    report.curve = _curve(est.gammas_, est.validation_curve_, report.gamma)
     after = _normalized(base)
     moved_rows = np.asarray(est.moved_ids_, dtype=np.int64)
     after[moved_rows] = est.moved_vectors_
@@ -295,6 +295,23 @@ def _run(store, info, opts, state, report, entries, progress, timings, lap) -> S
 def _estimator(opts: SyncOptions) -> NudgeN | NudgeM:
     common = dict(gamma=opts.gamma, gamma_search=opts.gamma_search, objective=opts.objective)
     return NudgeN(**common) if opts.method == "nudge-n" else NudgeM(**common)
+
+
+#: Points of the validation curve kept in a report (the exact sweep can have thousands of pieces;
+#: run records live in the state collection, where a record's size is bounded).
+CURVE_POINTS = 200
+
+
+def _curve(gammas, scores, chosen: float) -> dict[str, list[float]]:
+    g, v = np.asarray(gammas, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    order = np.argsort(g, kind="stable")
+    g, v = g[order], v[order]
+    if len(g) > CURVE_POINTS:
+        keep = set(np.linspace(0, len(g) - 1, CURVE_POINTS).round().astype(int).tolist())
+        keep |= {int(np.argmax(v)), int(np.argmin(np.abs(g - chosen)))}
+        idx = sorted(keep)
+        g, v = g[idx], v[idx]
+    return {"gamma": [round(float(x), 6) for x in g], "score": [round(float(x), 6) for x in v]}
 
 
 def _answers(feedback: Feedback, rows: np.ndarray, ids: IdSpace) -> Answers:
