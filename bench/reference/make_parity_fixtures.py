@@ -3,18 +3,37 @@
 Run once, in its own environment (never part of the test run; torch is not a dependency):
 
     python3 -m venv /work/venv-ref && /work/venv-ref/bin/pip install torch==2.13.0 nudge-ft==0.1.2
-    /work/venv-ref/bin/python bench/reference/make_parity_fixtures.py
+    /work/venv-ref/bin/python bench/reference/make_parity_fixtures.py [--out DIR]
 
-Each case stores its inputs, the reference's output embeddings and the gamma it chose, in
-tests/core/fixtures/parity/<case>.npz, plus manifest.json. nudge-ft does not return gamma: it is
-captured by wrapping the reference's own methods (NUDGE-M: the value returned by
-``_get_point_of_most_intersection``; NUDGE-N: the gamma of the final ``_sol_maxm`` call, which is
-the one whose output is returned).
+Each case is a compressed ``<case>.npz`` in tests/core/fixtures/parity/ (manifest.json lists the
+cases, the versions and the command). Keys:
+
+* inputs: ``X`` (records), ``tq``/``tptr``/``tidx`` (training queries, answers as CSR),
+  ``vq``/``vptr``/``vidx`` (validation), optional ``nontrain``; or ``inputs`` = the name of another
+  case whose inputs it shares (the SciFact slice is run through both NUDGE-N and NUDGE-M);
+* ``method`` ("N" | "M"), ``val_k`` (NUDGE-N), ``gamma`` (what the reference chose);
+* ``out_rows`` / ``out``: rows of the reference's output (float32). Small cases store every row.
+  The SciFact cases store the rows a training query answers (the only rows NUDGE can move); for
+  every other row the script asserts, before saving, that the reference returned normalize(X) to
+  within 1e-6, and the test checks those rows against normalize(X).
+
+The SciFact slice's inputs are stored as float16 to keep the fixtures small; the reference ran on
+their exact float32 up-cast, which is what the tests feed to our implementation too.
+
+Recovering gamma. nudge-ft returns only the embeddings. gamma is captured by wrapping the
+reference's own methods while it runs: NUDGE-N calls ``_sol_maxm(gamma, ...)`` once per grid value
+and then once more with the winner, whose output is what it returns, so gamma = the argument of
+the last call; NUDGE-M: the value ``_get_point_of_most_intersection`` returns (it is applied as
+``embeddings - gamma * gs``). Both are then cross-checked against the returned vectors: NUDGE-M
+moves every trained row by exactly ||x - v|| = gamma; NUDGE-N rows that moved without saturating
+satisfy ||x - v||^2 = gamma, and with gamma = 0 nothing moves. The script aborts if a check fails.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import platform
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -23,14 +42,16 @@ import numpy as np
 import nudge
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # our generator makes the inputs
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # our deterministic generator makes the synthetic inputs
 from nudge_sync.synthetic import make_corpus  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[2] / "tests" / "core" / "fixtures" / "parity"
-SCIFACT = Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact-minilm.npz"
+OUT = ROOT / "tests" / "core" / "fixtures" / "parity"
+SCIFACT = ROOT.parent / "shared" / "data" / "scifact-minilm.npz"
 
 
 def captured_gamma(method: str, run):
+    """Run the reference and return (output, gamma it chose) by wrapping its own methods."""
     box: list[float] = []
     if method == "N":
         real = nudge.NUDGEN._sol_maxm
@@ -56,7 +77,30 @@ def captured_gamma(method: str, run):
             nudge.NUDGEN._sol_maxm = real
         else:
             nudge.NUDGEM._get_point_of_most_intersection = real
-    return out, box[-1]
+    if method == "N":
+        assert len(box) == 26, f"expected 25 grid calls + the final one, got {len(box)}"
+    else:
+        assert len(box) == 1
+    return np.asarray(out), box[-1]
+
+
+def cross_check(method, gamma, X, out, trained):
+    """The captured gamma must be the one that produced ``out`` (see the module docstring)."""
+    v = X / np.linalg.norm(X.astype(np.float64), axis=1, keepdims=True)
+    rest = np.setdiff1d(np.arange(len(X)), trained)
+    assert np.abs(out[rest] - v[rest]).max(initial=0) < 1e-6, "an untrained row moved"
+    step = np.linalg.norm(out[trained] - v[trained], axis=1)
+    if method == "M":
+        np.testing.assert_allclose(step, gamma, rtol=1e-4, atol=1e-6)
+    elif gamma == 0:
+        assert step.max(initial=0) < 1e-6
+    else:
+        moved = step > 1e-4
+        g_dir = None  # saturated rows sit on normalize(G): their step is shorter than sqrt(gamma)
+        free = moved & (np.abs(step**2 - gamma) < 1e-3)
+        assert free.any(), "no row moved by sqrt(gamma)"
+        assert (step[moved] ** 2 <= gamma + 1e-4).all(), "a row moved farther than sqrt(gamma)"
+        del g_dir
 
 
 def problem(seed, n, d, n_queries, max_ans, with_nontrain=False, val_unrelated=False):
@@ -85,30 +129,37 @@ def problem(seed, n, d, n_queries, max_ans, with_nontrain=False, val_unrelated=F
     return X, data.queries[tr], ta, data.queries[va], vans, nt
 
 
-def scifact_slice():
+def scifact_slice(n_docs=1000, n_train=250, n_dev=80):
+    """The first ``n_train`` train and ``n_dev`` dev queries of SciFact with all their answers,
+    plus random other documents up to ``n_docs``; float16-rounded (stored as float16)."""
     d = np.load(SCIFACT)
     ans = {}
     for s in ("train", "dev"):
         ptr, idx = d[f"{s}_ans_ptr"], d[f"{s}_ans_idx"]
         ans[s] = [idx[ptr[i]:ptr[i + 1]].tolist() for i in range(len(ptr) - 1)]
-    tq, vq = d["train_q_emb"][:200], d["dev_q_emb"][:80]
-    ta, va = ans["train"][:200], ans["dev"][:80]
+    tq, vq = d["train_q_emb"][:n_train], d["dev_q_emb"][:n_dev]
+    ta, va = ans["train"][:n_train], ans["dev"][:n_dev]
     keep = sorted({i for a in ta + va for i in a})
     rng = np.random.default_rng(0)
-    others = rng.choice(np.setdiff1d(np.arange(len(d["doc_emb"])), keep), size=150, replace=False)
+    others = rng.choice(np.setdiff1d(np.arange(len(d["doc_emb"])), keep), size=n_docs - len(keep), replace=False)
     rows = np.array(keep + sorted(others.tolist()))
     remap = {int(r): j for j, r in enumerate(rows)}
-    X = d["doc_emb"][rows]
-    return X, tq, [[remap[i] for i in a] for a in ta], vq, [[remap[i] for i in a] for a in va], None
+    f16 = lambda a: a.astype(np.float16).astype(np.float32)  # noqa: E731
+    return (f16(d["doc_emb"][rows]), f16(tq), [[remap[i] for i in a] for a in ta], f16(vq),
+            [[remap[i] for i in a] for a in va], None)
 
 
+# name: (method, inputs, options); inputs = a function or the name of an earlier case to share
 CASES = {
-    "n_single": ("N", lambda: problem(1, 400, 32, 400, 1)),
-    "n_multi_nontrain": ("N", lambda: problem(2, 500, 24, 500, 3, with_nontrain=True)),
-    "n_gamma_zero": ("N", lambda: problem(3, 300, 16, 200, 1, val_unrelated=True)),
-    "m_single": ("M", lambda: problem(4, 400, 32, 400, 1)),
-    "m_multi_nontrain": ("M", lambda: problem(5, 500, 24, 500, 3, with_nontrain=True)),
-    "n_scifact_slice": ("N", scifact_slice),
+    "n_single": ("N", lambda: problem(1, 400, 32, 400, 1), {}),
+    "n_multi_nontrain": ("N", lambda: problem(2, 500, 24, 500, 3, with_nontrain=True), {}),
+    "n_multi_nontrain_valk3": ("N", "n_multi_nontrain", {"val_k": 3}),
+    "n_gamma_zero": ("N", lambda: problem(3, 300, 16, 200, 1, val_unrelated=True), {}),
+    "m_single": ("M", lambda: problem(4, 400, 32, 400, 1), {}),
+    "m_multi_nontrain": ("M", lambda: problem(5, 500, 24, 500, 3, with_nontrain=True), {}),
+    "m_gamma_zero": ("M", lambda: problem(6, 300, 16, 200, 1, val_unrelated=True), {}),
+    "n_scifact_slice": ("N", scifact_slice, {"f16": True, "moved_only": True}),
+    "m_scifact_slice": ("M", "n_scifact_slice", {"moved_only": True}),
 }
 
 
@@ -118,29 +169,63 @@ def ragged(lists):
 
 
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=OUT)
+    out_dir = ap.parse_args().out
+    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    manifest = {"nudge-ft": version("nudge-ft"), "torch": torch.__version__, "numpy": np.__version__,
-                "command": "python bench/reference/make_parity_fixtures.py", "cases": {}}
-    for name, (method, make) in CASES.items():
-        if name.endswith("scifact_slice") and not SCIFACT.exists():
+    manifest = {
+        "nudge-ft": version("nudge-ft"), "torch": torch.__version__, "numpy": np.__version__,
+        "python": platform.python_version(), "torch_threads": torch.get_num_threads(), "device": "cpu",
+        "command": "/work/venv-ref/bin/python bench/reference/make_parity_fixtures.py",
+        "gamma_recovery": "NUDGE-N: argument of the last NUDGEN._sol_maxm call; NUDGE-M: return value of "
+                          "NUDGEM._get_point_of_most_intersection; both cross-checked against the output vectors",
+        "cases": {},
+    }
+    made = {}
+    for name, (method, make, opts) in CASES.items():
+        if "scifact" in name and not SCIFACT.exists():
             print(f"skip {name}: {SCIFACT} absent", file=sys.stderr)
             continue
-        X, tq, ta, vq, va, nt = make()
-        model = nudge.NUDGEN() if method == "N" else nudge.NUDGEM()
-        out, gamma = captured_gamma(method, lambda: model.finetune_embeddings(
-            X, {"q_embs": tq, "q_ans_indx": ta}, {"q_embs": vq, "q_ans_indx": va}, nontrain_embeddings=nt))
-        tp, ti = ragged(ta)
-        vp, vi = ragged(va)
-        arrays = dict(X=X, tq=tq, tptr=tp, tidx=ti, vq=vq, vptr=vp, vidx=vi, out=np.asarray(out, np.float32),
-                      gamma=np.float64(gamma), method=np.str_(method))
-        if nt is not None:
-            arrays["nontrain"] = nt
-        np.savez_compressed(OUT / f"{name}.npz", **arrays)
-        manifest["cases"][name] = {"method": method, "gamma": gamma, "n": int(X.shape[0]), "d": int(X.shape[1]),
-                                   "train": len(ta), "val": len(va), "nontrain": 0 if nt is None else len(nt)}
+        shared = make if isinstance(make, str) else None
+        X, tq, ta, vq, va, nt = made[shared] if shared else make()
+        made[name] = (X, tq, ta, vq, va, nt)
+        val_k = int(opts.get("val_k", 1))
+        tr, vd = {"q_embs": tq, "q_ans_indx": ta}, {"q_embs": vq, "q_ans_indx": va}
+        if method == "N":
+            run = lambda: nudge.NUDGEN(device=torch.device("cpu")).finetune_embeddings(  # noqa: E731
+                X, tr, vd, nontrain_embeddings=nt, val_k=val_k)
+        else:
+            run = lambda: nudge.NUDGEM(device=torch.device("cpu")).finetune_embeddings(  # noqa: E731
+                X, tr, vd, nontrain_embeddings=nt)
+        out, gamma = captured_gamma(method, run)
+        out = out.astype(np.float32)
+        assert np.isfinite(out).all()
+        trained = np.unique(np.concatenate([np.asarray(a, np.int64) for a in ta]))
+        cross_check(method, gamma, X, out, trained)
+        rows = trained if opts.get("moved_only") else np.arange(len(X), dtype=np.int64)
+        arrays = dict(out_rows=rows, out=out[rows], gamma=np.float64(gamma), method=np.str_(method),
+                      val_k=np.int64(val_k))
+        if shared:
+            arrays["inputs"] = np.str_(shared)
+        else:
+            cast = np.float16 if opts.get("f16") else np.float32
+            tp, ti = ragged(ta)
+            vp, vi = ragged(va)
+            arrays.update(X=X.astype(cast), tq=tq.astype(cast), tptr=tp, tidx=ti, vq=vq.astype(cast), vptr=vp, vidx=vi)
+            if nt is not None:
+                arrays["nontrain"] = nt.astype(cast)
+        np.savez_compressed(out_dir / f"{name}.npz", **arrays)
+        manifest["cases"][name] = {
+            "method": method, "gamma": gamma, "val_k": val_k, "n": int(X.shape[0]), "d": int(X.shape[1]),
+            "train": len(ta), "val": len(va), "multi_answer": any(len(a) > 1 for a in ta + va),
+            "nontrain": 0 if nt is None else len(nt), "moved_rows": int(trained.size),
+            "stored_rows": "trained" if opts.get("moved_only") else "all", "inputs": shared or name,
+            "input_dtype": "float16" if (opts.get("f16") or (shared and CASES[shared][2].get("f16"))) else "float32"}
         print(name, method, gamma, file=sys.stderr)
-    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    total = sum(p.stat().st_size for p in out_dir.glob("*.npz"))
+    print(f"total {total / 2**20:.2f} MiB", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,32 +1,68 @@
 """Parity with the REAL reference: fixtures made once by nudge-ft 0.1.2 on torch 2.13 CPU
-(bench/reference/make_parity_fixtures.py; manifest.json records versions and gammas).
+(bench/reference/make_parity_fixtures.py; manifest.json records versions, gammas and the command).
 
-Our parity mode must choose the same gamma and return the same vectors (within 1e-5) through the
-drop-in API (``nudge_sync.compat``) and through the estimators."""
+Our parity mode must choose the same gamma and return the same vectors, through every entry point: ``nudge_sync.compat.finetune_embeddings``,
+the drop-in ``NUDGEN`` / ``NUDGEM`` classes, and the estimators (with the whole corpus as base, and
+the production way: only the trained records as base plus a streamed validation context).
+
+Tolerances. NUDGE-N: gamma is a grid value, equal to abs 1e-9; vectors (unit norm) within 1e-5.
+NUDGE-M: gamma is an interval end point Δs/Δg that the reference computes from float32 score
+differences (torch sgemm), so it carries float32 noise of about 1e-7/|Δg| relative; we compute it
+in float64 from the same float32 inputs. Measured: rel 7.4e-6 (m_multi_nontrain, binding
+Δg = 0.0139, gamma 13.58), 7.3e-7 (m_single), 1.7e-7 (m_scifact_slice); the +1e-8 in the
+reference's division is not the cause (it accounts for 1e-9..7e-7 and points the other way).
+So gamma must agree to rel 1e-5, and the vectors x = v + gamma * Ĝ (norm about max(1, gamma)) to
+1e-5 * max(1, gamma); given the reference's gamma, they agree to 1e-5 absolute
+(``test_nudge_m_update_at_the_reference_gamma``)."""
 
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nudge_sync import NudgeM, NudgeN
-from nudge_sync.compat import NUDGEM, NUDGEN
+from nudge_sync import NudgeM, NudgeN, ValidationContext
+from nudge_sync._metrics import normalize_rows
+from nudge_sync.compat import NUDGEM, NUDGEN, finetune_embeddings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "parity"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 CASES = sorted(MANIFEST["cases"])
+VEC_ATOL = 1e-5
 
 
+@cache
 def load(name):
     f = np.load(FIXTURES / f"{name}.npz", allow_pickle=False)
-    lists = lambda p, i: [f[i][f[p][j]:f[p][j + 1]].tolist() for j in range(len(f[p]) - 1)]  # noqa: E731
-    return {"X": f["X"], "train": {"q_embs": f["tq"], "q_ans_indx": lists("tptr", "tidx")},
-            "val": {"q_embs": f["vq"], "q_ans_indx": lists("vptr", "vidx")},
-            "nontrain": f["nontrain"] if "nontrain" in f.files else None,
-            "out": f["out"], "gamma": float(f["gamma"]), "method": str(f["method"])}
+    src = np.load(FIXTURES / f"{f['inputs']}.npz", allow_pickle=False) if "inputs" in f.files else f
+    lists = lambda p, i: [src[i][src[p][j]:src[p][j + 1]].tolist() for j in range(len(src[p]) - 1)]  # noqa: E731
+    f32 = lambda k: src[k].astype(np.float32)  # noqa: E731  (float16-stored inputs: exact up-cast)
+    return {"X": f32("X"), "train": {"q_embs": f32("tq"), "q_ans_indx": lists("tptr", "tidx")},
+            "val": {"q_embs": f32("vq"), "q_ans_indx": lists("vptr", "vidx")},
+            "nontrain": f32("nontrain") if "nontrain" in src.files else None,
+            "out_rows": f["out_rows"], "out": f["out"], "gamma": float(f["gamma"]), "method": str(f["method"]),
+            "val_k": int(f["val_k"])}
+
+
+def check_gamma(got, case):
+    if case["method"] == "N":  # a grid value
+        assert got == pytest.approx(case["gamma"], abs=1e-9)
+    else:
+        assert got == pytest.approx(case["gamma"], rel=1e-5, abs=1e-9)
+
+
+def check_output(full, case, atol=None):
+    """``full``: our output for every row of X; the fixture stores the reference's rows ``out_rows``,
+    and every other row is normalize(X) (asserted by the generator)."""
+    if atol is None:
+        atol = VEC_ATOL * (max(1.0, case["gamma"]) if case["method"] == "M" else 1.0)
+    assert full.shape == case["X"].shape and np.isfinite(full).all()
+    np.testing.assert_allclose(full[case["out_rows"]], case["out"], atol=atol, rtol=0)
+    rest = np.setdiff1d(np.arange(len(full)), case["out_rows"])
+    np.testing.assert_allclose(full[rest], normalize_rows(case["X"][rest].astype(np.float64)), atol=VEC_ATOL, rtol=0)
 
 
 def test_fixtures_cover_what_the_issue_asks():
@@ -35,38 +71,83 @@ def test_fixtures_cover_what_the_issue_asks():
     for method in "NM":
         mine = [c for c in cases if c["method"] == method]
         assert any(c["nontrain"] for c in mine) and any(not c["nontrain"] for c in mine)
-        assert any(c["gamma"] > 0 for c in mine)
-    assert any(c["gamma"] == 0 for c in cases)
+        assert any(c["multi_answer"] for c in mine) and any(not c["multi_answer"] for c in mine)
+        assert any(c["gamma"] > 0 for c in mine) and any(c["gamma"] == 0 for c in mine)
+        assert any(c["d"] == 384 and c["n"] >= 1000 for c in mine)  # the SciFact slice
+    assert any(c["val_k"] > 1 for c in cases)
+    assert sum((FIXTURES / f"{n}.npz").stat().st_size for n in CASES) < 3 * 2**20
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_drop_in_api_matches_the_reference(name):
+def test_compat_function_matches_the_reference(name):
     case = load(name)
-    model = NUDGEN() if case["method"] == "N" else NUDGEM()
-    out = model.finetune_embeddings(case["X"], case["train"], case["val"], nontrain_embeddings=case["nontrain"])
+    out, est = finetune_embeddings(case["X"], case["train"], case["val"], case["nontrain"], method=case["method"],
+                                   val_k=case["val_k"], return_estimator=True)
+    check_gamma(est.gamma_, case)
     if case["method"] == "N":
-        assert model.gamma_ == pytest.approx(case["gamma"], abs=1e-9)
+        assert est.objective_ == ("hit@1" if case["val_k"] == 1 else f"recall@{case['val_k']}")
     else:
-        assert model.gamma_ == pytest.approx(case["gamma"], rel=1e-5, abs=1e-7)
-    assert out.shape == case["out"].shape
-    np.testing.assert_allclose(out, case["out"], atol=1e-5 * max(1.0, case["gamma"]), rtol=0)
+        assert est.objective_ == "pair_hit@1"  # per (query, answer) pair, as the reference counts
+    check_output(out, case)
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_estimators_in_parity_mode_match_the_reference(name):
+def test_drop_in_classes_match_the_reference(name):
     case = load(name)
-    est = (NudgeN() if case["method"] == "N" else NudgeM()).fit(
-        case["X"], case["train"]["q_embs"], case["train"]["q_ans_indx"], case["val"]["q_embs"],
-        case["val"]["q_ans_indx"],
-        val_context=None if case["nontrain"] is None else _context(case))
-    assert est.gamma_ == pytest.approx(case["gamma"], rel=1e-5, abs=1e-9)
-    moved = est.moved_ids_
-    np.testing.assert_allclose(est.moved_vectors_, case["out"][moved], atol=1e-5 * max(1.0, case["gamma"]), rtol=0)
+    if case["method"] == "N":
+        model = NUDGEN()
+        out = model.finetune_embeddings(case["X"], case["train"], case["val"], nontrain_embeddings=case["nontrain"],
+                                        val_k=case["val_k"])
+    else:
+        model = NUDGEM()
+        out = model.finetune_embeddings(case["X"], case["train"], case["val"], nontrain_embeddings=case["nontrain"])
+    check_gamma(model.gamma_, case)
+    assert out.dtype == np.float32
+    check_output(out, case)
 
 
-def _context(case):
-    from nudge_sync import ValidationContext
+def _estimator(case):
+    return NudgeN(val_k=case["val_k"]) if case["method"] == "N" else NudgeM()
 
+
+def _nontrain_context(case, k):
     n = len(case["X"])
-    return ValidationContext.from_corpus(case["val"]["q_embs"], case["nontrain"], 1,
+    return ValidationContext.from_corpus(case["val"]["q_embs"], case["nontrain"], k,
                                          ids=n + np.arange(len(case["nontrain"]), dtype=np.int64))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_estimator_on_the_whole_corpus_matches_the_reference(name):
+    case = load(name)
+    k = case["val_k"]
+    est = _estimator(case).fit(case["X"], case["train"]["q_embs"], case["train"]["q_ans_indx"],
+                               case["val"]["q_embs"], case["val"]["q_ans_indx"],
+                               val_context=None if case["nontrain"] is None else _nontrain_context(case, k))
+    check_gamma(est.gamma_, case)
+    assert np.isin(est.moved_ids_, case["out_rows"]).all()
+    check_output(est.transform(normalize_rows(case["X"].astype(np.float64)).astype(np.float32)), case)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_estimator_with_trained_base_and_streamed_context_matches_the_reference(name):
+    """Production shape: only records that answer a training query are fitted; every other record
+    (untrained rows of X and the nontrain set) reaches the γ search through a validation context."""
+    case = load(name)
+    X, k = case["X"], case["val_k"]
+    base = np.unique(np.concatenate([np.asarray(a, np.int64) for a in case["train"]["q_ans_indx"]]))
+    ctx = ValidationContext.from_corpus(case["val"]["q_embs"], X, k, exclude=base, block_size=97)
+    if case["nontrain"] is not None:
+        ctx = ctx.merge(_nontrain_context(case, k), k)
+    est = _estimator(case).fit(X[base], case["train"]["q_embs"], case["train"]["q_ans_indx"],
+                               case["val"]["q_embs"], case["val"]["q_ans_indx"], base_ids=base, val_context=ctx)
+    check_gamma(est.gamma_, case)
+    check_output(est.transform(normalize_rows(X.astype(np.float64)).astype(np.float32)), case)
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if MANIFEST["cases"][n]["method"] == "M"])
+def test_nudge_m_update_at_the_reference_gamma(name):
+    """With the reference's own gamma the NUDGE-M vectors agree to 1e-5 absolute, whatever gamma."""
+    case = load(name)
+    out = finetune_embeddings(case["X"], case["train"], case["val"], case["nontrain"], method="M",
+                              gamma=case["gamma"])
+    check_output(out, case, atol=VEC_ATOL)
