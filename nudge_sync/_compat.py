@@ -98,7 +98,10 @@ def finetune_embeddings(
             ctx = ValidationContext.from_corpus(vqc, nt, int(k), ids=n + np.arange(nt.shape[0], dtype=np.int64))
     est.fit(X, tq, ta, vq, va, val_context=ctx)
     dtype = X.dtype if X.dtype.kind == "f" else np.float32
-    out = normalize_rows(X).astype(dtype)
+    # the returned copy is normalised block by block: never a float64 copy of the whole corpus
+    out = np.array(X, dtype=dtype, copy=True)
+    for start in range(0, n, 16_384):
+        out[start : start + 16_384] = normalize_rows(out[start : start + 16_384])
     if est.moved_ids_.size:
         out[est.moved_ids_] = est.moved_vectors_
     return (out, est) if return_estimator else out
