@@ -74,10 +74,6 @@ METRIC_FROM_MILVUS: dict[str, Metric] = {"COSINE": "cosine", "IP": "dot", "L2": 
 METRIC_TO_MILVUS = {v: k for k, v in METRIC_FROM_MILVUS.items()}
 BATCH = 1000
 STRONG = "Strong"
-#: Reads use session consistency: they see every write this client made (read-your-writes, what
-#: verify-after-write needs) without Strong's wait for the next global time tick (~200 ms per call,
-#: which dominated a sync). The count in describe() and the first read of a run stay Strong.
-SESSION = "Session"
 _CLIENT_VERSION = package_version("pymilvus")
 _FLOAT_VECTOR = DataType.FLOAT_VECTOR
 
@@ -274,7 +270,7 @@ class MilvusStore(VectorStore):
         lay = self.layout()
         with self._calls("query_iterator"):
             it = self.conn.client.query_iterator(self.name, batch_size=batch_size, filter="",
-                                                 output_fields=[lay.vector], consistency_level=SESSION)
+                                                 output_fields=[lay.vector], consistency_level=STRONG)
         try:
             while True:
                 with self._calls("query_iterator.next"):
@@ -291,7 +287,7 @@ class MilvusStore(VectorStore):
         for start in range(0, len(ids), BATCH):
             chunk = list(ids[start : start + BATCH])
             with self._calls("get"):
-                rows = self.conn.client.get(self.name, ids=chunk, output_fields=fields, consistency_level=SESSION)
+                rows = self.conn.client.get(self.name, ids=chunk, output_fields=fields, consistency_level=STRONG)
             out.update({r[lay.pk]: r for r in rows})
         return out
 
@@ -356,7 +352,7 @@ class MilvusStore(VectorStore):
             with self._calls("search"):
                 res = self.conn.client.search(self.name, data=qs[start : start + 100].tolist(), limit=limit,
                                               filter=flt, anns_field=lay.vector, output_fields=[lay.pk],
-                                              consistency_level=SESSION)
+                                              consistency_level=STRONG)
             for hits in res:
                 rows.append([(h["id"] if "id" in h else h[lay.pk],
                               -float(h["distance"]) if lay.metric == "L2" else float(h["distance"])) for h in hits])
@@ -373,7 +369,7 @@ class MilvusStore(VectorStore):
         with self.conn.calls("load query log", name):
             self.conn.client.load_collection(name)
             it = self.conn.client.query_iterator(name, batch_size=batch_size, filter="",
-                                                 output_fields=["vector", "fields"], consistency_level=SESSION)
+                                                 output_fields=["vector", "fields"], consistency_level=STRONG)
         try:
             while True:
                 with self.conn.calls("read query log", name):
@@ -507,7 +503,7 @@ class MilvusState(StateCollection):
             ids = [f"{kind}:{k}" for k in keys[start : start + BATCH]]
             with self.conn.calls("get state", self.name):
                 rows = self.conn.client.get(self.name, ids=ids, output_fields=["vector", "meta", "has_vector"],
-                                            consistency_level=SESSION)
+                                            consistency_level=STRONG)
             for row in rows:
                 rec = self._record(row)
                 out[rec.key] = rec
@@ -519,7 +515,7 @@ class MilvusState(StateCollection):
         with self.conn.calls("scan state", self.name):
             it = self.conn.client.query_iterator(self.name, batch_size=batch_size, filter=f'kind == "{kind}"',
                                                  output_fields=["vector", "meta", "has_vector"],
-                                                 consistency_level=SESSION)
+                                                 consistency_level=STRONG)
         try:
             while True:
                 with self.conn.calls("scan state", self.name):
