@@ -122,7 +122,8 @@ def test_jsonl_keeps_mixed_int_and_str_ids(tmp_path):
     assert json.loads((tmp_path / "m.jsonl").read_text())["relevant_ids"] == [1, "1", 2**64 - 1, "x"]
 
 
-_text = st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=6)
+# no lone surrogates (Cs): they are not valid Unicode, and the reader refuses them on purpose
+_text = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1, max_size=6)
 
 
 @st.composite
