@@ -176,7 +176,7 @@ def child(impl: str, dataset: str, trace: bool) -> None:
     res = {"impl": impl, "dataset": dataset, "seconds": seconds, "gamma": gamma, "moved": moved,
            "extra_mb": hwm - base_rss if reset_ok else ru1 - base_rss, "ru_extra_mb": ru1 - max(ru0, base_rss),
            "peak_method": "VmHWM after clear_refs" if reset_ok else "ru_maxrss", "corpus_mb": X.nbytes / 2**20,
-           "base_rss_mb": base_rss, **extra_out}
+           "base_rss_mb": base_rss, "load1": os.getloadavg()[0], **extra_out}
     if trace:
         import tracemalloc
 
@@ -281,6 +281,27 @@ def scaling(sizes: list[int]) -> list[str]:
         lines.append(f"| {n:,} | {ests[0].moved_ids_.size:,} | {t_ctx:.2f} | {times[0]:.2f} | {times[1]:.2f} | "
                      f"{ests[0].gamma_:.2f} / {ests[1].gamma_:.4f} |")
         print("  " + lines[-1], file=sys.stderr, flush=True)
+    if pad.shape[0] < 150_000:
+        pad = make_corpus(n_records=150_000, dim=384, n_queries=1, seed=1).vectors
+    X200 = np.concatenate([labelled.vectors, pad[:150_000]])
+    del pad
+    lines += ["", "The other direction: the 200,000-record corpus, the same 2,000 validation queries, more and "
+              "more training queries (so more moved records); context built outside the timer each time.", "",
+              "| training queries | moved records | fit s, parity (context given) | fit s / 1,000 moved |",
+              "|---|---|---|---|"]
+    for n_tr in (2_500, 5_000, 10_000, 20_000):
+        sub = ta[:n_tr]
+        base = np.unique(np.concatenate([np.asarray(a, np.int64) for a in sub]))
+        ctx = ValidationContext.from_corpus(vq, X200, 1, exclude=base)
+        Xb = np.ascontiguousarray(X200[base])
+        best, est = np.inf, NudgeN()
+        for _ in range(3):
+            t = time.perf_counter()
+            est.fit(Xb, tq[:n_tr], sub, vq, vans, base_ids=base, val_context=ctx)
+            best = min(best, time.perf_counter() - t)
+        m = est.moved_ids_.size
+        lines.append(f"| {n_tr:,} | {m:,} | {best:.3f} | {1000 * best / max(m, 1):.3f} |")
+        print("  " + lines[-1], file=sys.stderr, flush=True)
     return lines
 
 
@@ -313,6 +334,10 @@ def speed(ref_timeout: float, reference_large: bool) -> tuple[list[str], list[st
                 notes.append(f"{label}: the reference did not finish within the {ref_timeout:.0f} s time box.")
             except RuntimeError as exc:
                 notes.append(f"{label}: the reference failed: {str(exc)[-300:]}")
+        loads = [r["load1"] for r in res.values()] + ([ref["load1"]] if ref else [])
+        notes.append(f"{label}: 1-minute load average at the end of the measured runs {min(loads):.1f}..{max(loads):.1f} "
+                     f"on {os.cpu_count()} CPUs (the machine is shared; timings are the best of "
+                     f"{3 if ds == 'scifact' else 1} fresh runs).")
         rows = ([("reference nudge-ft 0.1.2 (torch)", ref)] if ref else []) + [
             ("ours NudgeN parity (context streamed in the fit)", res["ours"]),
             ("ours NudgeN parity (context given)", res["ours-ctx-given"]),
@@ -330,6 +355,29 @@ def speed(ref_timeout: float, reference_large: bool) -> tuple[list[str], list[st
         f.unlink()
     tmp.rmdir()
     return lines, notes
+
+
+MEMORY_NOTE = (
+    "Memory columns. *peak extra MB*: VmHWM after the fit minus VmRSS just before it, the peak mark "
+    "having been reset (/proc/self/clear_refs 5) once the inputs were loaded: what the method adds, "
+    "torch's allocations included (the primary figure; *extra / corpus array* uses it). *ru_maxrss extra "
+    "MB*: getrusage ru_maxrss after the fit minus max(ru_maxrss before, VmRSS before); ru_maxrss cannot be "
+    "reset, so it reads 0 whenever loading the inputs peaked higher than the fit did, which is why it is "
+    "only a cross-check. *tracemalloc peak MB*: numpy's own allocations in a separate run of ours "
+    "(tracemalloc cannot see torch). The drop-in compat.NUDGEN returns a full copy of the corpus, like "
+    "the reference: 1.0x of its figure is that returned array.")
+
+
+def _git_state() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--short", "--", "nudge_sync"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=10).stdout.split("\n")
+        dirty = [ln[3:] for ln in dirty if ln.strip()]
+        return f"commit {head or '?'}" + (f", uncommitted changes in {', '.join(dirty)}" if dirty else ", clean nudge_sync/")
+    except (OSError, subprocess.SubprocessError):
+        return "git state unknown"
 
 
 def main() -> None:
@@ -354,7 +402,8 @@ def main() -> None:
     cmd = "/work/venv-ref/bin/python -m bench.bench_core" + "".join(f" {a}" for a in sys.argv[1:])
     parts = ["# Core benchmark: NUDGE in numpy vs the reference nudge-ft", "",
              f"Command (from the repository root, environment with torch + nudge-ft + nudge-sync): `{cmd}`", "",
-             "Machine: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", {platform.processor() or platform.machine()}.", ""]
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", {platform.processor() or platform.machine()}.", "",
+             f"Code: {_git_state()}.", ""]
     if "quality" not in skip and SCIFACT.exists():
         print("quality", file=sys.stderr)
         parts += ["## 1. Quality on SciFact (train on train, gamma on dev, test split, %)", "", *quality(), ""]
@@ -362,7 +411,7 @@ def main() -> None:
         print("speed", file=sys.stderr)
         lines, notes = speed(args.ref_timeout, not args.no_reference_large)
         parts += ["## 2. Speed and peak memory: NUDGE-N gamma selection + update", "", *lines, "",
-                  *[f"- {n}" for n in notes], ""]
+                  *[f"- {n}" for n in notes], f"- {MEMORY_NOTE}", ""]
     if "scaling" not in skip:
         print("scaling", file=sys.stderr)
         parts += ["## 3. Fit cost with the validation context given: same labels, growing corpus", "",

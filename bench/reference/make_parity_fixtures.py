@@ -95,12 +95,10 @@ def cross_check(method, gamma, X, out, trained):
     elif gamma == 0:
         assert step.max(initial=0) < 1e-6
     else:
+        # rows that saturate jump onto normalize(G), a shorter step; all others move by sqrt(gamma)
         moved = step > 1e-4
-        g_dir = None  # saturated rows sit on normalize(G): their step is shorter than sqrt(gamma)
-        free = moved & (np.abs(step**2 - gamma) < 1e-3)
-        assert free.any(), "no row moved by sqrt(gamma)"
+        assert (np.abs(step[moved] ** 2 - gamma) < 1e-3).any(), "no row moved by sqrt(gamma)"
         assert (step[moved] ** 2 <= gamma + 1e-4).all(), "a row moved farther than sqrt(gamma)"
-        del g_dir
 
 
 def problem(seed, n, d, n_queries, max_ans, with_nontrain=False, val_unrelated=False):

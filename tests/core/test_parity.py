@@ -151,3 +151,20 @@ def test_nudge_m_update_at_the_reference_gamma(name):
     out = finetune_embeddings(case["X"], case["train"], case["val"], case["nontrain"], method="M",
                               gamma=case["gamma"])
     check_output(out, case, atol=VEC_ATOL)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_numpy_mirror_reproduces_the_reference(name):
+    """tests/core/_mirror.py is the dense oracle of the property and estimator tests (random
+    shapes, ties, NaN hazards: what a few fixtures cannot cover). Anchor it to the real reference."""
+    from ._mirror import ref_nudge_m, ref_nudge_n
+
+    case = load(name)
+    args = (case["X"], case["train"]["q_embs"], case["train"]["q_ans_indx"], case["val"]["q_embs"],
+            case["val"]["q_ans_indx"], case["nontrain"])
+    if case["method"] == "N":
+        out, gamma, _ = ref_nudge_n(*args, val_k=case["val_k"])
+    else:
+        out, gamma = ref_nudge_m(*args)  # float32 intervals, Δs / (Δg + 1e-8), like torch
+    check_gamma(gamma, case)
+    check_output(np.asarray(out), case)
