@@ -191,7 +191,8 @@ def stream_topk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` by dot product (cosine if ``normalize``: record rows L2-normalised),
     streaming the corpus in row blocks with a running merge. Memory: the running ``(n_q, k)``
-    lists plus one score block bounded by :data:`BLOCK_BYTES`."""
+    lists, one score block bounded by :data:`BLOCK_BYTES` and its merge temporaries (at most about
+    twice that, while the lists fill), plus a float64 normalised copy of one ``block_size`` block."""
     q = np.asarray(queries)
     if q.ndim != 2:
         raise ValueError(f"queries must be 2-d (n, d), got shape {q.shape}")
@@ -203,8 +204,10 @@ def stream_topk(
     best_ids = np.full((nq, k), -1, dtype=np.int64)
     best_s = np.full((nq, k), -np.inf)
     excl = None if exclude is None else np.unique(np.asarray(list(exclude) if isinstance(exclude, (set, frozenset)) else exclude, dtype=np.int64))
-    # Query chunks and row chunks keep every score block under BLOCK_BYTES.
-    q_chunk = max(1, min(nq, BLOCK_BYTES // (8 * 64))) if nq else 1
+    # Query chunks and row chunks keep every score block under BLOCK_BYTES. At most 4096 queries
+    # a chunk, so a block still spans >= 1024 rows: thin (queries x few rows) products run BLAS at
+    # about half speed, and the matmul is most of the cost.
+    q_chunk = max(1, min(nq, 4096))
     seen = 0
     for bids, vecs in _blocks(corpus, ids, block_size):
         if vecs.shape[1] != d:
@@ -220,20 +223,36 @@ def stream_topk(
         v = vecs.astype(dtype, copy=False)
         if normalize:
             v = normalize_rows(v).astype(dtype, copy=False)
-        rows = max(1, min(int(block_size), BLOCK_BYTES // (8 * max(1, min(nq, q_chunk)) * 3)))
+        rows = max(1, min(int(block_size), BLOCK_BYTES // (np.dtype(dtype).itemsize * q_chunk)))
         qq = q.astype(dtype, copy=False)
         for r0 in range(0, v.shape[0], rows):
             vb = v[r0 : r0 + rows]
             ib = bids[r0 : r0 + rows]
             for q0 in range(0, nq, q_chunk):
                 s = qq[q0 : q0 + q_chunk] @ vb.T
-                # Only scores reaching the running k-th can enter: after the first blocks they
-                # are few, so the merge is sparse (sorting the whole block would dominate).
-                r, c = np.nonzero(s >= best_s[q0 : q0 + q_chunk, k - 1 : k])
-                if r.size:
-                    _merge_sparse(best_ids[q0 : q0 + q_chunk], best_s[q0 : q0 + q_chunk],
-                                  r, ib[c], s[r, c].astype(np.float64))
+                _merge_block(best_ids[q0 : q0 + q_chunk], best_s[q0 : q0 + q_chunk], s, ib)
     return best_ids, best_s
+
+
+def _merge_block(top_ids: np.ndarray, top_s: np.ndarray, s: np.ndarray, ib: np.ndarray) -> None:
+    """In place: merge one score block ``s`` (queries x rows ``ib``) into the running top-k.
+
+    Only scores reaching a query's running k-th can enter. After the first blocks few do, so one
+    pass (the row maxima) finds the queries to update and the merge is sparse. While the lists
+    are still filling (first block: every score qualifies) the block is first cut to its own
+    top-k per query by value, ties at the cut kept, so nothing is sorted at block size."""
+    k = top_ids.shape[1]
+    thr = top_s[:, k - 1]
+    live = np.flatnonzero(s.max(axis=1) >= thr)
+    if live.size == 0:
+        return
+    sl, tl = s[live], thr[live]
+    mask = sl >= tl[:, None]
+    if sl.shape[1] > k and np.count_nonzero(mask) > 4 * k * live.size:
+        kth = np.partition(sl, sl.shape[1] - k, axis=1)[:, sl.shape[1] - k]  # k-th largest per query
+        mask = sl >= np.maximum(tl, kth)[:, None]
+    r, c = np.nonzero(mask)
+    _merge_sparse(top_ids, top_s, live[r], ib[c], sl[r, c].astype(np.float64))
 
 
 def _merge_sparse(top_ids: np.ndarray, top_s: np.ndarray, rows: np.ndarray, ids: np.ndarray, vals: np.ndarray) -> None:

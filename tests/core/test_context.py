@@ -97,3 +97,28 @@ def test_cosine_vs_dot():
     x = np.array([[10.0, 10.0], [0.9, 0.0]])
     assert ValidationContext.from_corpus(q, x, 1).ids.tolist() == [[1]]  # cosine 1.0 beats 0.707
     assert ValidationContext.from_corpus(q, x, 1, normalize=False).ids.tolist() == [[0]]  # dot 10 beats 0.9
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    nq=st.integers(1, 30),
+    n=st.integers(2, 400),
+    k=st.integers(1, 8),
+    block=st.sampled_from([1, 3, 16, 64, 8192]),
+    seed=st.integers(0, 10**6),
+)
+def test_streamed_top_k_keeps_the_id_order_among_many_ties(nq, n, k, block, seed):
+    """Coarse values and duplicate records make ties at the k-th place common; the block cut (a
+    block's own top-k by value before the merge) must keep every tied score, so the smallest ids win
+    as in a full sort by (score desc, id asc)."""
+    from nudge_sync._metrics import rank, stream_topk
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=(n, 3)).astype(np.float64)
+    x[rng.integers(0, n, n // 2)] = x[rng.integers(0, n, n // 2)]
+    q = rng.integers(-2, 3, size=(nq, 3)).astype(np.float64)
+    ids = rng.permutation(3 * n)[:n].astype(np.int64)
+    got_i, got_s = stream_topk(q, x, k, ids=ids, block_size=block)
+    want_i, want_s = rank(q @ x.T, ids, k)
+    assert np.array_equal(got_i, want_i)
+    assert np.array_equal(got_s, want_s)
