@@ -2,8 +2,10 @@
 next to the raw client doing the same in the same run (target: ours / raw <= 1.2).
 
 ``read``: ``iter_vectors`` vs the raw client's paged read (both produce float32 arrays).
-``update``: ``update_vectors`` (existence check, vector-only write, read-back verification) vs the
-raw client's vector-only write of the same number of records (disjoint ids), in ABBA order.
+``update``: ``update_vectors`` (existence check, vector-only write, read-back verification) and
+``update_vectors(verify=False)`` (no read-back: how the sync engine writes, since it reads every
+written vector back itself) vs the raw client's vector-only write of the same number of records
+(disjoint ids), each side half its ids in one order and half in the reverse order.
 Chroma's own, more detailed benchmark (including the HTTP server) is bench/connectors_chroma.py.
 
 Run: ``python -m bench.bench_connectors [n] [dim] [n_update] [backend ...]``
@@ -40,21 +42,26 @@ def measure(backend: str, n: int, dim: int, n_update: int, workdir: Path) -> lis
         assert sum(len(b) for b, _ in store.iter_vectors(batch_size=1000)) == n
         ours = time.perf_counter() - t
         rows.append({"backend": backend, "op": "read all", "n": n, "ours_s": ours, "raw_s": raw})
-        pick = rng.permutation(n)[: 2 * n_update]
-        raw_ids, our_ids = [ids[j] for j in pick[:n_update]], [ids[j] for j in pick[n_update:]]
-        new = rng.standard_normal((2 * n_update, dim)).astype(np.float32)
+        # three disjoint id sets: the raw client, ours with read-back verification (the default),
+        # ours with verify=False (how the sync engine writes: it reads every vector back itself)
+        pick = rng.permutation(n)[: 3 * n_update]
+        sides = {"raw": 0.0, "verified": 0.0, "unverified": 0.0}
+        sets = {side: [ids[j] for j in pick[k * n_update:(k + 1) * n_update]] for k, side in enumerate(sides)}
+        new = rng.standard_normal((n_update, dim)).astype(np.float32)
         half = n_update // 2
-        raw = ours = 0.0
-        for side, part in (("raw", slice(0, half)), ("ours", slice(0, half)), ("ours", slice(half, n_update)),
-                           ("raw", slice(half, n_update))):
+        # each side writes half its ids in one order, then the other half in the reverse order
+        order = [(side, slice(0, half)) for side in sides] + [(side, slice(half, n_update)) for side in reversed(sides)]
+        for side, part in order:
             t = time.perf_counter()
             if side == "raw":
-                raw_write(raw_ids[part], new[:n_update][part])
-                raw += time.perf_counter() - t
+                raw_write(sets[side][part], new[part])
             else:
-                store.update_vectors(our_ids[part], new[n_update:][part])
-                ours += time.perf_counter() - t
-        rows.append({"backend": backend, "op": "update", "n": n_update, "ours_s": ours, "raw_s": raw})
+                store.update_vectors(sets[side][part], new[part], verify=side == "verified")
+            sides[side] += time.perf_counter() - t
+        rows.append({"backend": backend, "op": "update (verified)", "n": n_update, "ours_s": sides["verified"],
+                     "raw_s": sides["raw"]})
+        rows.append({"backend": backend, "op": "update (verify=False)", "n": n_update,
+                     "ours_s": sides["unverified"], "raw_s": sides["raw"]})
     return rows
 
 
@@ -67,7 +74,7 @@ def main(argv: list[str]) -> None:
     for backend in backends:
         with tempfile.TemporaryDirectory(prefix=f"bench-conn-{backend}-") as tmp:
             rows += measure(backend, n, dim, n_update, Path(tmp))
-        print(rows[-2:], flush=True)
+        print(rows[-3:], flush=True)
     lines = ["| backend | operation | records | ours vectors/s | raw client vectors/s | ours / raw time |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['backend']} | {r['op']} | {r['n']:,} | {r['n'] / r['ours_s']:,.0f} | {r['n'] / r['raw_s']:,.0f} | "

@@ -108,6 +108,7 @@ from ._base import (
     check_ids,
     dedupe,
     pad_results,
+    read_page_rows,
 )
 from ._errors import (
     AuthenticationFailed,
@@ -566,8 +567,13 @@ class ChromaStore(VectorStore):
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:
         coll = self._collection()
-        for page in self._scan(coll, self.name, batch_size, ["embeddings"]):
-            yield list(page["ids"]), _as_float32(page["embeddings"], 0)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        rows = min(self.conn.max_batch(), read_page_rows(self._dim_or_none() or 1, batch_size))
+        for page in self._scan(coll, self.name, max(rows, batch_size), ["embeddings"]):
+            ids, vecs = list(page["ids"]), _as_float32(page["embeddings"], 0)
+            for start in range(0, len(ids), batch_size):
+                yield ids[start : start + batch_size], vecs[start : start + batch_size]
 
     def get_vectors(self, ids: Sequence[RecordId]) -> tuple[list[RecordId], np.ndarray, list[RecordId]]:
         coll = self._collection()
@@ -584,7 +590,7 @@ class ChromaStore(VectorStore):
         vectors = np.stack([got[i] for i in found]) if found else np.zeros((0, dim), dtype=np.float32)
         return found, vectors, missing
 
-    def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray) -> int:
+    def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray, *, verify: bool = True) -> int:
         coll = self._collection()
         ids = check_ids(ids)
         seen: set[RecordId] = set()
@@ -609,7 +615,8 @@ class ChromaStore(VectorStore):
             with self._calls("update", write=True):
                 # ids + embeddings ONLY: documents/metadatas would re-embed or overwrite (docstring).
                 coll.update(ids=chunk_ids, embeddings=chunk_vecs)
-            self._verify(coll, chunk_ids, chunk_vecs, dim)
+            if verify:
+                self._verify(coll, chunk_ids, chunk_vecs, dim)
         return len(keys)
 
     def _verify(self, coll: Any, ids: list[str], vecs: np.ndarray, dim: int) -> None:
@@ -814,21 +821,39 @@ class ChromaState(StateCollection):
             )
 
     def put(self, kind: str, records: Sequence[StateRecord]) -> None:
-        self._check_kind(kind)
         records = list(records)
-        if not records:
+        ids, metas = self._prepare(kind, records)
+        if not ids:
             return
         coll = self._coll()
         dim = self._dimension(coll)
+        vecs = np.zeros((len(records), dim), dtype=np.float32)
+        for j, r in enumerate(records):
+            if r.vector is not None:
+                vecs[j] = as_vectors(np.asarray(r.vector).reshape(1, -1), dim, what=f"state {self.name!r} key {r.key!r}")[0]
+        for part in _chunks(len(ids), self.conn.rows_per_write(dim)):
+            with self.conn.calls("upsert state", self.name, write=True):
+                coll.upsert(ids=ids[part], embeddings=vecs[part], metadatas=metas[part])
+
+    def put_meta(self, kind: str, records: Sequence[StateRecord]) -> None:
+        # metadata alone: about 3x cheaper than an upsert that rewrites the HNSW entries as well
+        records = list(records)
+        ids, metas = self._prepare(kind, records)
+        if not ids:
+            return
+        coll = self._coll()
+        for part in _chunks(len(ids), self.conn.rows_per_write(self._dimension(coll))):
+            with self.conn.calls("update state", self.name, write=True):
+                coll.update(ids=ids[part], metadatas=metas[part])
+
+    def _prepare(self, kind: str, records: list[StateRecord]) -> tuple[list[str], list[dict[str, Any]]]:
+        """Validated Chroma ids and metadata rows for ``records``."""
+        self._check_kind(kind)
         keys = [r.key for r in records]
         if any(not isinstance(k, str) for k in keys):
             raise InvalidVectors(f"state {self.name!r}: keys must be str")
         if len(set(keys)) != len(keys):
             raise InvalidVectors(f"state {self.name!r}: duplicate key(s) in one put")
-        vecs = np.zeros((len(records), dim), dtype=np.float32)
-        for j, r in enumerate(records):
-            if r.vector is not None:
-                vecs[j] = as_vectors(np.asarray(r.vector).reshape(1, -1), dim, what=f"state {self.name!r} key {r.key!r}")[0]
         metas = []
         for r in records:
             try:
@@ -836,10 +861,7 @@ class ChromaState(StateCollection):
             except (TypeError, ValueError) as exc:
                 raise InvalidVectors(f"state {self.name!r} key {r.key!r}: meta is not JSON-serialisable: {exc}") from None
             metas.append({"kind": kind, "key": r.key, "meta": text, "has_vector": r.vector is not None})
-        ids = [self._id(kind, k) for k in keys]
-        for part in _chunks(len(ids), self.conn.rows_per_write(dim)):
-            with self.conn.calls("upsert state", self.name, write=True):
-                coll.upsert(ids=ids[part], embeddings=vecs[part], metadatas=metas[part])
+        return [self._id(kind, k) for k in keys], metas
 
     def _records(self, page: Mapping[str, Any]) -> list[StateRecord]:
         vecs = _as_float32(page["embeddings"], 0)

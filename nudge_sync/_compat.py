@@ -28,6 +28,9 @@ from ._nudge import NudgeM, NudgeN, _scalar
 
 __all__ = ["NUDGEN", "NUDGEM", "QueriesAnswersDict", "finetune_embeddings"]
 
+#: Rows per block when normalising the returned corpus copy.
+NORMALIZE_BLOCK = 2_048
+
 
 class QueriesAnswersDict(TypedDict):
     q_embs: np.ndarray
@@ -98,10 +101,11 @@ def finetune_embeddings(
             ctx = ValidationContext.from_corpus(vqc, nt, int(k), ids=n + np.arange(nt.shape[0], dtype=np.int64))
     est.fit(X, tq, ta, vq, va, val_context=ctx)
     dtype = X.dtype if X.dtype.kind == "f" else np.float32
-    # the returned copy is normalised block by block: never a float64 copy of the whole corpus
+    # the returned copy is normalised block by block: never a float64 copy of the whole corpus, and
+    # blocks small enough (2,048 rows) that their float64 temporaries stay a few MB
     out = np.array(X, dtype=dtype, copy=True)
-    for start in range(0, n, 16_384):
-        out[start : start + 16_384] = normalize_rows(out[start : start + 16_384])
+    for start in range(0, n, NORMALIZE_BLOCK):
+        out[start : start + NORMALIZE_BLOCK] = normalize_rows(out[start : start + NORMALIZE_BLOCK])
     if est.moved_ids_.size:
         out[est.moved_ids_] = est.moved_vectors_
     return (out, est) if return_estimator else out

@@ -263,20 +263,23 @@ def _run(store, info, opts, state, report, entries, progress, timings, lap) -> S
     with progress.phase("writing", len(plan.write_ids)) as p:
         for start in range(0, len(plan.write_ids), opts.batch_size):
             chunk = plan.write_ids[start : start + opts.batch_size]
-            store.update_vectors(chunk, plan.write_vectors[start : start + len(chunk)])
+            # verify=False: _verify below reads every written vector back (it needs them for the
+            # fingerprints), so the connector's own read-back would be a second, identical read
+            store.update_vectors(chunk, plan.write_vectors[start : start + len(chunk)], verify=False)
             p.advance(len(chunk))
     lap("write")
     readback = _verify(store, plan, opts.batch_size)
     state.put_originals(
-        Original(i, o.vector, fingerprint(readback[i]), i in plan.nudged_after, report.run_id)
-        for i, o in zip(plan.write_ids, before_write)
+        (Original(i, o.vector, fingerprint(readback[i]), i in plan.nudged_after, report.run_id)
+         for i, o in zip(plan.write_ids, before_write)),
+        vectors_stored=True,  # saved just above with these vectors; only the fingerprints are new
     )
     # a run that died mid-write left originals without fingerprints; those it did write before
     # dying may need no rewrite now: settle them from what is stored
     written = set(plan.write_ids)
     settled = [Original(o.record_id, o.vector, fingerprint(current[o.record_id]), o.record_id in plan.nudged_after,
                         report.run_id) for o in originals.values() if o.fp is None and o.record_id not in written]
-    state.put_originals(settled)
+    state.put_originals(settled, vectors_stored=True)
     if vanished:
         state.collection.delete("original", [Original(i, np.zeros(1), None, False, None).record().key for i in vanished])
     lap("verify")

@@ -79,14 +79,16 @@ def rollback(
         vectors = np.stack([o.vector for o in todo]).astype(np.float32)
         with progress.phase("restoring", len(ids)) as p:
             for start in range(0, len(ids), batch_size):
-                store.update_vectors(ids[start : start + batch_size], vectors[start : start + batch_size])
+                # _compensate reads everything back, so the connector need not
+                store.update_vectors(ids[start : start + batch_size], vectors[start : start + batch_size], verify=False)
                 p.advance(min(batch_size, len(ids) - start))
         back = _compensate(store, ids, vectors, batch_size)
         exact = sum(back[i].tobytes() == v.tobytes() for i, v in zip(ids, vectors))
         worst = max(float(np.max(np.abs(back[i].astype(np.float64) - v))) for i, v in zip(ids, vectors))
         if worst > VERIFY_TOLERANCE:
             raise DatabaseError(f"rollback read-back differs from the originals by up to {worst:.3g}")
-        state.put_originals(Original(i, o.vector, fingerprint(back[i]), False, rid) for i, o in zip(ids, todo))
+        state.put_originals((Original(i, o.vector, fingerprint(back[i]), False, rid) for i, o in zip(ids, todo)),
+                            vectors_stored=True)
         # A database that re-normalises what it stores (e.g. Qdrant cosine collections) can move the
         # last bit of a few components; the report says how many vectors came back bit-for-bit.
         report.update(restored=len(ids), bit_exact=int(exact), max_abs_diff=worst, finished=time.time())
@@ -144,7 +146,7 @@ def _write(store: VectorStore, vectors: dict[RecordId, np.ndarray], batch_size: 
     batch = list(vectors)
     for start in range(0, len(batch), batch_size):
         chunk = batch[start : start + batch_size]
-        store.update_vectors(chunk, np.stack([vectors[i] for i in chunk]))
+        store.update_vectors(chunk, np.stack([vectors[i] for i in chunk]), verify=False)  # read back by the caller
 
 
 def status(store: VectorStore, *, state_name: str | None = None, log_name: str | None = None) -> dict[str, Any]:

@@ -96,10 +96,13 @@ class SyncState:
     def all_originals(self) -> dict[RecordId, Original]:
         return {o.record_id: o for o in self.originals()}
 
-    def put_originals(self, originals: Iterable[Original], batch_size: int = 1000) -> None:
+    def put_originals(self, originals: Iterable[Original], batch_size: int = 1000, *, vectors_stored: bool = False) -> None:
+        """Save originals. ``vectors_stored``: each was saved before with this very vector and only
+        its fingerprint / flags change, so backends that can write metadata alone need not resend it."""
         recs = [o.record() for o in originals]
+        put = self.collection.put_meta if vectors_stored else self.collection.put
         for start in range(0, len(recs), batch_size):
-            self.collection.put(ORIGINAL, recs[start : start + batch_size])
+            put(ORIGINAL, recs[start : start + batch_size])
 
     # -- runs -----------------------------------------------------------------------------------
 

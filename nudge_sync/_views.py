@@ -17,8 +17,11 @@ Record ids are mapped to the int64 ids the core works with by an :class:`IdSpace
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -29,6 +32,8 @@ from ._context import ValidationContext
 #: Ids given to records that no query references (exact mode): they only need to be unique and
 #: stable within one run (they break score ties), so they are derived from the stream position.
 _ANONYMOUS = 1 << 40
+
+T = TypeVar("T")
 
 
 class IdSpace:
@@ -109,7 +114,7 @@ def exact_topk(
     """One pass over the collection; a top-k context per view."""
     contexts = [_extra_context(queries, k, v, ids, metric) for v in views]
     position = 0
-    for rec_ids, vectors in store.iter_vectors(batch_size=batch_size):
+    for rec_ids, vectors in prefetched(store.iter_vectors(batch_size=batch_size)):
         ints = np.array([ids.get(i, _ANONYMOUS + position + n) for n, i in enumerate(rec_ids)], dtype=np.int64)
         position += len(rec_ids)
         for n, view in enumerate(views):
@@ -126,6 +131,51 @@ def exact_topk(
         if on_batch:
             on_batch(len(rec_ids))
     return [c if c is not None else _empty(len(queries), k) for c in contexts]
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced by a worker thread up to ``depth`` ahead, so that fetching the next page
+    from the database overlaps scoring this one (matmul releases the GIL; database clients wait on
+    sockets or native code). Errors are re-raised here; closing this generator stops the worker."""
+    slots: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((True, done))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator must be closed by the thread that ran it
+
+    worker = threading.Thread(target=work, name="nudge-sync-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = slots.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def search_topk(

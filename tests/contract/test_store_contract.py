@@ -145,12 +145,13 @@ def test_get_vectors_keeps_request_order_and_reports_missing(harness, small, sto
 # -- writing ----------------------------------------------------------------------------------------
 
 
-def test_update_vectors_changes_only_the_vectors(harness, small, store):
+@pytest.mark.parametrize("verify", [True, False], ids=["verified", "unverified"])
+def test_update_vectors_changes_only_the_vectors(harness, small, store, verify):
     snap, vecs0, count0 = harness.snapshot(small.name), harness.vectors(small.name), harness.count(small.name)
     colls0 = sorted(harness.collections())
     target = small.ids[10:60]
     new = random_vectors(50, DIM, seed=99)
-    assert store.update_vectors(target, new) == 50
+    assert store.update_vectors(target, new, verify=verify) == 50
     after = harness.vectors(small.name)
     for i, v in zip(target, new):
         assert np.array_equal(after[i], v)
@@ -179,11 +180,12 @@ def test_update_more_than_one_server_batch(harness, collection_name):
         harness.drop(collection_name)
 
 
-def test_update_with_unknown_ids_is_refused_and_writes_nothing(harness, small, store):
+@pytest.mark.parametrize("verify", [True, False], ids=["verified", "unverified"])
+def test_update_with_unknown_ids_is_refused_and_writes_nothing(harness, small, store, verify):
     snap, vecs0, count0 = harness.snapshot(small.name), harness.vectors(small.name), harness.count(small.name)
     unknown = harness.make_ids(2, offset=50_000)
     with pytest.raises(UnknownIds) as err:
-        store.update_vectors(small.ids[:5] + unknown, random_vectors(7, DIM, seed=5))
+        store.update_vectors(small.ids[:5] + unknown, random_vectors(7, DIM, seed=5), verify=verify)
     assert sorted(map(str, err.value.ids)) == sorted(map(str, unknown))
     assert small.name in str(err.value)
     assert_untouched(harness, small, snap, vecs0, count0)
@@ -382,6 +384,11 @@ def test_state_collection_round_trips(harness, small, store):
         state.put("original", [StateRecord("k1", vecs[0], {"fp": "changed"})])  # replace
         (r1,) = state.get("original", ["k1"])
         assert r1.meta == {"fp": "changed"} and np.array_equal(r1.vector, vecs[0])
+        # meta alone, for records stored with these vectors: the vectors stay bit-exact
+        state.put_meta("original", [StateRecord(f"k{j}", vecs[j], {"fp": "later", "j": j}) for j in (3, 4)])
+        got = {r.key: r for r in state.get("original", ["k3", "k4", "k5"])}
+        assert got["k3"].meta == {"fp": "later", "j": 3} and got["k4"].meta == {"fp": "later", "j": 4}
+        assert got["k4"].vector.tobytes() == vecs[4].tobytes() and got["k5"].meta == recs[5].meta
         state.delete("original", ["k1", "k2", "missing"])
         assert {r.key for r in state.get("original", ["k1", "k2", "k3"])} == {"k3"}
         assert [r.key for b in state.scan("run") for r in b] == ["k0"]

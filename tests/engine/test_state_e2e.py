@@ -57,11 +57,11 @@ def test_a_run_that_dies_mid_write_loses_nothing(harness, coll, monkeypatch):
         real = store.update_vectors
         calls = []
 
-        def dies_on_second_batch(batch_ids, batch_vectors):
+        def dies_on_second_batch(batch_ids, batch_vectors, **kwargs):
             calls.append(len(batch_ids))
             if len(calls) == 2:
                 raise KeyboardInterrupt("power cut")
-            return real(batch_ids, batch_vectors)
+            return real(batch_ids, batch_vectors, **kwargs)
 
         monkeypatch.setattr(store, "update_vectors", dies_on_second_batch)
         with pytest.raises(KeyboardInterrupt):

@@ -67,3 +67,42 @@ def test_exact_topk_equals_brute_force_with_exclusions_and_extras(metric):
         order = np.argsort(-scores[row], kind="stable")[:k]
         assert [space.record_id(j) for j in ctx.ids[row]] == [pool_ids[j] for j in order]
         np.testing.assert_allclose(ctx.scores[row], scores[row][order], atol=1e-5)
+
+
+def test_prefetched_yields_everything_in_order_and_re_raises_errors():
+    from nudge_sync._views import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("page 2 broke")
+
+    got = []
+    with pytest.raises(ValueError, match="page 2 broke"):
+        for item in prefetched(failing()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_prefetched_stops_and_closes_the_source_when_the_consumer_stops():
+    import threading
+
+    from nudge_sync._views import prefetched
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    gen = prefetched(endless(), depth=1)
+    assert [next(gen) for _ in range(3)] == [0, 1, 2]
+    gen.close()
+    assert closed.wait(5), "the source generator was not closed"
+    assert not any(t.name == "nudge-sync-prefetch" for t in threading.enumerate())
