@@ -43,7 +43,7 @@ from connectors import qdrant as qdrant_connector  # noqa: E402
 from connectors._uri import parse_uri  # noqa: E402
 from tests._procs import closed_port  # noqa: E402
 from tests.backends import random_vectors  # noqa: E402
-from tests.backends.qdrant import QdrantHarness, fast_tmp_dir, rich_payload  # noqa: E402
+from tests.backends.qdrant import QdrantHarness, rich_payload  # noqa: E402
 from tests.conftest import selected_harnesses  # noqa: E402
 
 DIM = 16
