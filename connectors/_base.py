@@ -17,6 +17,7 @@ Conventions shared by every backend (the contract tests in ``tests/contract`` ch
 
 from __future__ import annotations
 
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -260,6 +261,55 @@ def check_ids(ids: Sequence[RecordId], what: str = "ids") -> list[RecordId]:
 def dedupe(ids: Iterable[RecordId]) -> list[RecordId]:
     """Ids in first-seen order without repeats."""
     return list(dict.fromkeys(ids))
+
+
+def check_update_ids(ids: Sequence[RecordId], collection: str) -> list[RecordId]:
+    """:func:`check_ids` for an update, which also refuses an id given twice (two vectors for one
+    record: which one would win is up to the database)."""
+    ids = check_ids(ids)
+    seen: set[RecordId] = set()
+    dupes = [i for i in ids if i in seen or seen.add(i)]
+    if dupes:
+        raise InvalidVectors(f"duplicate id(s) in update of {collection!r}: {dedupe(dupes)[:10]}")
+    return ids
+
+
+# -- checks every StateCollection makes (before touching its database) -----------------------------
+
+
+def check_state_kind(kind: str) -> None:
+    """Kinds prefix the stored keys as ``kind:key``, so a kind cannot contain ``:``."""
+    if not isinstance(kind, str) or not kind or ":" in kind:
+        raise ValueError(f"state kind {kind!r} must be a non-empty str without ':'")
+
+
+def check_state_dimension(name: str, dimension: Any) -> int:
+    if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or dimension < 1:
+        raise InvalidVectors(f"state collection {name!r}: dimension must be a positive int, got {dimension!r}")
+    return int(dimension)
+
+
+def check_state_keys(name: str, keys: Sequence[Any]) -> None:
+    """Keys of one put: all str, none twice."""
+    if any(not isinstance(k, str) for k in keys):
+        raise InvalidVectors(f"state {name!r}: keys must be str")
+    if len(set(keys)) != len(keys):
+        raise InvalidVectors(f"state {name!r}: duplicate key(s) in one put")
+
+
+def state_meta_json(name: str, record: StateRecord, *, ensure_ascii: bool = True) -> str:
+    """A state record's ``meta`` as JSON text (NaN and non-JSON types refused)."""
+    try:
+        return json.dumps(record.meta, allow_nan=False, sort_keys=True, ensure_ascii=ensure_ascii)
+    except (TypeError, ValueError) as exc:
+        raise InvalidVectors(f"state {name!r} key {record.key!r}: meta is not JSON-serialisable: {exc}") from None
+
+
+def state_vector(name: str, record: StateRecord, dimension: int) -> np.ndarray:
+    """A state record's vector checked against the collection's dimension; zeros when it has none."""
+    if record.vector is None:
+        return np.zeros(dimension, np.float32)
+    return as_vectors(np.asarray(record.vector).reshape(1, -1), dimension, n=1, what=f"state {name!r} key {record.key!r}")[0]
 
 
 def pad_results(rows: list[list[tuple[RecordId, float]]], k: int) -> SearchResult:

@@ -106,9 +106,15 @@ from ._base import (
     VectorStore,
     as_vectors,
     check_ids,
+    check_state_dimension,
+    check_state_keys,
+    check_state_kind,
+    check_update_ids,
     dedupe,
     pad_results,
     read_page_rows,
+    state_meta_json,
+    state_vector,
 )
 from ._errors import (
     AuthenticationFailed,
@@ -592,11 +598,7 @@ class ChromaStore(VectorStore):
 
     def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray, *, verify: bool = True) -> int:
         coll = self._collection()
-        ids = check_ids(ids)
-        seen: set[RecordId] = set()
-        dupes = [i for i in ids if i in seen or seen.add(i)]
-        if dupes:
-            raise InvalidVectors(f"duplicate id(s) in update of {self.name!r}: {dedupe(dupes)[:10]}")
+        ids = check_update_ids(ids, self.name)
         dim = self._dim_or_none()
         if dim is None:  # empty collection: no id can exist
             if ids:
@@ -803,17 +805,11 @@ class ChromaState(StateCollection):
     def _id(kind: str, key: str) -> str:
         return f"{kind}:{key}"
 
-    @staticmethod
-    def _check_kind(kind: str) -> None:
-        if not isinstance(kind, str) or not kind or ":" in kind:
-            raise ValueError(f"state kind {kind!r} must be a non-empty str without ':'")
-
     def exists(self) -> bool:
         return self.conn.collection_exists(self.name)
 
     def create(self, dimension: int) -> None:
-        if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or dimension < 1:
-            raise InvalidVectors(f"state collection {self.name!r}: dimension must be a positive int, got {dimension!r}")
+        dimension = check_state_dimension(self.name, dimension)
         with self.conn.calls("create state collection", self.name, write=True):
             self.conn.client.get_or_create_collection(
                 self.name, configuration={"hnsw": {"space": STATE_SPACE}}, embedding_function=None,
@@ -827,10 +823,7 @@ class ChromaState(StateCollection):
             return
         coll = self._coll()
         dim = self._dimension(coll)
-        vecs = np.zeros((len(records), dim), dtype=np.float32)
-        for j, r in enumerate(records):
-            if r.vector is not None:
-                vecs[j] = as_vectors(np.asarray(r.vector).reshape(1, -1), dim, what=f"state {self.name!r} key {r.key!r}")[0]
+        vecs = np.stack([state_vector(self.name, r, dim) for r in records])
         for part in _chunks(len(ids), self.conn.rows_per_write(dim)):
             with self.conn.calls("upsert state", self.name, write=True):
                 coll.upsert(ids=ids[part], embeddings=vecs[part], metadatas=metas[part])
@@ -848,19 +841,11 @@ class ChromaState(StateCollection):
 
     def _prepare(self, kind: str, records: list[StateRecord]) -> tuple[list[str], list[dict[str, Any]]]:
         """Validated Chroma ids and metadata rows for ``records``."""
-        self._check_kind(kind)
+        check_state_kind(kind)
         keys = [r.key for r in records]
-        if any(not isinstance(k, str) for k in keys):
-            raise InvalidVectors(f"state {self.name!r}: keys must be str")
-        if len(set(keys)) != len(keys):
-            raise InvalidVectors(f"state {self.name!r}: duplicate key(s) in one put")
-        metas = []
-        for r in records:
-            try:
-                text = json.dumps(r.meta, allow_nan=False, sort_keys=True)
-            except (TypeError, ValueError) as exc:
-                raise InvalidVectors(f"state {self.name!r} key {r.key!r}: meta is not JSON-serialisable: {exc}") from None
-            metas.append({"kind": kind, "key": r.key, "meta": text, "has_vector": r.vector is not None})
+        check_state_keys(self.name, keys)
+        metas = [{"kind": kind, "key": r.key, "meta": state_meta_json(self.name, r), "has_vector": r.vector is not None}
+                 for r in records]
         return [self._id(kind, k) for k in keys], metas
 
     def _records(self, page: Mapping[str, Any]) -> list[StateRecord]:
@@ -873,7 +858,7 @@ class ChromaState(StateCollection):
         return out
 
     def get(self, kind: str, keys: Sequence[str]) -> list[StateRecord]:
-        self._check_kind(kind)
+        check_state_kind(kind)
         coll = self._coll()
         ids = dedupe(self._id(kind, k) for k in keys)
         out: list[StateRecord] = []
@@ -884,13 +869,13 @@ class ChromaState(StateCollection):
         return out
 
     def scan(self, kind: str, batch_size: int = 1000) -> Iterator[list[StateRecord]]:
-        self._check_kind(kind)
+        check_state_kind(kind)
         coll = self._coll()
         for page in self.store._scan(coll, self.name, batch_size, ["embeddings", "metadatas"], where={"kind": kind}):
             yield self._records(page)
 
     def delete(self, kind: str, keys: Sequence[str]) -> None:
-        self._check_kind(kind)
+        check_state_kind(kind)
         coll = self._coll()
         ids = dedupe(self._id(kind, k) for k in keys)
         for part in _chunks(len(ids), self.conn.max_batch()):

@@ -109,8 +109,13 @@ from ._base import (
     VectorStore,
     as_vectors,
     check_ids,
+    check_state_dimension,
+    check_state_kind,
+    check_update_ids,
     dedupe,
     pad_results,
+    state_meta_json,
+    state_vector,
 )
 from ._errors import (
     AuthenticationFailed,
@@ -644,11 +649,7 @@ class MilvusStore(VectorStore):
 
     def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray, *, verify: bool = True) -> int:
         lay = self.layout()
-        ids = check_ids(ids)
-        seen: set[RecordId] = set()
-        dupes = [i for i in ids if i in seen or seen.add(i)]
-        if dupes:
-            raise InvalidVectors(f"duplicate id(s) in update of {self.name!r}: {dedupe(dupes)[:10]}")
+        ids = check_update_ids(ids, self.name)
         vecs = as_vectors(vectors, lay.dim, n=len(ids))
         if not ids:
             return 0
@@ -943,11 +944,6 @@ class MilvusState(StateCollection):
     def conn(self) -> _Connection:
         return self.store.conn
 
-    @staticmethod
-    def _check_kind(kind: str) -> None:
-        if not isinstance(kind, str) or not kind or ":" in kind:
-            raise ValueError(f"state kind {kind!r} must be a non-empty str without ':'")
-
     def _ids(self, kind: str, keys: Iterable[str]) -> list[str]:
         out = []
         for key in keys:
@@ -966,8 +962,7 @@ class MilvusState(StateCollection):
         return self.conn.exists(self.name)
 
     def create(self, dimension: int) -> None:
-        if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or dimension < 1:
-            raise InvalidVectors(f"state collection {self.name!r}: dimension must be a positive int, got {dimension!r}")
+        dimension = check_state_dimension(self.name, dimension)
         if self.exists():
             have = self._dimension()
             if have != dimension:
@@ -982,7 +977,7 @@ class MilvusState(StateCollection):
             dynamic=False, description=f"nudge-sync state (dimension {int(dimension)})")
 
     def put(self, kind: str, records: Sequence[StateRecord]) -> None:
-        self._check_kind(kind)
+        check_state_kind(kind)
         records = list(records)
         if not records:
             return
@@ -993,12 +988,8 @@ class MilvusState(StateCollection):
         dim = self._dimension()
         rows = []
         for r, rid in zip(records, ids):
-            vec = (np.zeros(dim, np.float32) if r.vector is None else
-                   as_vectors(np.asarray(r.vector).reshape(1, -1), dim, what=f"state {self.name!r} key {r.key!r}")[0])
-            try:
-                text = json.dumps(r.meta, allow_nan=False, sort_keys=True, ensure_ascii=False)
-            except (TypeError, ValueError) as exc:
-                raise InvalidVectors(f"state {self.name!r} key {r.key!r}: meta is not JSON-serialisable: {exc}") from None
+            vec = state_vector(self.name, r, dim)
+            text = state_meta_json(self.name, r, ensure_ascii=False)  # the size limit counts UTF-8 bytes
             if len(text.encode("utf-8")) > _STATE_META_BYTES:
                 raise InvalidVectors(f"state {self.name!r} key {r.key!r}: meta is {len(text.encode())} bytes of JSON; "
                                      f"the Milvus state collection holds at most {_STATE_META_BYTES}")
@@ -1015,7 +1006,7 @@ class MilvusState(StateCollection):
         return StateRecord(key, vec, json.loads(row["meta"]))
 
     def get(self, kind: str, keys: Sequence[str]) -> list[StateRecord]:
-        self._check_kind(kind)
+        check_state_kind(kind)
         ids = self._ids(kind, keys)
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
@@ -1027,7 +1018,7 @@ class MilvusState(StateCollection):
         return out
 
     def scan(self, kind: str, batch_size: int = 1000) -> Iterator[list[StateRecord]]:
-        self._check_kind(kind)
+        check_state_kind(kind)
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
         fields = [self.KEY, "vector", "meta", "has_vector"]
@@ -1036,7 +1027,7 @@ class MilvusState(StateCollection):
             yield [self._record(r) for r in rows]
 
     def delete(self, kind: str, keys: Sequence[str]) -> None:
-        self._check_kind(kind)
+        check_state_kind(kind)
         ids = self._ids(kind, keys)
         if not ids or not self.exists():
             return

@@ -98,9 +98,15 @@ from ._base import (
     VectorStore,
     as_vectors,
     check_ids,
+    check_state_dimension,
+    check_state_keys,
+    check_state_kind,
+    check_update_ids,
     dedupe,
     pad_results,
     read_page_rows,
+    state_meta_json,
+    state_vector,
 )
 from ._errors import (
     AuthenticationFailed,
@@ -535,11 +541,7 @@ class QdrantStore(VectorStore):
 
     def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray, *, verify: bool = True) -> int:
         lay = self._layout()
-        ids = check_ids(ids)
-        seen: set[RecordId] = set()
-        dupes = [i for i in ids if i in seen or seen.add(i)]
-        if dupes:
-            raise InvalidVectors(f"duplicate id(s) in update of {self.name!r}: {dedupe(dupes)[:10]}")
+        ids = check_update_ids(ids, self.name)
         vecs = as_vectors(vectors, lay.dim, n=len(ids))
         if not ids:
             return 0
@@ -737,11 +739,6 @@ class QdrantState(StateCollection):
     def _point(kind: str, key: str) -> str:
         return str(uuid.uuid5(_NAMESPACE, f"{kind}:{key}"))
 
-    @staticmethod
-    def _check_kind(kind: str) -> None:
-        if not isinstance(kind, str) or not kind or ":" in kind:
-            raise ValueError(f"state kind {kind!r} must be a non-empty str without ':'")
-
     def _dimension(self) -> int:
         return _pick_vector(self.name, self.conn.vectors_config(self.name), None).dim
 
@@ -749,8 +746,7 @@ class QdrantState(StateCollection):
         return self.conn.exists(self.name)
 
     def create(self, dimension: int) -> None:
-        if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or dimension < 1:
-            raise InvalidVectors(f"state collection {self.name!r}: dimension must be a positive int, got {dimension!r}")
+        dimension = check_state_dimension(self.name, dimension)
         if self.exists():
             have = self._dimension()
             if have != dimension:
@@ -764,24 +760,16 @@ class QdrantState(StateCollection):
                                                       wait=True)
 
     def put(self, kind: str, records: Sequence[StateRecord]) -> None:
-        self._check_kind(kind)
+        check_state_kind(kind)
         records = list(records)
         if not records:
             return
         keys = [r.key for r in records]
-        if any(not isinstance(k, str) for k in keys):
-            raise InvalidVectors(f"state {self.name!r}: keys must be str")
-        if len(set(keys)) != len(keys):
-            raise InvalidVectors(f"state {self.name!r}: duplicate key(s) in one put")
+        check_state_keys(self.name, keys)
         dim = self._dimension()
         points = []
         for r in records:
-            vec = np.zeros(dim, np.float32) if r.vector is None else as_vectors(
-                np.asarray(r.vector).reshape(1, -1), dim, n=1, what=f"state {self.name!r} key {r.key!r}")[0]
-            try:
-                meta = json.dumps(r.meta, allow_nan=False, sort_keys=True)
-            except (TypeError, ValueError) as exc:
-                raise InvalidVectors(f"state {self.name!r} key {r.key!r}: meta is not JSON-serialisable: {exc}") from None
+            vec, meta = state_vector(self.name, r, dim), state_meta_json(self.name, r)
             points.append(models.PointStruct(id=self._point(kind, r.key), vector=vec.tolist(),
                                              payload={"kind": kind, "key": r.key, "meta": meta,
                                                       "has_vector": r.vector is not None}))
@@ -798,7 +786,7 @@ class QdrantState(StateCollection):
                            json.loads(payload.get("meta") or "{}"))
 
     def get(self, kind: str, keys: Sequence[str]) -> list[StateRecord]:
-        self._check_kind(kind)
+        check_state_kind(kind)
         keys = dedupe(keys)
         out: list[StateRecord] = []
         for start in range(0, len(keys), READ_BATCH):
@@ -810,7 +798,7 @@ class QdrantState(StateCollection):
         return sorted(out, key=lambda r: order.get(r.key, len(order)))
 
     def scan(self, kind: str, batch_size: int = 1000) -> Iterator[list[StateRecord]]:
-        self._check_kind(kind)
+        check_state_kind(kind)
         batch_size = _check_batch(batch_size)
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
@@ -826,7 +814,7 @@ class QdrantState(StateCollection):
                 return
 
     def delete(self, kind: str, keys: Sequence[str]) -> None:
-        self._check_kind(kind)
+        check_state_kind(kind)
         keys = dedupe(keys)
         for start in range(0, len(keys), WRITE_BATCH):
             ids = [self._point(kind, k) for k in keys[start : start + WRITE_BATCH]]
