@@ -212,6 +212,16 @@ READ_PAGE_BYTES = 4 * 1024 * 1024
 MAX_READ_PAGE_ROWS = 8192
 
 
+def check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` as a positive int (numpy integers accepted; bools refused), or ValueError.
+
+    Every backend's reading methods check it before their first database call, so all refuse the
+    same values the same way."""
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
 def read_page_rows(dimension: int, batch_size: int) -> int:
     """Rows per page for reading a whole collection of ``dimension``-d vectors in ``batch_size`` batches."""
     return max(batch_size, min(MAX_READ_PAGE_ROWS, READ_PAGE_BYTES // (4 * max(dimension, 1))))

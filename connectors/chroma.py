@@ -105,6 +105,7 @@ from ._base import (
     StateRecord,
     VectorStore,
     as_vectors,
+    check_batch_size,
     check_ids,
     check_state_dimension,
     check_state_keys,
@@ -511,8 +512,6 @@ class ChromaStore(VectorStore):
               where: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Pages of ``coll.get`` in storage order, each re-reading the previous page's last id so a
         shift of the pages (records deleted before the cursor) is detected instead of skipping one."""
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         offset, last = 0, None
         while True:
             overlap = 0 if last is None else 1
@@ -573,8 +572,7 @@ class ChromaStore(VectorStore):
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:
         coll = self._collection()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        batch_size = check_batch_size(batch_size)
         rows = min(self.conn.max_batch(), read_page_rows(self._dim_or_none() or 1, batch_size))
         for page in self._scan(coll, self.name, max(rows, batch_size), ["embeddings"]):
             ids, vecs = list(page["ids"]), _as_float32(page["embeddings"], 0)
@@ -685,6 +683,7 @@ class ChromaStore(VectorStore):
         return self.conn.collection_exists(name)
 
     def read_log(self, name: str, batch_size: int = 1000) -> Iterator[LabelledQuery]:
+        batch_size = check_batch_size(batch_size)
         log = self.conn.get_collection(name)  # CollectionNotFound names the log
         for page in self._scan(log, name, batch_size, ["embeddings", "metadatas"]):
             vecs = _as_float32(page["embeddings"], 0)
@@ -870,6 +869,7 @@ class ChromaState(StateCollection):
 
     def scan(self, kind: str, batch_size: int = 1000) -> Iterator[list[StateRecord]]:
         check_state_kind(kind)
+        batch_size = check_batch_size(batch_size)
         coll = self._coll()
         for page in self.store._scan(coll, self.name, batch_size, ["embeddings", "metadatas"], where={"kind": kind}):
             yield self._records(page)

@@ -108,6 +108,7 @@ from ._base import (
     StateRecord,
     VectorStore,
     as_vectors,
+    check_batch_size,
     check_ids,
     check_state_dimension,
     check_state_kind,
@@ -629,8 +630,7 @@ class MilvusStore(VectorStore):
         return int(rows[0]["count(*)"]) if rows else 0
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        batch_size = check_batch_size(batch_size)
         lay = self.layout()
         # Large pages: a Strong read costs a time tick on a server, whatever its size.
         page = max(min(batch_size, MAX_WINDOW), _rows_per_page(lay.dim))
@@ -820,6 +820,7 @@ class MilvusStore(VectorStore):
 
     def read_log(self, name: str, batch_size: int = 1000) -> Iterator[LabelledQuery]:
         _check_name(name, "query log")
+        batch_size = check_batch_size(batch_size)
         if not self.conn.exists(name):
             raise self.conn.not_found(name, "query log")
         pk, vec, dim = self._log_layout(name)
@@ -1019,6 +1020,7 @@ class MilvusState(StateCollection):
 
     def scan(self, kind: str, batch_size: int = 1000) -> Iterator[list[StateRecord]]:
         check_state_kind(kind)
+        batch_size = check_batch_size(batch_size)
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
         fields = [self.KEY, "vector", "meta", "has_vector"]

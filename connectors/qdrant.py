@@ -97,6 +97,7 @@ from ._base import (
     StateRecord,
     VectorStore,
     as_vectors,
+    check_batch_size,
     check_ids,
     check_state_dimension,
     check_state_keys,
@@ -434,12 +435,6 @@ def _check_k(k: Any) -> int:
     return int(k)
 
 
-def _check_batch(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InvalidVectors(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
-
-
 # -- the store -------------------------------------------------------------------------------------
 
 
@@ -494,7 +489,7 @@ class QdrantStore(VectorStore):
     # Reading ---------------------------------------------------------------------------------
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:
-        batch_size = _check_batch(batch_size)
+        batch_size = check_batch_size(batch_size)
         lay = self._layout()
         page, offset = read_page_rows(lay.dim, batch_size), None
         while True:
@@ -646,7 +641,7 @@ class QdrantStore(VectorStore):
             return _pick_vector(name, self.conn.vectors_config(name), wanted)
 
     def read_log(self, name: str, batch_size: int = 1000) -> Iterator[LabelledQuery]:
-        batch_size = _check_batch(batch_size)
+        batch_size = check_batch_size(batch_size)
         if not self.conn.exists(name):
             raise CollectionNotFound(f"query log {name!r} does not exist in {self.conn.where}")
         lay = self._log_layout(name)
@@ -799,7 +794,7 @@ class QdrantState(StateCollection):
 
     def scan(self, kind: str, batch_size: int = 1000) -> Iterator[list[StateRecord]]:
         check_state_kind(kind)
-        batch_size = _check_batch(batch_size)
+        batch_size = check_batch_size(batch_size)
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
         flt = models.Filter(must=[models.FieldCondition(key="kind", match=models.MatchValue(value=kind))])

@@ -129,6 +129,24 @@ def test_iter_vectors_reads_every_id_exactly_once(harness, big, batch_size):
     assert np.array_equal(np.stack([got[i] for i in big.ids]), big.vectors)
 
 
+@pytest.mark.parametrize("bad", [0, -5, True, 2.0, "100", None])
+def test_a_bad_batch_size_is_refused_the_same_way_everywhere(harness, small, store, bad):
+    log, state = f"{small.name}_log", store.state(f"{small.name}_state")
+    try:
+        store.append_log(log, _log_entries(harness, 3))
+        state.create(DIM)
+        state.put("original", [StateRecord("k0", small.vectors[0], {"fp": "x"})])
+        for read in (store.iter_vectors, lambda batch_size: store.read_log(log, batch_size=batch_size),
+                     lambda batch_size: state.scan("original", batch_size=batch_size)):
+            with pytest.raises(ValueError, match="batch_size must be a positive int"):
+                next(iter(read(batch_size=bad)))
+            # numpy integers (from an array of sizes, say) are accepted
+            assert list(read(batch_size=np.int64(2)))
+    finally:
+        harness.drop(log)
+        state.drop()
+
+
 def test_get_vectors_keeps_request_order_and_reports_missing(harness, small, store):
     unknown = harness.make_ids(1, offset=10_000)[0]
     wrong_type = "not-an-int" if isinstance(small.ids[0], int) else 123456789
