@@ -24,7 +24,7 @@ def test_set_up_is_two_commands():
     install, test = block("install-command"), block("test-command")
     assert "\n" not in install and "\n" not in test
     assert install.endswith("nudge-sync demo") and "pip install" in install
-    assert test.endswith("python -m pytest") and "'.[test]'" in test
+    assert test.endswith("python -m pytest -n 2") and "'.[test]'" in test
 
 
 def test_ci_runs_exactly_the_readme_test_command():
