@@ -291,14 +291,15 @@ def _human_run(r: dict[str, Any]) -> str:
 @click.option("--run", "run_id", metavar="ID", help="Only the records whose vector this run wrote.")
 @click.option("--dry-run", is_flag=True, help="Count what would be restored; write nothing.")
 @click.option("--batch-size", type=int, default=1000, show_default=True)
+@click.option("--break-lock", is_flag=True, help="Remove a lock left by a run that died, then roll back.")
 @click.pass_context
 @handle_errors
 def rollback_cmd(ctx: click.Context, store_uri: str, collection: str | None, state_name: str | None,
-                 run_id: str | None, dry_run: bool, batch_size: int) -> None:
+                 run_id: str | None, dry_run: bool, batch_size: int, break_lock: bool) -> None:
     """Restore the original vector of every record nudge-sync changed."""
     with opened(store_uri, collection) as store:
         report = _ops.rollback(store, run_id=run_id, state_name=state_name, dry_run=dry_run,
-                               batch_size=batch_size, progress=_progress(ctx))
+                               batch_size=batch_size, break_lock=break_lock, progress=_progress(ctx))
     _emit(ctx, report, lambda r: (
         f"rollback {r['run_id']}: {r['status']} — {r.get('restored', 0)} restored "
         f"({r.get('bit_exact', 0)} bit-for-bit), {r['to_restore']} to restore, "
@@ -452,17 +453,19 @@ def feedback_import(ctx: click.Context, store_uri: str, collection: str | None, 
 @store_options
 @log_options
 @state_option
-@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["auto", "test", "val", "train", "all"]), default="auto", show_default=True,
+              help="auto: the log's pinned test queries if it has any, else the validation queries runs hold out.")
 @click.option("--mode", type=click.Choice(["exact", "search"]), default="exact", show_default=True,
               help="exact streams the collection; search uses the database's kNN.")
 @click.option("--metric", "metrics", multiple=True, default=_ops.EVAL_METRICS, show_default=True)
-@click.option("--val-fraction", type=float, default=SyncOptions.val_fraction, show_default=True)
-@click.option("--split-salt", default="")
+@click.option("--val-fraction", type=float, default=None,
+              help=f"Default: the last run's (else {SyncOptions.val_fraction}), so 'val' is that run's validation set.")
+@click.option("--split-salt", default=None, help="Default: the last run's (else empty).")
 @click.pass_context
 @handle_errors
 def eval_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
              log_file: Path | None, state_name: str | None, split: str, mode: str, metrics: tuple[str, ...],
-             val_fraction: float, split_salt: str) -> None:
+             val_fraction: float | None, split_salt: str | None) -> None:
     """Retrieval metrics of the collection now vs its original vectors, on the log's queries."""
     with opened(store_uri, collection) as store:
         entries = _entries(store, log_name, log_file)

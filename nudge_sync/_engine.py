@@ -112,6 +112,7 @@ def sync(
     report = SyncReport(
         run_id=new_run_id(), status="", store=store_label or f"{info.backend}:{info.collection}",
         collection=info.collection, method=opts.method, started=time.time(), objective=opts.objective,
+        split={"val_fraction": opts.val_fraction, "salt": opts.split_salt},
     )
     state = SyncState(store.state(opts.state or default_state_name(info.collection)))
     token = None

@@ -15,6 +15,7 @@ from ._engine import VERIFY_TOLERANCE, default_log_name, default_state_name, fet
 from ._errors import DatabaseError, NothingToDo, RefusedInput
 from ._feedback import SPLITS, prepare_feedback, validate_entry
 from ._metrics import evaluate as score_rankings
+from ._options import SyncOptions
 from ._progress import Progress
 from ._state import Original, SyncState, fingerprint
 from ._views import IdSpace, View, exact_topk, search_topk
@@ -37,11 +38,13 @@ def rollback(
     dry_run: bool = False,
     batch_size: int = 1000,
     lock_ttl: float = 3600.0,
+    break_lock: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write back the original vector of every record nudge-sync changed (or only those whose
     current vector was written by ``run_id``). Records re-embedded by someone else since our write
-    are left alone (their new vector is theirs). Returns a report dict."""
+    are left alone (their new vector is theirs). ``break_lock`` first removes a lock left by a run
+    that died (the usual reason to roll back). Returns a report dict."""
     progress = progress or Progress()
     info = store.describe()
     state = _state(store, info.collection, state_name)
@@ -49,6 +52,7 @@ def rollback(
         raise NothingToDo(f"collection {info.collection!r} has no nudge-sync state: nothing to roll back")
     if run_id is not None and run_id not in {r.get("run_id") for r in state.runs()}:
         raise RefusedInput(f"run {run_id!r} is not in the history of {info.collection!r} (see `nudge-sync history`)")
+    broken = state.break_lock() if break_lock and not dry_run else None
     token = None if dry_run else state.acquire(lock_ttl)
     try:
         originals = [o for o in state.originals()
@@ -70,6 +74,8 @@ def rollback(
             "of_run": run_id, "started": time.time(), "to_restore": len(todo),
             "skipped_reembedded": skipped, "vanished": len(vanished),
         }
+        if broken:
+            report["broke_lock_of"] = broken.get("run_id")
         if dry_run or not todo:
             report.update(restored=0, bit_exact=0, finished=time.time())
             if not dry_run:
@@ -198,27 +204,35 @@ def evaluate(
     store: VectorStore,
     entries: Iterable[LabelledQuery],
     *,
-    split: str = "test",
+    split: str = "auto",
     metrics: Sequence[str] = EVAL_METRICS,
     mode: str = "exact",
     state_name: str | None = None,
-    val_fraction: float = 0.2,
-    split_salt: str = "",
+    val_fraction: float | None = None,
+    split_salt: str | None = None,
     batch_size: int = 2000,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Retrieval metrics of the collection as it is ("current") and as it was before nudge-sync
     ("original": nudged records replaced by their originals), on the log's queries of ``split``
-    ("train", "val", "test" or "all"). Splits follow the same rule as ``sync``."""
+    ("train", "val", "test", "all", or "auto": "test" when the log pins test queries, else "val",
+    the queries runs hold out). Splits follow the same rule as ``sync``: ``val_fraction`` and
+    ``split_salt`` default to those of the collection's last run, so "val" is that run's
+    validation set."""
     progress = progress or Progress()
-    if split not in (*SPLITS, "all"):
-        raise RefusedInput(f"split {split!r}: expected one of {(*SPLITS, 'all')}")
+    if split not in (*SPLITS, "all", "auto"):
+        raise RefusedInput(f"split {split!r}: expected one of {(*SPLITS, 'all', 'auto')}")
     if mode not in ("exact", "search"):
         raise RefusedInput(f"eval mode {mode!r}: expected exact or search")
     info = store.describe()
-    feedback = prepare_feedback(entries, info.dimension, val_fraction=val_fraction, salt=split_salt)
+    state = _state(store, info.collection, state_name)
+    settings = _split_settings(state, val_fraction, split_salt)
+    feedback = prepare_feedback(entries, info.dimension, val_fraction=settings["val_fraction"],
+                                salt=settings["salt"])
     _, missing = fetch_vectors(store, feedback.referenced_ids(), batch_size)
     feedback = feedback.drop_ids(missing)
+    if split == "auto":
+        split = "test" if len(feedback.rows("test")) else "val"
     rows = feedback.rows(SPLITS if split == "all" else split)
     if len(rows) == 0:
         raise NothingToDo(f"the log has no {split!r} queries with known answers to evaluate")
@@ -227,7 +241,6 @@ def evaluate(
                                  grades=[feedback.grades[r] for r in rows])
     queries = feedback.vectors[rows]
     k = max(int(m.partition("@")[2] or 10) for m in metrics)
-    state = _state(store, info.collection, state_name)
     changed = [o for o in state.originals() if o.nudged or o.fp is None]
     as_was = View(exclude={o.record_id for o in changed}, extra_ids=[o.record_id for o in changed],
                   extra_vectors=np.stack([o.vector for o in changed]) if changed else None)
@@ -242,12 +255,24 @@ def evaluate(
     current = score_rankings(now.ids, answers, list(metrics))
     original = score_rankings(was.ids, answers, list(metrics))
     return {
-        "collection": info.collection, "split": split, "queries": int(len(rows)), "mode": mode,
+        "collection": info.collection, "split": split, "split_settings": settings, "queries": int(len(rows)),
+        "mode": mode,
         "answers_missing": len(missing), "nudged_records": sum(o.nudged for o in changed),
         "current": {m: round(float(v), 6) for m, v in current.items()},
         "original": {m: round(float(v), 6) for m, v in original.items()},
         "delta": {m: round(float(current[m] - original[m]), 6) for m in current},
     }
+
+
+def _split_settings(state: SyncState, val_fraction: float | None, salt: str | None) -> dict[str, Any]:
+    """The train/validation split to evaluate with: what the caller gave, else what the last run
+    that recorded one used, else the sync defaults."""
+    last = next((r["split"] for r in reversed(state.runs()) if r.get("split")), None)
+    source = last or {"val_fraction": SyncOptions.val_fraction, "salt": SyncOptions.split_salt}
+    out = {"val_fraction": source["val_fraction"] if val_fraction is None else val_fraction,
+           "salt": source["salt"] if salt is None else salt}
+    out["from"] = "arguments" if val_fraction is not None and salt is not None else "last run" if last else "defaults"
+    return out
 
 
 def add_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_name: str | None = None,

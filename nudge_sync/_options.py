@@ -102,6 +102,8 @@ class SyncReport:
     curve: dict[str, list[float]] = field(default_factory=dict)  #: {"gamma": [...], "score": [...]}
     timings: dict[str, float] = field(default_factory=dict)
     watermark: float | None = None
+    #: how the log was split into train/validation: {"val_fraction": f, "salt": s} (eval reuses it)
+    split: dict[str, Any] = field(default_factory=dict)
     written_ids: list[Any] = field(default_factory=list)
 
     def to_dict(self, *, with_ids: bool = False) -> dict[str, Any]:

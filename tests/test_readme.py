@@ -65,3 +65,17 @@ def test_every_run_option_is_documented():
         for opt in param.opts:
             if opt.startswith("--") and opt not in ("--help",):
                 assert f"`{opt}" in README, f"README does not mention {opt} of `nudge-sync run`"
+
+
+def test_the_config_example_is_accepted(tmp_path):
+    from nudge_sync._cli import cli
+    from nudge_sync._config import load_config
+
+    m = re.search(r"```toml\n(.*?)```", README, re.S)
+    assert m, "README has no TOML config example"
+    path = tmp_path / "nudge-sync.toml"
+    path.write_text(m.group(1))
+    defaults = load_config(path, cli.commands)
+    assert defaults["run"]["min_gain"] == 0.005 and defaults["eval"]["split"] == "val"
+    assert defaults["feedback"]["import"]["batch_size"] == 500
+    assert defaults["status"]["store_uri"].startswith("milvus+http://")

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import connectors
+from connectors import LabelledQuery
 from nudge_sync import ExitCode
 from nudge_sync._cli import cli
 from nudge_sync._state import SyncState
@@ -142,6 +143,46 @@ def test_lock_held_exits_5_and_break_lock_clears_it(coll):
     result = invoke("run", "--store", coll["uri"], "--log-file", coll["log_file"], expect=ExitCode.LOCK_HELD)
     assert "locked by" in result.stderr and "--break-lock" in result.stderr
     assert as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"], "--break-lock")["status"] == "written"
+
+
+def test_eval_uses_the_last_runs_split_and_pinned_test_queries(h, coll, tmp_path):
+    from nudge_sync._feedback import prepare_feedback
+
+    unpinned = [LabelledQuery(e.query_id, e.vector, e.relevant_ids, timestamp=e.timestamp)
+                for e in make_entries(coll["ids"], random_vectors(N, DIM, seed=5, normalize=True))]  # coll's vectors
+    log_file = tmp_path / "unpinned.jsonl"
+    connectors.write_log_file(log_file, unpinned)
+    # written or gated (both are recorded in the history with their split)
+    out = CliRunner().invoke(cli, ["-q", "--json", "run", "--store", coll["uri"], "--log-file", str(log_file),
+                                   "--val-fraction", "0.3", "--split-salt", "s1"], obj={})
+    assert out.exit_code in (ExitCode.OK, ExitCode.NOTHING_TO_DO), out.output
+    assert json.loads(out.stdout)["split"] == {"val_fraction": 0.3, "salt": "s1"}
+    expected_val = len(prepare_feedback(unpinned, DIM, val_fraction=0.3, salt="s1").rows("val"))
+    ev = as_json("eval", "--store", coll["uri"], "--log-file", log_file)
+    assert ev["split"] == "val" and ev["queries"] == expected_val
+    assert ev["split_settings"] == {"val_fraction": 0.3, "salt": "s1", "from": "last run"}
+    other = as_json("eval", "--store", coll["uri"], "--log-file", log_file, "--val-fraction", "0.5", "--split-salt", "")
+    assert other["split_settings"]["from"] == "arguments"
+    assert other["queries"] == len(prepare_feedback(unpinned, DIM, val_fraction=0.5).rows("val"))
+    # a log that pins test queries is evaluated on them
+    pinned = tmp_path / "pinned.jsonl"
+    connectors.write_log_file(pinned, [LabelledQuery(e.query_id, e.vector, e.relevant_ids, timestamp=e.timestamp,
+                                                     split="test" if j % 4 == 0 else None)
+                                       for j, e in enumerate(unpinned)])
+    on_test = as_json("eval", "--store", coll["uri"], "--log-file", pinned)
+    assert on_test["split"] == "test" and on_test["queries"] == len(range(0, len(unpinned), 4))
+
+
+def test_rollback_can_break_the_lock_of_a_run_that_died(h, coll):
+    run = as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"])
+    with connectors.open_store(coll["uri"]) as store:
+        SyncState(store.state(coll["name"] + "_nudge_state")).acquire(ttl=600)
+    held = invoke("rollback", "--store", coll["uri"], expect=ExitCode.LOCK_HELD)
+    assert "locked by" in held.stderr
+    assert as_json("status", "--store", coll["uri"])["nudged"] == run["counts"]["written"]  # nothing restored
+    undone = as_json("rollback", "--store", coll["uri"], "--break-lock")
+    assert undone["restored"] == run["counts"]["written"] and "broke_lock_of" in undone
+    assert as_json("status", "--store", coll["uri"])["lock"] is None
 
 
 def test_database_and_usage_errors(coll, tmp_path):
