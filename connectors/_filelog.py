@@ -272,7 +272,7 @@ def _read_jsonl(path: Path) -> Iterator[LabelledQuery]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line.decode("utf-8"))
+            obj = json.loads(line.decode("utf-8").rstrip("\r\n"))  # columns as the user sees them
         except UnicodeDecodeError:
             raise LogFileError(f"{where}: not valid UTF-8") from None
         except json.JSONDecodeError as exc:

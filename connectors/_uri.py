@@ -140,7 +140,7 @@ def parse_uri(uri: str, *, collection: str | None = None, env: Mapping[str, str]
         try:
             port = parts.port
         except ValueError:
-            raise InvalidURI(f"{uri!r}: the port is not a number") from None
+            raise InvalidURI(f"{uri!r}: the port must be a number from 0 to 65535") from None
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         location = f"{transport}://{host}" + (f":{port}" if port else "") + parts.path.rstrip("/")
         if parts.username:

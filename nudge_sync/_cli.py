@@ -139,6 +139,10 @@ def opened(store_uri: str, collection: str | None) -> Iterator[VectorStore]:
         store.close()
 
 
+def _file_label(log_file: Path | None) -> str:
+    return f"log file {str(log_file)!r}" if log_file is not None else ""
+
+
 def _entries(store: VectorStore, log_name: str | None, log_file: Path | None) -> list[LabelledQuery] | None:
     if log_file is None:
         return None
@@ -204,7 +208,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Run only when this many log entries arrived since the last run."),
         click.option("--tolerance", type=float, default=d.tolerance, show_default=True,
                      help="Stored vectors within this max-abs difference of the target are not rewritten."),
-        click.option("--batch-size", type=int, default=d.batch_size, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=d.batch_size, show_default=True),
         click.option("--lock-ttl", type=float, default=d.lock_ttl, show_default=True, help="Seconds."),
         click.option("--break-lock", is_flag=True, help="Remove a stale lock left by a dead run first."),
     ]
@@ -226,7 +230,7 @@ def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log
     config = connectors.parse_uri(store_uri, collection=collection)
     with opened(store_uri, collection) as store:
         report = sync(store, options, entries=_entries(store, log_name, log_file),
-                      progress=_progress(ctx), store_label=config.redacted())
+                      progress=_progress(ctx), store_label=config.redacted(), log_source=_file_label(log_file))
     _emit(ctx, report.to_dict(), _human_run)
 
 
@@ -263,7 +267,9 @@ def _human_run(r: dict[str, Any]) -> str:
         lines.append(
             f"  feedback    {c.get('queries', 0)} queries: {c.get('train_queries', 0)} train, "
             f"{c.get('val_queries', 0)} val, {c.get('test_queries', 0)} test; "
-            f"{c.get('answers_missing', 0)} unknown answer ids dropped"
+            f"{c.get('answers_missing', 0)} ids not in the collection"
+            + (f" ({c.get('answers_unknown_ids', 0)} answers dropped, {c.get('queries_without_known_answers', 0)} "
+               "queries left without answers)" if c.get("answers_missing") else "")
         )
     if r.get("gamma") is not None:
         lines.append(f"  gamma       {r['gamma']:.4g} ({r['method']}, objective {r['objective']}, "
@@ -290,7 +296,7 @@ def _human_run(r: dict[str, Any]) -> str:
 @state_option
 @click.option("--run", "run_id", metavar="ID", help="Only the records whose vector this run wrote.")
 @click.option("--dry-run", is_flag=True, help="Count what would be restored; write nothing.")
-@click.option("--batch-size", type=int, default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--break-lock", is_flag=True, help="Remove a lock left by a run that died, then roll back.")
 @click.pass_context
 @handle_errors
@@ -429,7 +435,7 @@ def _human_feedback(r: dict[str, Any]) -> str:
 @store_options
 @click.option("--log", "log_name", metavar="NAME", help="Log collection (default <collection>_feedback).")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--batch-size", type=int, default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.pass_context
 @handle_errors
 def feedback_import(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
@@ -439,7 +445,8 @@ def feedback_import(ctx: click.Context, store_uri: str, collection: str | None, 
     with opened(store_uri, collection) as store:
         report: dict[str, Any] = {"log": None, "appended": 0, "unknown_ids": [], "unknown_id_count": 0}
         for start in range(0, len(entries), batch_size):
-            part = _ops.add_feedback(store, entries[start : start + batch_size], log_name=log_name)
+            part = _ops.add_feedback(store, entries[start : start + batch_size], log_name=log_name,
+                                     source=_file_label(path))
             report.update(log=part["log"], appended=report["appended"] + part["appended"],
                           unknown_ids=(report["unknown_ids"] + part["unknown_ids"])[:20],
                           unknown_id_count=report["unknown_id_count"] + part["unknown_id_count"])
@@ -468,12 +475,13 @@ def eval_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_nam
              val_fraction: float | None, split_salt: str | None) -> None:
     """Retrieval metrics of the collection now vs its original vectors, on the log's queries."""
     with opened(store_uri, collection) as store:
-        entries = _entries(store, log_name, log_file)
+        entries, source = _entries(store, log_name, log_file), _file_label(log_file)
         if entries is None:
-            info = store.describe()
-            entries = store.read_log(log_name or f"{info.collection}_feedback")
-        report = _ops.evaluate(store, entries, split=split, metrics=metrics, mode=mode, state_name=state_name,
-                               val_fraction=val_fraction, split_salt=split_salt, progress=_progress(ctx))
+            name = log_name or f"{store.describe().collection}_feedback"
+            entries, source = store.read_log(name), f"log {name!r}"
+        report = _ops.evaluate(store, entries, log_source=source, split=split, metrics=metrics, mode=mode,
+                               state_name=state_name, val_fraction=val_fraction, split_salt=split_salt,
+                               progress=_progress(ctx))
     _emit(ctx, report, _human_eval)
 
 

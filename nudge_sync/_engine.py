@@ -89,10 +89,12 @@ def sync(
     entries: Iterable[LabelledQuery] | None = None,
     progress: Progress | None = None,
     store_label: str = "",
+    log_source: str = "",
 ) -> SyncReport:
     """Run one sync on ``store``; see :class:`SyncOptions`. Returns a :class:`SyncReport`.
 
-    ``entries`` replaces the log collection (e.g. a JSONL file's entries). Raises NothingToDo when
+    ``entries`` replaces the log collection (e.g. a JSONL file's entries; ``log_source`` names them
+    in error messages, e.g. "log file 'clicks.jsonl'"). Raises NothingToDo when
     the log is empty or a gate holds the run back (the report is attached as ``exc.report``),
     RefusedInput / LockHeld / DatabaseError (or a connectors error) otherwise.
     """
@@ -116,14 +118,23 @@ def sync(
     )
     state = SyncState(store.state(opts.state or default_state_name(info.collection)))
     token = None
+    created_state = False
     if not opts.dry_run:
+        created_state = not state.exists()
         state.ensure(info.dimension)
         if opts.break_lock:
             state.break_lock()
         token = state.acquire(opts.lock_ttl)
         state.set_lock_run(token, report.run_id)
     try:
-        return _run(store, info, opts, state, report, entries, progress, timings, lap)
+        return _run(store, info, opts, state, report, entries, log_source, progress, timings, lap)
+    except RefusedInput:
+        # refused input is found before anything is written: leave no state collection behind
+        # if this run created it (it holds nothing but our lock)
+        if created_state and token is not None and next(state.originals(), None) is None:
+            state.collection.drop()
+            token = None
+        raise
     except NothingToDo as exc:
         # a gated run is history too ("why did last night's run not write?")
         gated = getattr(exc, "report", None)
@@ -136,11 +147,12 @@ def sync(
             state.release(token)
 
 
-def _run(store, info, opts, state, report, entries, progress, timings, lap) -> SyncReport:  # noqa: C901
+def _run(store, info, opts, state, report, entries, log_source, progress, timings, lap) -> SyncReport:  # noqa: C901
     # -- 3. the labelled query log ---------------------------------------------------------------
     log_name = opts.log or default_log_name(info.collection)
     with progress.phase("reading feedback"):
-        if entries is None:
+        entries_from_store = entries is None
+        if entries_from_store:
             if not store.log_exists(log_name):
                 raise NothingToDo(f"the log collection {log_name!r} does not exist yet: add labelled queries "
                                   "with `nudge-sync feedback add|import`, or give --log / --log-file")
@@ -150,7 +162,7 @@ def _run(store, info, opts, state, report, entries, progress, timings, lap) -> S
             entries, info.dimension, val_fraction=opts.val_fraction, salt=opts.split_salt,
             # cosine and l2 scores are only on the scale the fit uses for unit queries
             normalize_queries=opts.normalize_queries or info.metric != "dot",
-            source=f"log {log_name!r}", since=last_watermark,
+            source=f"log {log_name!r}" if entries_from_store else (log_source or "log entries"), since=last_watermark,
         )
     report.watermark = feedback.watermark
     if opts.min_new_feedback and feedback.counts.get("new_since_watermark", 0) < opts.min_new_feedback:

@@ -128,7 +128,7 @@ def prepare_feedback(
             latest[e.query_id] = e
     if not latest:
         what = "is empty" if total == 0 else f"has no entry with relevant ids ({total} entries)"
-        raise NothingToDo(f"{source} {what}: nothing to learn from")
+        raise NothingToDo(f"{source} {what}: no labelled queries to use")
 
     ids = sorted(latest)  # deterministic order, whatever order the database returned
     vectors = np.stack([np.asarray(latest[q].vector, dtype=np.float32) for q in ids])

@@ -46,6 +46,7 @@ def rollback(
     are left alone (their new vector is theirs). ``break_lock`` first removes a lock left by a run
     that died (the usual reason to roll back). Returns a report dict."""
     progress = progress or Progress()
+    _check_batch_size(batch_size)
     info = store.describe()
     state = _state(store, info.collection, state_name)
     if not state.exists():
@@ -212,6 +213,7 @@ def evaluate(
     split_salt: str | None = None,
     batch_size: int = 2000,
     progress: Progress | None = None,
+    log_source: str = "log",
 ) -> dict[str, Any]:
     """Retrieval metrics of the collection as it is ("current") and as it was before nudge-sync
     ("original": nudged records replaced by their originals), on the log's queries of ``split``
@@ -224,11 +226,12 @@ def evaluate(
         raise RefusedInput(f"split {split!r}: expected one of {(*SPLITS, 'all', 'auto')}")
     if mode not in ("exact", "search"):
         raise RefusedInput(f"eval mode {mode!r}: expected exact or search")
+    _check_batch_size(batch_size)
     info = store.describe()
     state = _state(store, info.collection, state_name)
     settings = _split_settings(state, val_fraction, split_salt)
     feedback = prepare_feedback(entries, info.dimension, val_fraction=settings["val_fraction"],
-                                salt=settings["salt"])
+                                salt=settings["salt"], source=log_source)
     _, missing = fetch_vectors(store, feedback.referenced_ids(), batch_size)
     feedback = feedback.drop_ids(missing)
     if split == "auto":
@@ -264,6 +267,11 @@ def evaluate(
     }
 
 
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise RefusedInput(f"batch_size must be a positive int, got {batch_size!r}")
+
+
 def _split_settings(state: SyncState, val_fraction: float | None, salt: str | None) -> dict[str, Any]:
     """The train/validation split to evaluate with: what the caller gave, else what the last run
     that recorded one used, else the sync defaults."""
@@ -276,12 +284,12 @@ def _split_settings(state: SyncState, val_fraction: float | None, salt: str | No
 
 
 def add_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_name: str | None = None,
-                 check_ids: bool = True) -> dict[str, Any]:
+                 check_ids: bool = True, source: str = "") -> dict[str, Any]:
     """Validate entries against the collection and append them to its log collection."""
     info = store.describe()
     log = log_name or default_log_name(info.collection)
     for e in entries:
-        validate_entry(e, info.dimension, source="feedback")
+        validate_entry(e, info.dimension, source=source or "feedback")
     unknown: list[RecordId] = []
     if check_ids:
         _, unknown = fetch_vectors(store, list(dict.fromkeys(i for e in entries for i in e.relevant_ids)), 1000)

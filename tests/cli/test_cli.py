@@ -185,6 +185,20 @@ def test_rollback_can_break_the_lock_of_a_run_that_died(h, coll):
     assert as_json("status", "--store", coll["uri"])["lock"] is None
 
 
+def test_errors_name_the_log_file_and_bad_batch_sizes_are_usage_errors(h, coll, tmp_path):
+    wide = tmp_path / "wide.jsonl"
+    connectors.write_log_file(wide, make_entries(coll["ids"], random_vectors(N, 2 * DIM, seed=5), dim=2 * DIM))
+    for command in (["run"], ["eval"], ["feedback", "import", wide]):
+        args = [*command, "--store", coll["uri"]] + (["--log-file", wide] if command[0] != "feedback" else [])
+        result = invoke(*args, expect=ExitCode.REFUSED_INPUT)
+        assert f"log file {str(wide)!r}: query 'q0' has a vector of shape ({2 * DIM},)" in result.stderr
+    assert coll["name"] + "_nudge_state" not in h.collections()  # a refused run leaves no state behind
+    for command in (["run", "--log-file", coll["log_file"]], ["rollback"], ["feedback", "import", coll["log_file"]]):
+        for size in ("0", "-1"):
+            result = invoke(*command, "--store", coll["uri"], "--batch-size", size, expect=ExitCode.USAGE_ERROR)
+            assert "--batch-size" in result.output
+
+
 def test_database_and_usage_errors(coll, tmp_path):
     missing = invoke("status", "--store", coll["uri"], "--collection", "no_such_collection",
                      expect=ExitCode.DATABASE_ERROR)

@@ -299,6 +299,8 @@ def test_jsonl_crlf_bom_and_line_numbers_count_blank_lines(tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ("{broken", r"not valid JSON \(Expecting property name enclosed in double quotes at column 2\)"),
+    ('{"query_id": "a", "vector": [1.0, 2.0],', r"not valid JSON \(Expecting property name enclosed in double quotes "
+                                                r"at column 40\)"),  # a truncated line: the column of its end
     ("[1, 2]", r"expected a JSON object, got list"),
     ('"text"', r"expected a JSON object, got str"),
     (ok(query_id=None), r"query_id must be a non-empty string or an integer, got None"),

@@ -10,6 +10,7 @@ import connectors
 import nudge_sync
 from connectors import LabelledQuery
 from nudge_sync import ExitCode, SyncOptions, exit_code_for
+from nudge_sync._engine import default_state_name
 from tests.backends import random_vectors
 
 N, DIM = 400, 16
@@ -48,6 +49,12 @@ def refused(store, expected_code, match, **kwargs):
     with pytest.raises((nudge_sync.NudgeSyncError, connectors.ConnectorError), match=match) as err:
         nudge_sync.sync(store, SyncOptions(**kwargs), entries=entries)
     assert exit_code_for(err.value) == expected_code
+    if expected_code == ExitCode.REFUSED_INPUT:  # refused before any write: no state collection left behind
+        try:
+            name = store.describe().collection
+        except connectors.ConnectorError:  # refused by describe itself, before the state is looked at
+            return err.value
+        assert not store.state(default_state_name(name)).exists()
     return err.value
 
 
