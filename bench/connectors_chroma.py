@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import connectors
+from bench._workdir import workdir_or_temporary
 from tests.backends.chroma import start_chroma_server
 
 
@@ -119,13 +119,8 @@ def measure(n: int = 100_000, dim: int = 384, workdir: Path | None = None, *, n_
     import chromadb
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    own_tmp = None
-    if workdir is None:
-        own_tmp = tempfile.TemporaryDirectory(prefix="bench-chroma-")
-        workdir = Path(own_tmp.name)
-    workdir = Path(workdir).resolve()
     rows: list[dict[str, Any]] = []
-    try:
+    with workdir_or_temporary(workdir, "bench-chroma-") as workdir:
         if "chroma-persistent" in harnesses:
             path = workdir / "persistent"
             path.mkdir(parents=True, exist_ok=True)
@@ -145,9 +140,6 @@ def measure(n: int = 100_000, dim: int = 384, workdir: Path | None = None, *, n_
                 client.close()
             finally:
                 proc.stop()
-    finally:
-        if own_tmp is not None:
-            own_tmp.cleanup()
     return rows
 
 

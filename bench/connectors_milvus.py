@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 
 import connectors
+from bench._workdir import workdir_or_temporary
 from connectors import milvus as milvus_connector
 from tests.backends.milvus import (
     start_milvus_lite_server,
@@ -184,18 +184,10 @@ def measure(n: int = 100_000, dim: int = 384, workdir: Path | None = None, *, n_
             harnesses: tuple[str, ...] = HARNESSES, log: Any = None) -> list[dict[str, Any]]:
     """Time reading every vector and updating ``n_update`` vectors, ours vs raw, per harness."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    own_tmp = None
-    if workdir is None:
-        own_tmp = tempfile.TemporaryDirectory(prefix="bench-milvus-")
-        workdir = Path(own_tmp.name)
-    workdir = Path(workdir).resolve()
     rows: list[dict[str, Any]] = []
-    try:
+    with workdir_or_temporary(workdir, "bench-milvus-") as workdir:
         for harness in harnesses:
             rows += _run_harness(harness, workdir, n, dim, n_update, log)
-    finally:
-        if own_tmp is not None:
-            own_tmp.cleanup()
     return rows
 
 

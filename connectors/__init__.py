@@ -17,6 +17,7 @@ from ._base import (
     StateCollection,
     StateRecord,
     VectorStore,
+    check_batch_size,
 )
 from ._errors import (
     AuthenticationFailed,
@@ -56,6 +57,7 @@ __all__ = [
     "UnsupportedCollection",
     "VectorStore",
     "WriteFailed",
+    "check_batch_size",
     "create_collection",
     "open_store",
     "parse_uri",

@@ -444,9 +444,9 @@ def feedback_import(ctx: click.Context, store_uri: str, collection: str | None, 
     entries = list(connectors.read_log_file(path))
     with opened(store_uri, collection) as store:
         report: dict[str, Any] = {"log": None, "appended": 0, "unknown_ids": [], "unknown_id_count": 0}
+        source = _file_label(path)
         for start in range(0, len(entries), batch_size):
-            part = _ops.add_feedback(store, entries[start : start + batch_size], log_name=log_name,
-                                     source=_file_label(path))
+            part = _ops.add_feedback(store, entries[start : start + batch_size], log_name=log_name, source=source)
             report.update(log=part["log"], appended=report["appended"] + part["appended"],
                           unknown_ids=(report["unknown_ids"] + part["unknown_ids"])[:20],
                           unknown_id_count=report["unknown_id_count"] + part["unknown_id_count"])

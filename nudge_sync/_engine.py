@@ -151,8 +151,9 @@ def _run(store, info, opts, state, report, entries, log_source, progress, timing
     # -- 3. the labelled query log ---------------------------------------------------------------
     log_name = opts.log or default_log_name(info.collection)
     with progress.phase("reading feedback"):
-        entries_from_store = entries is None
-        if entries_from_store:
+        source = log_source or "log entries"
+        if entries is None:
+            source = f"log {log_name!r}"
             if not store.log_exists(log_name):
                 raise NothingToDo(f"the log collection {log_name!r} does not exist yet: add labelled queries "
                                   "with `nudge-sync feedback add|import`, or give --log / --log-file")
@@ -162,7 +163,7 @@ def _run(store, info, opts, state, report, entries, log_source, progress, timing
             entries, info.dimension, val_fraction=opts.val_fraction, salt=opts.split_salt,
             # cosine and l2 scores are only on the scale the fit uses for unit queries
             normalize_queries=opts.normalize_queries or info.metric != "dot",
-            source=f"log {log_name!r}" if entries_from_store else (log_source or "log entries"), since=last_watermark,
+            source=source, since=last_watermark,
         )
     report.watermark = feedback.watermark
     if opts.min_new_feedback and feedback.counts.get("new_since_watermark", 0) < opts.min_new_feedback:

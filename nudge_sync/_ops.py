@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from connectors import LabelledQuery, RecordId, VectorStore
+from connectors import LabelledQuery, RecordId, VectorStore, check_batch_size
 
 from ._answers import Answers
 from ._engine import VERIFY_TOLERANCE, default_log_name, default_state_name, fetch_vectors, new_run_id
@@ -268,8 +268,11 @@ def evaluate(
 
 
 def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise RefusedInput(f"batch_size must be a positive int, got {batch_size!r}")
+    """The connectors' batch-size rule, refused as the sync library's RefusedInput (exit code 4)."""
+    try:
+        check_batch_size(batch_size)
+    except ValueError as exc:
+        raise RefusedInput(str(exc)) from None
 
 
 def _split_settings(state: SyncState, val_fraction: float | None, salt: str | None) -> dict[str, Any]:
