@@ -19,11 +19,13 @@ from ._base import (
     VectorStore,
     check_batch_size,
 )
+from ._entry import check_entry, labelled_query
 from ._errors import (
     AuthenticationFailed,
     CollectionNotFound,
     ConnectionFailed,
     ConnectorError,
+    InvalidEntry,
     InvalidURI,
     InvalidVectors,
     MissingDependency,
@@ -42,6 +44,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectorError",
     "IdType",
+    "InvalidEntry",
     "InvalidURI",
     "InvalidVectors",
     "LabelledQuery",
@@ -58,7 +61,9 @@ __all__ = [
     "VectorStore",
     "WriteFailed",
     "check_batch_size",
+    "check_entry",
     "create_collection",
+    "labelled_query",
     "open_store",
     "parse_uri",
     "read_log_file",

@@ -183,8 +183,14 @@ class VectorStore(ABC):
         """Every entry of the query log collection ``name`` (CollectionNotFound if absent)."""
 
     @abstractmethod
-    def append_log(self, name: str, queries: Sequence[LabelledQuery]) -> int:
-        """Add entries to the log collection ``name`` (created if missing); same query_id replaces."""
+    def append_log(self, name: str, queries: Sequence[LabelledQuery], *, batch_size: int | None = None) -> int:
+        """Add entries to the log collection ``name`` (created if missing); same query_id replaces.
+
+        All or nothing: every entry is checked (the entry rule, the log's dimension, each query id
+        once, and the backend's size limits, named in the message) before the first write, and if a
+        write still fails part-way the log is put back as it was: entries this append replaced are
+        restored, entries it added are removed, a log it created is dropped (WriteFailed says so).
+        ``batch_size`` caps the entries per write request (default: the backend's own)."""
 
     # -- sync state ---------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@
     ├── UnsupportedCollection  the collection exists but cannot be served safely
     │                          (auto-id primary key, no dense float vector, unknown metric, ...)
     ├── InvalidVectors         wrong dimension, NaN/inf values, ids/vectors length mismatch
-    │   └── LogFileError       a malformed query log file (names file, line / row, field)
+    │   └── InvalidEntry       a labelled query that breaks the entry rule (connectors/_entry.py)
+    │       └── LogFileError   a malformed query log file (names file, line / row, field)
     ├── UnknownIds             some requested ids are not in the collection
     └── WriteFailed            the database rejected a write or a read-back did not match
 
@@ -54,6 +55,16 @@ class UnsupportedCollection(ConnectorError):
 
 class InvalidVectors(ConnectorError, ValueError):
     """Vectors passed to a write have the wrong shape or non-finite values."""
+
+
+class InvalidEntry(InvalidVectors):
+    """A labelled query the entry rule refuses. ``field`` names the offending field
+    (``query_id``, ``vector``, ``relevant_ids``, ``grades``, ``timestamp``, ``split``) when there is one,
+    so a caller can point at the option or column the value came from."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class UnknownIds(ConnectorError, KeyError):

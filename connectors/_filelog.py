@@ -19,10 +19,12 @@ leaves an existing file untouched. Formats, one entry per query (README: "Query 
   ``timestamps`` (n,) float seconds (NaN = none), ``splits`` (n,) ("" = none). Always loaded with
   ``allow_pickle=False``.
 
-Ids keep their type: JSON integers stay ``int``, JSON strings stay ``str`` (``"7"`` is not ``7``),
-numpy integers become ``int``. ``query_id`` is always returned as ``str``. Errors are
-:class:`LogFileError` (an :class:`InvalidVectors`) naming the file, the line (JSONL, from 1) or
-the row / entry (Parquet / NPZ, from 0), and the field.
+Every entry passes the entry rule (``connectors/_entry.py``: the same rule as ``feedback add`` and
+log collections), and a file holds each query id once: a repeated one is refused naming both
+lines. Ids keep their type: JSON integers stay ``int``, JSON strings stay ``str`` (``"7"`` is not
+``7``), numpy integers become ``int``. ``query_id`` is always returned as ``str``. Errors are
+:class:`LogFileError` (an :class:`InvalidEntry`) naming the file, the line (JSONL, from 1) or the
+row / entry (Parquet / NPZ, from 0), and the field.
 """
 
 from __future__ import annotations
@@ -35,19 +37,18 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from ._base import LabelledQuery, RecordId
-from ._errors import InvalidURI, InvalidVectors, MissingDependency
+from ._entry import labelled_query
+from ._errors import InvalidEntry, InvalidURI, MissingDependency
 
 __all__ = ["LogFileError", "log_format", "read_log_file", "write_log_file"]
 
 FORMATS = ("jsonl", "parquet", "npz")
-SPLITS = ("train", "val", "test")
 _ALIASES = {"jsonl": "jsonl", "ndjson": "jsonl", "jsonl.gz": "jsonl", "ndjson.gz": "jsonl",
             "parquet": "parquet", "npz": "npz"}
 _SUFFIXES = ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".jsonl.gz", "jsonl"), (".ndjson.gz", "jsonl"),
@@ -55,14 +56,11 @@ _SUFFIXES = ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".jsonl.gz", "jsonl"), 
 _PARQUET_BATCH = 1024  # rows per record batch when reading
 _PARQUET_ROW_GROUP = 4096  # rows per row group when writing
 _INT64 = (-(2**63), 2**63)
-_ID_RANGE = (-(2**63), 2**64)  # int64 (Milvus) or uint64 (Qdrant)
-_PY_NUMBERS = frozenset((int, float))
 _REQUIRED = ("query_id", "vector", "relevant_ids")
 _REQUIRED_NPZ = ("query_ids", "vectors", "relevant_indptr", "relevant_ids")
-_IDS_MESSAGE = "relevant_ids must be a non-empty list of ints or strings"
 
 
-class LogFileError(InvalidVectors):
+class LogFileError(InvalidEntry):
     """A malformed log file or entry (the message names the file, the line / row and the field)."""
 
 
@@ -84,154 +82,46 @@ def log_format(path: str | Path, format: str | None = None) -> str:
 # -- validation shared by every format, for reading and for writing ----------------------------------------
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
-
-
 class _Checker:
-    """Turns raw fields into a validated LabelledQuery; remembers the dimension of the first entry."""
+    """Turns raw fields into a validated LabelledQuery (the entry rule, ``connectors/_entry.py``);
+    remembers the dimension of the first entry and where each query id was seen, so a file that gives
+    one query twice is refused naming both places (which of two entries for one query should win?)."""
 
-    def __init__(self) -> None:
+    def __init__(self, unique_ids: bool = True) -> None:
         self.dim: int | None = None
         self.first: str = ""
+        self.seen: dict[str, str] | None = {} if unique_ids else None
 
     def entry(self, where: str, query_id: Any, vector: Any, relevant: Any, grades: Any = None,
               timestamp: Any = None, split: Any = None) -> LabelledQuery:
-        def bad(message: str) -> LogFileError:
-            return LogFileError(f"{where}: {message}")
-
-        qid = _query_id(query_id, bad)
-        vec = self._vector(vector, qid, where, bad)
-        ids = _relevant_ids(relevant, bad)
-        return LabelledQuery(qid, vec, ids, _grades(grades, len(ids), bad), _timestamp(timestamp, bad),
-                             _split(split, bad))
-
-    def _vector(self, vector: Any, qid: str, where: str, bad: Any) -> np.ndarray:
-        if isinstance(vector, np.ndarray):
-            if vector.dtype.kind not in "fiu":
-                raise bad(f"vector must be a list of numbers, got an array of {vector.dtype}")
-            arr = vector
-        elif isinstance(vector, (list, tuple)):
-            if not set(map(type, vector)) <= _PY_NUMBERS and not all(map(_is_number, vector)):
-                raise bad("vector must be a list of numbers")
-            try:
-                arr = np.asarray(vector, dtype=np.float64)
-            except OverflowError:  # an integer beyond float64
-                arr = np.array([np.inf])
-        else:
-            raise bad(f"vector must be a list of numbers, got {type(vector).__name__}")
-        if arr.ndim != 1 or arr.size == 0:
-            raise bad("vector must be a non-empty flat list of numbers")
-        with np.errstate(over="ignore", invalid="ignore"):
-            vec = arr.astype(np.float32)
-        if not np.isfinite(vec).all():
-            raise bad(f"query {qid!r} has NaN or infinite values in its vector (or values beyond float32)")
+        try:
+            e = labelled_query(query_id, vector, relevant, grades, timestamp, split)
+        except InvalidEntry as exc:
+            raise LogFileError(f"{where}: {exc}", exc.field) from None
         if self.dim is None:
-            self.dim, self.first = vec.shape[0], where
-        elif vec.shape[0] != self.dim:
-            raise bad(f"query {qid!r} has a {vec.shape[0]}-d vector; the first entry ({self.first}) is "
-                      f"{self.dim}-d")
-        return vec
-
-
-def _query_id(value: Any, bad: Any) -> str:
-    if isinstance(value, str):
-        if value:
-            return _unicode(str(value), "query_id", bad)
-    elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return str(int(value))
-    raise bad(f"query_id must be a non-empty string or an integer, got {value!r}")
-
-
-def _unicode(s: str, field: str, bad: Any) -> str:
-    if not s.isascii():
-        try:
-            s.encode("utf-8")
-        except UnicodeEncodeError:
-            raise bad(f"{field} {s!r} is not valid Unicode (lone surrogate)") from None
-    return s
-
-
-def _relevant_ids(value: Any, bad: Any) -> list[RecordId]:
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if not isinstance(value, (list, tuple)) or not value:
-        raise bad(_IDS_MESSAGE)
-    out: list[RecordId] = []
-    for i in value:
-        t = type(i)
-        if t is str or isinstance(i, str):
-            if not i:
-                raise bad("relevant_ids contains an empty string")
-            out.append(_unicode(str(i), "relevant id", bad))
-        elif (t is int or isinstance(i, (int, np.integer))) and not isinstance(i, (bool, np.bool_)):
-            i = int(i)
-            if not _ID_RANGE[0] <= i < _ID_RANGE[1]:
-                raise bad(f"relevant id {i} does not fit in 64 bits")
-            out.append(i)
-        else:
-            raise bad(f"{_IDS_MESSAGE}, got {i!r} ({type(i).__name__})")
-    return out
-
-
-def _grades(value: Any, n: int, bad: Any) -> list[float] | None:
-    if value is None:
-        return None
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if not isinstance(value, (list, tuple)) or len(value) != n:
-        raise bad(f"grades must be a list of {n} numbers (one per relevant id)")
-    if not all(map(_is_number, value)):
-        raise bad("grades must be a list of numbers")
-    try:
-        out = [float(g) for g in value]
-    except OverflowError:
-        out = [math.inf]
-    if not all(math.isfinite(g) and g > 0 for g in out):
-        raise bad("grades must be positive finite numbers")
-    return out
-
-
-def _timestamp(value: Any, bad: Any) -> float | None:
-    if value is None:
-        return None
-    if _is_number(value):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            seconds = math.inf
-        if not math.isfinite(seconds):
-            raise bad(f"timestamp {value!r} is not a finite number of unix seconds")
-        return seconds
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    if isinstance(value, datetime):
-        if value.tzinfo is None:  # no offset: UTC, never the local time zone of the machine reading it
-            value = value.replace(tzinfo=UTC)
-        return value.timestamp()
-    raise bad(f"timestamp {value!r} is neither unix seconds nor an ISO-8601 string")
-
-
-def _split(value: Any, bad: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or value not in SPLITS:
-        raise bad(f"split is {value!r}; expected 'train', 'val', 'test' or absent")
-    return str(value)
+            self.dim, self.first = e.vector.shape[0], where
+        elif e.vector.shape[0] != self.dim:
+            raise LogFileError(f"{where}: query {e.query_id!r} has a {e.vector.shape[0]}-d vector; the first entry "
+                               f"({self.first}) is {self.dim}-d", "vector")
+        if self.seen is not None:
+            earlier = self.seen.setdefault(e.query_id, where)
+            if earlier != where:
+                raise LogFileError(f"{where}: query_id {e.query_id!r} was already given at {earlier}; a log file "
+                                   "holds each query once (keep one of the two entries)", "query_id")
+        return e
 
 
 # -- reading -------------------------------------------------------------------------------------------------
 
 
-def read_log_file(path: str | Path, *, format: str | None = None) -> Iterator[LabelledQuery]:
+def read_log_file(path: str | Path, *, format: str | None = None, unique_ids: bool = True) -> Iterator[LabelledQuery]:
     """Stream the validated entries of a log file (all with one dimension).
 
     The format comes from the suffix unless ``format`` (``"jsonl"``, ``"parquet"``, ``"npz"``) is
     given. Raises InvalidURI (unknown format, missing file) and MissingDependency (Parquet without
-    pyarrow) at once; LogFileError for a malformed entry when iteration reaches it.
+    pyarrow) at once; LogFileError for a malformed entry when iteration reaches it. ``unique_ids``
+    refuses a query id given twice (naming both places); the index that needs costs a few dozen
+    bytes per entry, while the entries themselves are never all held.
     """
     path = Path(path)
     fmt = log_format(path, format)
@@ -239,10 +129,11 @@ def read_log_file(path: str | Path, *, format: str | None = None) -> Iterator[La
         raise InvalidURI(f"log file {path} does not exist")
     if not path.is_file():
         raise InvalidURI(f"log file {path} is not a file")
+    check = _Checker(unique_ids)
     if fmt == "parquet":
         _pyarrow()
-        return _read_parquet(path)
-    return _read_jsonl(path) if fmt == "jsonl" else _read_npz(path)
+        return _read_parquet(path, check)
+    return _read_jsonl(path, check) if fmt == "jsonl" else _read_npz(path, check)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -263,8 +154,7 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield n, line
 
 
-def _read_jsonl(path: Path) -> Iterator[LabelledQuery]:
-    check = _Checker()
+def _read_jsonl(path: Path, check: _Checker) -> Iterator[LabelledQuery]:
     for n, line in _lines(path):
         where = f"{path.name} line {n}"
         if n == 1 and line.startswith(b"\xef\xbb\xbf"):
@@ -277,6 +167,8 @@ def _read_jsonl(path: Path) -> Iterator[LabelledQuery]:
             raise LogFileError(f"{where}: not valid UTF-8") from None
         except json.JSONDecodeError as exc:
             raise LogFileError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:  # json's decoder recurses once per nesting level
+            raise LogFileError(f"{where}: JSON nested too deeply to be a log entry") from None
         if not isinstance(obj, dict):
             raise LogFileError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         for field in _REQUIRED:
@@ -298,7 +190,7 @@ def _pyarrow() -> tuple[Any, Any]:
     return pa, pq
 
 
-def _read_parquet(path: Path) -> Iterator[LabelledQuery]:
+def _read_parquet(path: Path, check: _Checker) -> Iterator[LabelledQuery]:
     pa, pq = _pyarrow()
     try:
         f = pq.ParquetFile(path)
@@ -310,7 +202,6 @@ def _read_parquet(path: Path) -> Iterator[LabelledQuery]:
         if missing:
             raise LogFileError(f"{path.name}: missing column(s) {missing}; found {names}")
         columns = [c for c in (*_REQUIRED, "grades", "timestamp", "split") if c in names]
-        check = _Checker()
         row = 0
         for batch in f.iter_batches(batch_size=_PARQUET_BATCH, columns=columns):
             n = batch.num_rows
@@ -352,7 +243,7 @@ def _arrow_seconds(pa: Any, col: Any) -> list[Any]:
     return col.to_pylist()
 
 
-def _read_npz(path: Path) -> Iterator[LabelledQuery]:
+def _read_npz(path: Path, check: _Checker) -> Iterator[LabelledQuery]:
     name = path.name
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -404,7 +295,6 @@ def _read_npz(path: Path) -> Iterator[LabelledQuery]:
     if splits is not None and (splits.shape != (n,) or splits.dtype.kind != "U"):
         raise shape_error("splits", f"({n},) strings ('' = none)")
 
-    check = _Checker()
     for i in range(n):
         lo, hi = int(ptr[i]), int(ptr[i + 1])
         g = None
@@ -426,8 +316,7 @@ def _read_npz(path: Path) -> Iterator[LabelledQuery]:
 def write_log_file(path: str | Path, queries: Iterable[LabelledQuery], *, format: str | None = None) -> int:
     """Validate ``queries`` and write them to ``path`` atomically; returns how many were written.
 
-    The same checks as reading apply (one dimension, finite vectors, ids int or str, grades aligned,
-    split name, finite timestamp); nothing is left behind on error and an existing file is only
+    The same checks as reading apply (the entry rule, one dimension, each query id once); nothing is left behind on error and an existing file is only
     replaced once the new one is complete. JSONL is written as it is consumed (bounded memory);
     ``.gz`` (or ``format="jsonl.gz"``) compresses it. Parquet and NPZ need one id type per file.
     """
@@ -463,7 +352,7 @@ def write_log_file(path: str | Path, queries: Iterable[LabelledQuery], *, format
 
 
 def _validated(queries: Iterable[LabelledQuery], name: str) -> Iterator[tuple[str, LabelledQuery]]:
-    check = _Checker()
+    check = _Checker(unique_ids=True)
     for n, q in enumerate(queries):
         where = f"{name} entry {n}"
         if not isinstance(q, LabelledQuery):

@@ -8,72 +8,122 @@ the fields below as payload / metadata / scalar fields:
     grades        list of float aligned with relevant_ids, or absent (all 1)
     timestamp     float unix seconds, or absent
     split         "train" | "val" | "test", or absent (the engine splits by a hash of query_id)
+
+Entries are checked by the entry rule (``_entry.py``) both ways: before they are appended, and
+when they are read back (a log written with the database's own client gets the same rule).
+Appends are all or nothing (:func:`write_or_put_back`): every entry is checked against the rule
+and the backend's limits before the first write, and a write that still fails part-way puts the
+log back as it was.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._base import LabelledQuery, check_ids
-from ._errors import InvalidVectors, UnsupportedCollection
+from ._base import LabelledQuery
+from ._entry import SPLITS, check_entry, labelled_query, query_id_of
+from ._errors import InvalidEntry, InvalidVectors, UnsupportedCollection, WriteFailed
 
-SPLITS = ("train", "val", "test")
+__all__ = ["MAX_ENTRY_BYTES", "SPLITS", "check_entry_size", "check_query_id", "chunks_by_bytes", "entry_fields",
+           "entry_from_fields", "fields_bytes", "log_entries", "write_or_put_back"]
+
+#: The most bytes one entry's fields (ids, grades, ...) may take as JSON on Qdrant and Chroma: half the
+#: smallest request a server accepts by default (Qdrant 32 MiB, ``service.max_request_size_mb``;
+#: ``chroma run`` 40 MiB), so an entry always fits in one request with its vector. About two million
+#: int ids; Milvus has its own, much lower limit (connectors/milvus.py).
+MAX_ENTRY_BYTES = 16 * 1024 * 1024
 
 
 def check_query_id(qid: Any, log: str) -> str:
-    if not isinstance(qid, str) or not qid:
-        raise InvalidVectors(f"query log {log!r}: query_id {qid!r} must be a non-empty str")
-    return qid
+    try:
+        return query_id_of(qid)
+    except InvalidEntry as exc:
+        raise InvalidVectors(f"query log {log!r}: {exc}") from None
+
+
+def log_entries(queries: Iterable[LabelledQuery], log: str) -> list[LabelledQuery]:
+    """``queries`` checked by the entry rule, each query id once (InvalidVectors naming the entry)."""
+    out: list[LabelledQuery] = []
+    seen: set[str] = set()
+    dupes: list[str] = []
+    for n, q in enumerate(queries):
+        try:
+            e = check_entry(q)
+        except InvalidEntry as exc:
+            name = getattr(q, "query_id", None)
+            raise InvalidVectors(f"query log {log!r} entry {name!r} (#{n} of this append): {exc}") from None
+        if e.query_id in seen:
+            dupes.append(e.query_id)
+        seen.add(e.query_id)
+        out.append(e)
+    if dupes:
+        raise InvalidVectors(f"query log {log!r}: duplicate query_id(s) in one append: {sorted(set(dupes))[:10]}")
+    return out
 
 
 def entry_fields(q: LabelledQuery, log: str) -> dict[str, Any]:
-    """The fields of one entry, validated (InvalidVectors naming the query otherwise)."""
-    where = f"query log {log!r} entry {q.query_id!r}"
-    rel = check_ids(q.relevant_ids, what=f"{where} relevant_ids")
-    grades = None
-    if q.grades is not None:
-        if len(q.grades) != len(rel):
-            raise InvalidVectors(f"{where}: {len(q.grades)} grades for {len(rel)} relevant ids")
-        grades = [float(g) for g in q.grades]
-        if not all(math.isfinite(g) for g in grades):
-            raise InvalidVectors(f"{where}: grades must be finite numbers")
-    if q.timestamp is not None and not math.isfinite(float(q.timestamp)):
-        raise InvalidVectors(f"{where}: timestamp {q.timestamp!r} is not finite")
-    if q.split is not None and q.split not in SPLITS:
-        raise InvalidVectors(f"{where}: split {q.split!r} is not one of {SPLITS}")
-    ts = None if q.timestamp is None else float(q.timestamp)
-    return {"relevant_ids": rel, "grades": grades, "timestamp": ts, "split": q.split}
+    """The fields of one (already checked) entry, as stored."""
+    return {"relevant_ids": list(q.relevant_ids), "grades": q.grades, "timestamp": q.timestamp, "split": q.split}
+
+
+def fields_bytes(fields: Mapping[str, Any]) -> int:
+    """Size of ``fields`` as compact UTF-8 JSON: what a database stores and a request carries."""
+    return len(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def check_entry_size(log: str, q: LabelledQuery, size: int, limit: int = MAX_ENTRY_BYTES, why: str = "") -> None:
+    if size > limit:
+        raise InvalidVectors(
+            f"query log {log!r} entry {q.query_id!r}: its fields take {size:,} bytes as JSON "
+            f"({len(q.relevant_ids):,} relevant ids); an entry may take at most {limit:,} bytes{why}")
 
 
 def entry_from_fields(log: str, qid: str, vector: np.ndarray, fields: Mapping[str, Any]) -> LabelledQuery:
-    """An entry read back from a log collection; fields written by hand are checked too."""
-
-    def bad(field: str, why: str) -> UnsupportedCollection:
-        return UnsupportedCollection(f"query log {log!r}, entry {qid!r}: field {field!r} {why}")
-
+    """An entry read back from a log collection, checked by the entry rule (UnsupportedCollection
+    naming the entry otherwise). A single id or grade written by hand as a plain value is a list of one."""
     raw: Any = fields.get("relevant_ids")
     if raw is None:
         raw = []
     elif isinstance(raw, (str, int)) and not isinstance(raw, bool):
         raw = [raw]
-    if not isinstance(raw, list) or any(isinstance(i, bool) or not isinstance(i, (str, int)) for i in raw):
-        raise bad("relevant_ids", f"must be a list of str or int ids, got {raw!r}")
     grades = fields.get("grades")
-    if grades is not None:
-        if isinstance(grades, (int, float)) and not isinstance(grades, bool):
-            grades = [grades]
-        if not isinstance(grades, list) or len(grades) != len(raw):
-            raise bad("grades", f"must be a list of {len(raw)} numbers aligned with relevant_ids, got {grades!r}")
-        grades = [float(g) for g in grades]
-    ts = fields.get("timestamp")
-    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
-        raise bad("timestamp", f"must be unix seconds (a number), got {ts!r}")
-    split = fields.get("split")
-    if split is not None and split not in SPLITS:
-        raise bad("split", f"must be one of {SPLITS}, got {split!r}")
-    return LabelledQuery(query_id=qid, vector=vector, relevant_ids=list(raw), grades=grades,
-                         timestamp=None if ts is None else float(ts), split=split)
+    if isinstance(grades, (int, float)) and not isinstance(grades, bool):
+        grades = [grades]
+    try:
+        return labelled_query(qid, vector, raw, grades, fields.get("timestamp"), fields.get("split"))
+    except InvalidEntry as exc:
+        raise UnsupportedCollection(f"query log {log!r}, entry {qid!r}: {exc}") from None
+
+
+def write_or_put_back(log: str, writes: Sequence[Callable[[], None]], put_back: Callable[[], str]) -> None:
+    """Run ``writes`` in order; if one fails, call ``put_back`` (which restores the log as it was before
+    the first write and says what it did) and raise WriteFailed saying whether that worked."""
+    for write in writes:
+        try:
+            write()
+        except Exception as exc:
+            try:
+                done = put_back()
+            except Exception as undo:
+                raise WriteFailed(f"{exc}; putting query log {log!r} back failed as well ({undo}): it may hold part "
+                                  "of this append; run the same append again to complete it") from exc
+            raise WriteFailed(f"{exc}; query log {log!r} was put back as it was ({done})") from exc
+
+
+def chunks_by_bytes(sizes: Sequence[int], max_rows: int, max_bytes: int) -> list[slice]:
+    """Consecutive slices of at most ``max_rows`` items whose ``sizes`` add up to at most ``max_bytes``
+    (an item larger than that on its own gets a slice of its own)."""
+    out: list[slice] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= max_rows or total + size > max_bytes):
+            out.append(slice(start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        out.append(slice(start, len(sizes)))
+    return out

@@ -11,10 +11,11 @@ Grammar (``<backend>[+<transport>]:<location>?collection=<name>&<option>=<value>
     chroma:///abs/dir?collection=docs         Chroma persistent client
     chroma+http://host:8000?collection=docs   Chroma server (``+https`` for TLS)
 
-Options every backend understands: ``collection`` (required), ``vector`` (Qdrant named vector
-or Milvus vector field; detected when the collection has exactly one), ``timeout`` (seconds).
-Backend options: Chroma ``tenant``, ``database``, ``auth`` (``bearer`` | ``x-chroma-token`` |
-``basic``); Milvus ``db_name``.
+Options every backend understands: ``collection`` (required), ``timeout`` (seconds). Backend
+options: ``vector`` (Qdrant named vector or Milvus vector field; detected when the collection has
+exactly one; a Chroma collection has one embedding, so Chroma refuses it), Chroma ``tenant``,
+``database``, ``auth`` (``bearer`` | ``x-chroma-token`` | ``basic``); Milvus ``db_name``; Qdrant
+``prefer_grpc``.
 
 Secrets never appear in URIs (they would end up in shell history, logs and reports). They are
 read from an environment variable (default ``QDRANT_API_KEY``, ``MILVUS_TOKEN``,
@@ -49,11 +50,11 @@ DEFAULT_SECRET_ENV: dict[str, str] = {
 }
 
 _SECRET_PARAMS = {"api_key", "apikey", "token", "password", "secret", "key"}
-_COMMON_OPTIONS = {"collection", "vector", "timeout", "secret_env", "secret_file"}
+_COMMON_OPTIONS = {"collection", "timeout", "secret_env", "secret_file"}
 _BACKEND_OPTIONS = {
-    "qdrant": {"prefer_grpc"},
-    "milvus": {"db_name"},
-    "chroma": {"tenant", "database", "auth"},
+    "qdrant": {"prefer_grpc", "vector"},
+    "milvus": {"db_name", "vector"},
+    "chroma": {"tenant", "database", "auth"},  # a Chroma collection has one embedding: no vector=
 }
 
 
@@ -132,7 +133,12 @@ def parse_uri(uri: str, *, collection: str | None = None, env: Mapping[str, str]
         params[key] = value
 
     if transport in ("http", "https"):
-        parts = urlsplit(f"{transport}:{rest}")
+        try:
+            parts = urlsplit(f"{transport}:{rest}")
+            parts.hostname  # noqa: B018  # may raise too (e.g. an unclosed IPv6 bracket)
+        except ValueError as exc:
+            raise InvalidURI(f"{uri!r}: not a valid server address ({exc}); e.g. {backend}+{transport}://localhost:PORT "
+                             "or [::1]:PORT for IPv6") from None
         if not parts.hostname:
             raise InvalidURI(f"{uri!r}: a server URI needs a host, e.g. {backend}+{transport}://localhost:PORT")
         if parts.password is not None:
@@ -203,6 +209,10 @@ def open_store(target: str | StoreConfig, *, collection: str | None = None, **op
     if collection and isinstance(target, StoreConfig):
         config = config.with_collection(collection)
     if options:
+        allowed = _COMMON_OPTIONS | _BACKEND_OPTIONS[config.backend]
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise InvalidURI(f"unknown option(s) {unknown} for {config.backend}; allowed: {sorted(allowed)}")
         config = replace(config, options={**config.options, **{k: str(v) for k, v in options.items()}})
     module = _backend_module(config.backend)
     return module.open_store(config)

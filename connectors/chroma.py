@@ -60,14 +60,18 @@ Query log (a sibling collection written with the native client as easily as by u
 One record per labelled query: record id = ``query_id``; embedding = the query vector; metadata:
 
 * ``relevant_ids``: list of str (or of int) -- the ids of the relevant records (a single id may be
-  given as a plain str/int). Lists of mixed str/int ids are stored as JSON text in
-  ``relevant_ids_json`` instead (Chroma lists must hold one type), which then wins.
+  given as a plain str/int). Lists of mixed str/int ids, and entries whose ids and grades together
+  pass :data:`LIST_ELEMENTS` (4,096) elements, are stored as JSON text in ``relevant_ids_json`` and
+  ``grades_json`` instead, which then win: Chroma lists must hold one type, and a record with more
+  than 5,461 list elements is accepted by ``upsert`` and then makes the whole collection unreadable
+  (measured on chromadb 1.5.9). An entry's metadata may take at most 16 MiB as JSON
+  (``_log.MAX_ENTRY_BYTES``); requests are split to stay under a server's 40 MiB body limit.
 * ``grades``: list of float aligned with ``relevant_ids`` (absent = all 1).
 * ``timestamp``: float unix seconds;  ``split``: "train" | "val" | "test" (absent = hash split).
 
 Example (native client): ``log.upsert(ids=["q-17"], embeddings=[qvec], metadatas=[{"relevant_ids":
 ["doc-4", "doc-9"], "timestamp": time.time()}])``. Appending an existing query_id replaces it.
-We write all five fields, ``None`` for absent ones, because Chroma merges metadata on upsert and
+We write all six fields, ``None`` for absent ones, because Chroma merges metadata on upsert and
 because of chroma#7594 (``delete_collection`` leaves list-valued metadata on disk, and new records
 that reuse the internal row ids inherit it); applications should do the same.
 
@@ -84,7 +88,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -128,7 +132,15 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
-from ._log import check_query_id, entry_fields, entry_from_fields
+from ._log import (
+    check_entry_size,
+    chunks_by_bytes,
+    entry_fields,
+    entry_from_fields,
+    fields_bytes,
+    log_entries,
+    write_or_put_back,
+)
 from ._uri import StoreConfig
 
 __all__ = ["ChromaStore", "ChromaState", "auth_headers", "create_collection", "open_store"]
@@ -144,7 +156,13 @@ _PAYLOAD_BUDGET = 24 * 1024 * 1024
 #: Result rows (query x n_results) per ``query`` call, to bound memory of a search batch.
 _QUERY_ROWS = 200_000
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
-_LOG_FIELDS = ("relevant_ids", "relevant_ids_json", "grades", "timestamp", "split")
+_LOG_FIELDS = ("relevant_ids", "relevant_ids_json", "grades", "grades_json", "timestamp", "split")
+#: List elements (all list-valued metadata of one record together) Chroma stores natively: a record
+#: with more is accepted by ``upsert`` and then breaks the collection for good ("Error in compaction:
+#: Failed to apply logs to the metadata segment" on every later read). Measured on chromadb 1.5.9:
+#: 5,461 elements work, 5,462 break it (32,766 SQLite variables / 6 per element). Longer lists are
+#: kept as JSON text, with a margin below the measured edge.
+LIST_ELEMENTS = 4096
 
 
 def open_store(config: StoreConfig) -> ChromaStore:
@@ -691,34 +709,66 @@ class ChromaStore(VectorStore):
             for qid, vec, meta in zip(page["ids"], vecs, metas):
                 yield _entry_from_record(name, qid, vec, meta or {})
 
-    def append_log(self, name: str, queries: Sequence[LabelledQuery]) -> int:
-        queries = list(queries)
+    def append_log(self, name: str, queries: Sequence[LabelledQuery], *, batch_size: int | None = None) -> int:
+        queries = log_entries(queries, name)
         if not queries:
             return 0
         _check_name(name)
         log = self.conn.get_collection(name) if self.log_exists(name) else None
         dim = self._log_dimension(log, name, queries)
-        ids = [check_query_id(q.query_id, name) for q in queries]
-        rows = [np.asarray(q.vector).ravel() for q in queries]
-        for qid, row in zip(ids, rows):
-            if row.size != dim:
-                raise InvalidVectors(f"query log {name!r} entry {qid!r}: dimension {row.size} does not match the "
-                                     f"log's dimension {dim}")
-        vecs = as_vectors(np.stack(rows), dim, what=f"query log {name!r} vectors", n=len(queries))
-        if len(set(ids)) != len(ids):
-            raise InvalidVectors(f"query log {name!r}: duplicate query_id(s) in one append: "
-                                 f"{sorted({i for i in ids if ids.count(i) > 1})[:10]}")
+        for q in queries:
+            if q.vector.size != dim:
+                raise InvalidVectors(f"query log {name!r} entry {q.query_id!r}: dimension {q.vector.size} does not "
+                                     f"match the log's dimension {dim}")
+        ids = [q.query_id for q in queries]
+        vecs = np.stack([q.vector for q in queries])
         metas = [_entry_metadata(q, name) for q in queries]
-        if log is None:
+        sizes = [fields_bytes(m) for m in metas]
+        for q, size in zip(queries, sizes):
+            check_entry_size(name, q, size, why=" (half of a Chroma server's default request limit, 40 MiB)")
+        rows = self.conn.rows_per_write(dim) if batch_size is None else min(check_batch_size(batch_size),
+                                                                              self.conn.max_batch())
+        before = _log_records(log, name, ids, self.conn) if log is not None else None
+        target: list[Any] = [log]
+
+        def create() -> None:
             with self.conn.calls("create query log", name, write=True):
-                log = self.conn.client.get_or_create_collection(
+                target[0] = self.conn.client.get_or_create_collection(
                     name, configuration={"hnsw": {"space": LOG_SPACE}}, embedding_function=None,
                     metadata={"nudge_sync_query_log": 1},
                 )
-        for part in _chunks(len(ids), self.conn.rows_per_write(dim)):
-            with self.conn.calls("upsert query log", name, write=True):
-                log.upsert(ids=ids[part], embeddings=vecs[part], metadatas=metas[part])
+
+        def upsert(part: slice) -> Callable[[], None]:
+            def write() -> None:
+                with self.conn.calls("upsert query log", name, write=True):
+                    target[0].upsert(ids=ids[part], embeddings=vecs[part], metadatas=metas[part])
+            return write
+
+        writes = [] if log is not None else [create]
+        writes += [upsert(part) for part in chunks_by_bytes([s + 6 * dim for s in sizes], rows, _PAYLOAD_BUDGET)]
+        write_or_put_back(name, writes, lambda: self._put_log_back(name, target[0], ids, before))
         return len(ids)
+
+    def _put_log_back(self, name: str, log: Any, ids: list[str], before: dict[str, Any] | None) -> str:
+        """Undo an append: drop a log it created, else delete the records it added and rewrite those it
+        replaced with what they held (metadata keys it wrote reset first: Chroma merges metadata)."""
+        if before is None:
+            with self.conn.calls("drop query log", name, write=True):
+                self.conn.client.delete_collection(name)
+            return "the log this append created was removed"
+        present = set(before["ids"])
+        added = [i for i in ids if i not in present]
+        step = self.conn.max_batch()
+        for start in range(0, len(added), step):
+            with self.conn.calls("delete from query log", name, write=True):
+                log.delete(ids=added[start : start + step])
+        kept = before["ids"]
+        metas = [{**dict.fromkeys(_LOG_FIELDS), **(m or {})} for m in before["metadatas"]]
+        for start in range(0, len(kept), step):
+            part = slice(start, start + step)
+            with self.conn.calls("restore query log", name, write=True):
+                log.upsert(ids=kept[part], embeddings=before["embeddings"][part], metadatas=metas[part])
+        return f"{len(kept)} replaced entries restored, {len(added)} added entries removed"
 
     def _log_dimension(self, log: Any, name: str, queries: list[LabelledQuery]) -> int:
         """The dimension entries must have: the log's, else the data collection's, else the first's."""
@@ -750,27 +800,44 @@ class ChromaStore(VectorStore):
 
 def _entry_metadata(q: LabelledQuery, log: str) -> dict[str, Any]:
     """Chroma metadata for one entry. Absent fields are None so an upsert deletes stale keys
-    (Chroma merges metadata on upsert)."""
+    (Chroma merges metadata on upsert). Lists are native while the record's list elements stay
+    within :data:`LIST_ELEMENTS`, else JSON text (``relevant_ids_json``, ``grades_json``)."""
     fields = entry_fields(q, log)
-    rel = fields["relevant_ids"]
+    rel, grades = fields["relevant_ids"], fields["grades"] or None
     meta: dict[str, Any] = dict.fromkeys(_LOG_FIELDS)
-    if len({type(i) for i in rel}) == 1:
-        meta["relevant_ids"] = rel
-    elif rel:  # Chroma lists hold one type: keep a mixed list as JSON text
-        meta["relevant_ids_json"] = json.dumps(rel)
-    meta.update(grades=fields["grades"] or None, timestamp=fields["timestamp"], split=fields["split"])
+    if len({type(i) for i in rel}) == 1 and len(rel) + len(grades or ()) <= LIST_ELEMENTS:
+        meta.update(relevant_ids=rel, grades=grades)
+    else:  # mixed types (Chroma lists hold one type) or a list Chroma cannot index: JSON text
+        meta.update(relevant_ids_json=json.dumps(rel), grades_json=None if grades is None else json.dumps(grades))
+    meta.update(timestamp=fields["timestamp"], split=fields["split"])
     return meta
 
 
 def _entry_from_record(log: str, qid: str, vec: np.ndarray, meta: Mapping[str, Any]) -> LabelledQuery:
     fields = dict(meta)
-    if meta.get("relevant_ids_json") is not None:  # a mixed int/str list, kept as JSON text
+    for key in ("relevant_ids", "grades"):
+        text = meta.get(f"{key}_json")
+        if text is None:
+            continue
         try:
-            fields["relevant_ids"] = json.loads(meta["relevant_ids_json"])
-        except (TypeError, ValueError):
-            raise UnsupportedCollection(f"query log {log!r}, entry {qid!r}: field 'relevant_ids_json' is not "
+            fields[key] = json.loads(text)
+        except (TypeError, ValueError, RecursionError):
+            raise UnsupportedCollection(f"query log {log!r}, entry {qid!r}: field '{key}_json' is not "
                                         "JSON text") from None
     return entry_from_fields(log, qid, vec, fields)
+
+
+def _log_records(log: Any, name: str, ids: list[str], conn: _Connection) -> dict[str, Any]:
+    """The log's records among ``ids`` as they are now, to put back after a failed append."""
+    out: dict[str, Any] = {"ids": [], "embeddings": [], "metadatas": []}
+    step = conn.max_batch()
+    for start in range(0, len(ids), step):
+        with conn.calls("read query log", name):
+            got = log.get(ids=ids[start : start + step], include=["embeddings", "metadatas"])
+        out["ids"] += list(got["ids"])
+        out["embeddings"] += list(_as_float32(got["embeddings"], 0))
+        out["metadatas"] += list(got["metadatas"] or [None] * len(got["ids"]))
+    return out
 
 
 # -- state collection ------------------------------------------------------------------------------

@@ -73,7 +73,11 @@ fields of those names, or a JSON field ``fields`` holding them, are read too. Ex
     client.insert("feedback", [{"query_id": "q-17", "vector": qvec, "relevant_ids": [4, 9],
                                 "timestamp": time.time()}])
 
-Appending an existing query_id replaces its entry (upsert of the whole row).
+Appending an existing query_id replaces its entry (upsert of the whole row). Limits (measured,
+``_milvus_log.py``): ``query_id`` at most 2,048 bytes of UTF-8 in the logs we create (the key's
+VARCHAR max_length: servers count bytes); an entry's dynamic fields at most 65,536 bytes of JSON
+(about 8,000 six-digit int ids without grades). Entries over them are refused before any write, and
+a failed append is undone (``_log.write_or_put_back``).
 
 State collection
 ----------------
@@ -86,7 +90,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
@@ -96,6 +100,7 @@ from urllib.parse import urlsplit
 
 import grpc  # pymilvus' transport; its status codes tell auth failures from unreachable servers
 import numpy as np
+import orjson  # pymilvus' own JSON encoder: request sizes as pymilvus computes them
 from pymilvus import DataType, MilvusClient
 
 from ._base import (
@@ -129,7 +134,8 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
-from ._log import check_query_id, entry_fields, entry_from_fields
+from ._log import chunks_by_bytes, entry_fields, entry_from_fields, log_entries, write_or_put_back
+from ._milvus_log import LogSchema
 from ._uri import StoreConfig
 
 __all__ = ["WRITE_PATHS", "MilvusState", "MilvusStore", "create_collection", "engine_version", "open_store"]
@@ -807,16 +813,15 @@ class MilvusStore(VectorStore):
         _check_name(name, "query log")
         return self.conn.exists(name)
 
-    def _log_layout(self, name: str) -> tuple[str, str, int]:
-        """``(primary key, vector field, dimension)`` of a query log collection."""
+    def _log_schema(self, name: str) -> LogSchema:
         with self.conn.calls("describe query log", name):
             desc = self.client.describe_collection(name, timeout=self.conn.timeout)
-        pk = next((f["name"] for f in desc["fields"] if f.get("is_primary")), None)
-        dense = [f for f in desc["fields"] if f.get("type") == DataType.FLOAT_VECTOR]
-        if pk is None or len(dense) != 1:
-            raise UnsupportedCollection(f"query log {name!r} must have a primary key (query_id) and exactly one "
-                                        f"FLOAT_VECTOR field; it has {[f['name'] for f in dense]}")
-        return pk, dense[0]["name"], int(dense[0]["params"]["dim"])
+        return LogSchema.from_description(name, desc)
+
+    def _log_layout(self, name: str) -> tuple[str, str, int]:
+        """``(primary key, vector field, dimension)`` of a query log collection."""
+        schema = self._log_schema(name)
+        return schema.pk, schema.vector, schema.dim
 
     def read_log(self, name: str, batch_size: int = 1000) -> Iterator[LabelledQuery]:
         _check_name(name, "query log")
@@ -829,34 +834,63 @@ class MilvusStore(VectorStore):
             for row in rows:
                 yield _entry_from_row(name, row, pk, vec)
 
-    def append_log(self, name: str, queries: Sequence[LabelledQuery]) -> int:
-        queries = list(queries)
+    def append_log(self, name: str, queries: Sequence[LabelledQuery], *, batch_size: int | None = None) -> int:
+        queries = log_entries(queries, name)
         if not queries:
             return 0
         _check_name(name, "query log")
-        ids = [check_query_id(q.query_id, name) for q in queries]
-        if len(set(ids)) != len(ids):
-            raise InvalidVectors(f"query log {name!r}: duplicate query_id(s) in one append: "
-                                 f"{sorted({i for i in ids if ids.count(i) > 1})[:10]}")
+        step = check_batch_size(_ROWS_PER_UPSERT if batch_size is None else batch_size)
         exists = self.conn.exists(name)
-        pk, vec, dim = self._log_layout(name) if exists else ("query_id", "vector", self._new_log_dimension(queries))
-        for q in queries:
-            size = int(np.asarray(q.vector).size)
-            if size != dim:
-                raise InvalidVectors(f"query log {name!r} entry {q.query_id!r}: dimension {size} does not match the "
-                                     f"log's dimension {dim}")
-        vecs = as_vectors(np.stack([np.asarray(q.vector).ravel() for q in queries]), dim,
-                          what=f"query log {name!r} vectors", n=len(queries))
+        schema = self._log_schema(name) if exists else LogSchema.ours(self._new_log_dimension(queries))
         rows = []
-        for q, v in zip(queries, vecs.tolist()):
+        for q in queries:
+            if q.vector.size != schema.dim:
+                raise InvalidVectors(f"query log {name!r} entry {q.query_id!r}: dimension {q.vector.size} does not "
+                                     f"match the log's dimension {schema.dim}")
             fields = {k: val for k, val in entry_fields(q, name).items() if val is not None}
-            rows.append({**fields, "relevant_ids": fields.get("relevant_ids", []), pk: q.query_id, vec: v})
-        if not exists:
-            self._create_keyed(name, "query_id", dim, {}, dynamic=True)
-        for part in _chunks(len(rows), max(1, min(_ROWS_PER_UPSERT, _rows_per_page(dim)))):
-            with self.conn.calls("upsert query log", name, write=True):
-                self.client.upsert(name, rows[part], timeout=self.conn.timeout)
+            row = {**fields, schema.pk: q.query_id, schema.vector: q.vector.tolist()}
+            schema.check(name, q, row)
+            rows.append(row)
+        keys = [q.query_id for q in queries]
+        before = self._log_rows(name, schema, keys) if exists else []
+        sizes = [len(orjson.dumps(row)) for row in rows]
+
+        def upsert(part: slice) -> Callable[[], None]:
+            def write() -> None:
+                with self.conn.calls("upsert query log", name, write=True):
+                    self.client.upsert(name, rows[part], timeout=self.conn.timeout)
+            return write
+
+        writes = [] if exists else [lambda: self._create_keyed(name, "query_id", schema.dim, {}, dynamic=True)]
+        writes += [upsert(part) for part in chunks_by_bytes(sizes, step, _PAGE_BYTES)]
+        write_or_put_back(name, writes, lambda: self._put_log_back(name, schema, exists, keys, before))
         return len(rows)
+
+    def _log_rows(self, name: str, schema: LogSchema, keys: list[str]) -> list[dict[str, Any]]:
+        """The log's rows among ``keys`` as they are now (every field), to put back after a failed append."""
+        self._ensure_loaded(name)
+        found: list[dict[str, Any]] = []
+        for part in _chunks(len(keys), _ID_CHUNK):
+            found += self._query(name, _in(schema.pk, keys[part]), ["*"], what="read query log")
+        return found
+
+    def _put_log_back(self, name: str, schema: LogSchema, existed: bool, keys: list[str],
+                      before: list[dict[str, Any]]) -> str:
+        """Undo an append: drop a log it created, else delete the rows it added and rewrite those it
+        replaced with what they held."""
+        if not existed:
+            with self.conn.calls("drop query log", name, write=True):
+                self.client.drop_collection(name, timeout=self.conn.timeout)
+            return "the log this append created was removed"
+        kept = {row[schema.pk] for row in before}
+        added = [k for k in keys if k not in kept]
+        for part in _chunks(len(added), _ID_CHUNK):
+            with self.conn.calls("delete from query log", name, write=True):
+                self.client.delete(name, filter=_in(schema.pk, added[part]), timeout=self.conn.timeout)
+        for part in _chunks(len(before), _ROWS_PER_UPSERT):
+            with self.conn.calls("restore query log", name, write=True):
+                self.client.upsert(name, before[part], timeout=self.conn.timeout)
+        return f"{len(before)} replaced entries restored, {len(added)} added entries removed"
 
     def _new_log_dimension(self, queries: list[LabelledQuery]) -> int:
         try:

@@ -77,7 +77,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -120,7 +120,15 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
-from ._log import check_query_id, entry_fields, entry_from_fields
+from ._log import (
+    check_entry_size,
+    chunks_by_bytes,
+    entry_fields,
+    entry_from_fields,
+    fields_bytes,
+    log_entries,
+    write_or_put_back,
+)
 from ._uri import StoreConfig
 
 __all__ = ["QdrantState", "QdrantStore", "create_collection", "local_client", "open_store"]
@@ -130,6 +138,8 @@ METRIC_TO_DISTANCE = {"cosine": models.Distance.COSINE, "dot": models.Distance.D
 #: Points per write call: amortises the round trip, stays far below gRPC's 32 MiB message limit
 #: (and local mode commits per point anyway).
 WRITE_BATCH = 256
+#: Bytes of payloads and vectors per log upsert request: well under a server's default 32 MiB limit.
+_REQUEST_BYTES = 8 * 1024 * 1024
 #: Ids per ``retrieve`` call.
 READ_BATCH = 1000
 #: Queries per ``query_batch_points`` call, and the budget of excluded ids carried by one call
@@ -663,36 +673,69 @@ class QdrantStore(VectorStore):
             if offset is None:
                 return
 
-    def append_log(self, name: str, queries: Sequence[LabelledQuery]) -> int:
-        queries = list(queries)
+    def append_log(self, name: str, queries: Sequence[LabelledQuery], *, batch_size: int | None = None) -> int:
+        queries = log_entries(queries, name)
         if not queries:
             return 0
-        ids = [check_query_id(q.query_id, name) for q in queries]
-        if len(set(ids)) != len(ids):
-            raise InvalidVectors(f"query log {name!r}: duplicate query_id(s) in one append: "
-                                 f"{sorted({i for i in ids if ids.count(i) > 1})[:10]}")
+        rows = check_batch_size(WRITE_BATCH if batch_size is None else batch_size)
         exists = self.conn.exists(name)
         lay = self._log_layout(name) if exists else _Layout(None, self._new_log_dimension(queries), "Dot", "float32")
-        rows = []
         for q in queries:
-            row = np.asarray(q.vector).ravel()
-            if row.size != lay.dim:
-                raise InvalidVectors(f"query log {name!r} entry {q.query_id!r}: dimension {row.size} does not "
+            if q.vector.size != lay.dim:
+                raise InvalidVectors(f"query log {name!r} entry {q.query_id!r}: dimension {q.vector.size} does not "
                                      f"match the log's dimension {lay.dim}")
-            rows.append(row)
-        vecs = as_vectors(np.stack(rows), lay.dim, what=f"query log {name!r} vectors", n=len(queries))
         payloads = [{"query_id": q.query_id, **entry_fields(q, name)} for q in queries]
-        if not exists:
+        sizes = [fields_bytes(p) for p in payloads]
+        for q, size in zip(queries, sizes):
+            check_entry_size(name, q, size, why=" (half of a Qdrant server's default request limit, 32 MiB)")
+        points = [models.PointStruct(id=_log_point(q.query_id), vector=lay.wrap(q.vector.tolist()), payload=p)
+                  for q, p in zip(queries, payloads)]
+        before = self._log_points(name, [p.id for p in points]) if exists else []
+
+        def create() -> None:
             with self.conn.calls("create query log", name, write=True):
                 self.conn.client.create_collection(
                     name, vectors_config=models.VectorParams(size=lay.dim, distance=models.Distance.DOT))
-        points = [models.PointStruct(id=_log_point(q.query_id), vector=lay.wrap(v.tolist()), payload=p)
-                  for q, v, p in zip(queries, vecs, payloads)]
-        for start in range(0, len(points), WRITE_BATCH):
-            with self.conn.calls("upsert query log", name, write=True):
-                # our own collection: one point per query, replaced whole on purpose
-                self.conn.client.upsert(name, points=points[start : start + WRITE_BATCH], wait=True)
+
+        def upsert(part: slice) -> Callable[[], None]:
+            def write() -> None:
+                with self.conn.calls("upsert query log", name, write=True):
+                    # our own collection: one point per query, replaced whole on purpose
+                    self.conn.client.upsert(name, points=points[part], wait=True)
+            return write
+
+        writes = [] if exists else [create]
+        writes += [upsert(part) for part in chunks_by_bytes([s + 16 * lay.dim for s in sizes], rows, _REQUEST_BYTES)]
+        write_or_put_back(name, writes, lambda: self._put_log_back(name, exists, [p.id for p in points], before))
         return len(points)
+
+    def _log_points(self, name: str, point_ids: list[str]) -> list[Any]:
+        """The log's points among ``point_ids`` as they are now (payloads and vectors), to put back."""
+        found = []
+        for start in range(0, len(point_ids), WRITE_BATCH):
+            with self.conn.calls("read query log", name):
+                found += self.conn.client.retrieve(name, point_ids[start : start + WRITE_BATCH], with_payload=True,
+                                                   with_vectors=True)
+        return found
+
+    def _put_log_back(self, name: str, existed: bool, written: list[str], before: list[Any]) -> str:
+        """Undo an append: drop a log it created, else delete the points it added and rewrite those it
+        replaced with what they held."""
+        if not existed:
+            with self.conn.calls("drop query log", name, write=True):
+                self.conn.client.delete_collection(name)
+            return "the log this append created was removed"
+        kept = {str(p.id) for p in before}
+        added = [i for i in written if i not in kept]
+        for start in range(0, len(added), WRITE_BATCH):
+            with self.conn.calls("delete from query log", name, write=True):
+                self.conn.client.delete(name, points_selector=models.PointIdsList(points=added[start : start + WRITE_BATCH]),
+                                        wait=True)
+        restored = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in before]
+        for start in range(0, len(restored), WRITE_BATCH):
+            with self.conn.calls("restore query log", name, write=True):
+                self.conn.client.upsert(name, points=restored[start : start + WRITE_BATCH], wait=True)
+        return f"{len(before)} replaced entries restored, {len(added)} added entries removed"
 
     def _new_log_dimension(self, queries: list[LabelledQuery]) -> int:
         """A new log takes the data collection's dimension (or the first entry's if there is none)."""

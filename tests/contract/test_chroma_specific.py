@@ -513,27 +513,26 @@ def test_database_option_selects_the_database(chroma, collection_name):
 def _log_meta(**fields):
     """Native log metadata with every field present (None = absent), as the README recommends:
     Chroma merges metadata on upsert, and chroma#7594 can attach stale list values to new records."""
-    return {"relevant_ids": None, "relevant_ids_json": None, "grades": None, "timestamp": None, "split": None,
-            **fields}
+    return {"relevant_ids": None, "relevant_ids_json": None, "grades": None, "grades_json": None, "timestamp": None,
+            "split": None, **fields}
 
 
 def test_query_log_format_is_plain_chroma_metadata(chroma, collection_name):
     ids = chroma.make_ids(20)
     chroma.create(collection_name, ids, random_vectors(20, DIM), metric="dot", rich=False)
     log = f"{collection_name}_log"
-    ours = ("relevant_ids", "relevant_ids_json", "grades", "timestamp", "split")
+    ours = ("relevant_ids", "relevant_ids_json", "grades", "grades_json", "timestamp", "split")
     try:
         # what an application writes with the native client
         native = chroma.client.get_or_create_collection(log, embedding_function=None)
         q = random_vectors(5, DIM, seed=50)
         native.upsert(
-            ids=["q-a", "q-b", "q-c", "q-d", "q-e"],
-            embeddings=q,
+            ids=["q-a", "q-b", "q-c", "q-e"],
+            embeddings=q[[0, 1, 2, 4]],
             metadatas=[
                 _log_meta(relevant_ids=[ids[0], ids[1]], grades=[2, 1], timestamp=1_700_000_000, split="val"),
                 _log_meta(relevant_ids=ids[2]),  # a single id as a plain string
                 _log_meta(relevant_ids_json=json.dumps([ids[3], 42])),  # mixed types
-                _log_meta(),  # no relevant ids: the engine drops the entry and counts it
                 _log_meta(relevant_ids=[ids[4]], extra="ignored"),
             ],
         )
@@ -543,7 +542,6 @@ def test_query_log_format_is_plain_chroma_metadata(chroma, collection_name):
             assert got["q-a"].timestamp == 1_700_000_000.0 and got["q-a"].split == "val"
             assert got["q-b"].relevant_ids == [ids[2]] and got["q-b"].grades is None
             assert got["q-c"].relevant_ids == [ids[3], 42]
-            assert got["q-d"].relevant_ids == [] and got["q-d"].split is None
             assert got["q-e"].relevant_ids == [ids[4]]
             assert np.array_equal(got["q-c"].vector, q[2])
 
@@ -565,6 +563,10 @@ def test_query_log_format_is_plain_chroma_metadata(chroma, collection_name):
             native.upsert(ids=["q-bad"], embeddings=q[:1], metadatas=[_log_meta(relevant_ids=[ids[0]], grades=[1, 2])])
             with pytest.raises(UnsupportedCollection, match="q-bad.*grades"):
                 list(s.read_log(log))
+            # the entry rule holds for entries written natively: no relevant ids is refused, by name
+            native.upsert(ids=["q-bad"], embeddings=q[:1], metadatas=[_log_meta()])
+            with pytest.raises(UnsupportedCollection, match="q-bad.*relevant_ids must be a non-empty list"):
+                list(s.read_log(log))
     finally:
         chroma.drop(log)
         chroma.drop(collection_name)
@@ -585,12 +587,17 @@ def test_log_entries_are_immune_to_stale_list_metadata(chroma, collection_name):
             entries = [LabelledQuery(f"q{j}", random_vectors(1, DIM, seed=j)[0], [f"doc-{j:06d}"]) for j in range(10)]
             s.append_log(log, entries)
             native = chroma.client.get_collection(log, embedding_function=None)
-            native.add(ids=["user-1"], embeddings=random_vectors(1, DIM), metadatas=[{"timestamp": 1.0}])
-            got = {e.query_id: e for e in s.read_log(log)}
+            native.add(ids=["user-1"], embeddings=random_vectors(1, DIM), metadatas=[{"timestamp": 1_700_000_000.0}])
+            got = {}
+            try:
+                for e in s.read_log(log):
+                    got[e.query_id] = e
+            except UnsupportedCollection as exc:  # user-1 without the ghost has no relevant ids
+                assert "'user-1'" in str(exc) and "relevant_ids" in str(exc)
         for j in range(10):
             assert got[f"q{j}"].relevant_ids == [f"doc-{j:06d}"] and got[f"q{j}"].grades is None
         # control: a record written without explicit Nones may inherit the ghost (documented caveat)
-        ghosted = got["user-1"].relevant_ids == ["ghost-id"]
+        ghosted = "user-1" in got and got["user-1"].relevant_ids == ["ghost-id"]
         if Version(chromadb.__version__) <= Version("1.5.9"):
             assert ghosted, "chroma#7594 did not reproduce: the control is no longer meaningful"
     finally:

@@ -484,7 +484,7 @@ def test_query_log_written_with_the_native_client(milvus, collection_name, clean
         client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
         entries = [{"relevant_ids": [4, "doc-9"], "timestamp": 1_700_000_000.25, "split": "val"},
                    {"relevant_ids": [7], "grades": [2.0], "timestamp": 1_700_000_001.0, "split": "train"},
-                   {"relevant_ids": [], "timestamp": 5.0, "split": "test"}]
+                   {"relevant_ids": ["doc-1"], "timestamp": 1_700_000_005.0, "split": "test"}]
         rows = [({"fields": e} if suffix == "json" else e) | {"query_id": f"q{j}", "embedding": qv[j].tolist()}
                 for j, e in enumerate(entries)]
         client.insert(name, rows)
@@ -494,17 +494,25 @@ def test_query_log_written_with_the_native_client(milvus, collection_name, clean
         assert got["q0"].relevant_ids == [4, "doc-9"] and got["q0"].split == "val"
         assert got["q1"].grades == [2.0] and got["q1"].timestamp == 1_700_000_001.0
         assert np.array_equal(got["q2"].vector, qv[2])
+        # the entry rule holds for rows written natively: a millisecond timestamp is refused, by name
+        bad = {"relevant_ids": [7], "timestamp": 1_700_000_005_000, "split": "test"}
+        client.upsert(name, [({"fields": bad} if suffix == "json" else bad) | {"query_id": "q2",
+                                                                                "embedding": qv[2].tolist()}])
+        with open_milvus(milvus, name, vector=None) as s, \
+                pytest.raises(UnsupportedCollection, match="'q2'.*looks like milliseconds"):
+            list(s.read_log(name))
 
 
 def test_query_log_format_we_write(milvus, collection_name, cleanup):
     name = f"{collection_name}_log"
     cleanup.extend([collection_name, name])
     milvus.create(collection_name, milvus.make_ids(3), random_vectors(3, DIM), rich=False)
-    entry = LabelledQuery("q-1", random_vectors(1, DIM)[0], [1, "x"], grades=None, timestamp=12.5, split=None)
+    entry = LabelledQuery("q-1", random_vectors(1, DIM)[0], [1, "x"], grades=None, timestamp=1_700_000_012.5,
+                          split=None)
     with open_milvus(milvus, collection_name) as s:
         s.append_log(name, [entry])
     (row,) = milvus.client.query(name, filter="", output_fields=["*"], limit=10, consistency_level="Strong")
-    assert row["query_id"] == "q-1" and row["relevant_ids"] == [1, "x"] and row["timestamp"] == 12.5
+    assert row["query_id"] == "q-1" and row["relevant_ids"] == [1, "x"] and row["timestamp"] == 1_700_000_012.5
     assert "grades" not in row and "split" not in row  # absent fields are not written
     desc = milvus.client.describe_collection(name)
     assert desc["enable_dynamic_field"] and {f["name"] for f in desc["fields"]} == {"query_id", "vector"}
