@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,11 +21,13 @@ import connectors
 from connectors import LabelledQuery, VectorStore
 
 from . import _ops
+from ._cli_types import FiniteFloat, MetricSpec
 from ._config import load_config
 from ._engine import sync
 from ._errors import ExitCode, NudgeSyncError, RefusedInput, exit_code_for
-from ._options import SyncOptions
+from ._options import MAX_GAMMA_M, MAX_K, MAX_LOCK_TTL, SyncOptions
 from ._progress import Progress
+from ._vector_input import read_query_vector
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -82,8 +87,13 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+#: Set to 1 to get the traceback of an internal error (exit code 1) on stderr.
+DEBUG_ENV = "NUDGE_SYNC_DEBUG"
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into a one-line message on stderr (+ JSON on stdout) and an exit code."""
+    """Turn library errors into a one-line message on stderr (+ JSON on stdout) and an exit code;
+    anything unexpected into "internal error" and exit code 1, never a traceback (unless asked)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -91,22 +101,46 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except (NudgeSyncError, connectors.ConnectorError) as exc:
-            code = exit_code_for(exc)
-            report = getattr(exc, "report", None)
-            if ctx.obj["json"]:
-                payload = report.to_dict() if report is not None else {"status": "error"}
-                payload.update(error=str(exc), exit_code=int(code), error_type=type(exc).__name__)
-                click.echo(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
-            elif report is not None:
-                click.echo(_human_run(report.to_dict()))
-            label = "nothing to do" if code == ExitCode.NOTHING_TO_DO else "error"
-            click.echo(f"{label}: {exc}", err=True)
-            ctx.exit(int(code))
+            _fail(ctx, exc, exit_code_for(exc), getattr(exc, "report", None))
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug: say so in one line, and how to see more
+            _fail(ctx, exc, ExitCode.INTERNAL_ERROR, None)
 
     return wrapper
 
 
+def _fail(ctx: click.Context, exc: BaseException, code: ExitCode, report: Any) -> None:
+    if ctx.obj["json"]:
+        payload = report.to_dict() if report is not None else {"status": "error"}
+        payload.update(error=str(exc), exit_code=int(code), error_type=type(exc).__name__)
+        click.echo(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+    elif report is not None:
+        click.echo(_human_run(report.to_dict()))
+    click.echo(_error_line(exc, code), err=True)
+    ctx.exit(int(code))
+
+
+def _error_line(exc: BaseException, code: ExitCode) -> str:
+    if code == ExitCode.INTERNAL_ERROR:
+        if os.environ.get(DEBUG_ENV) == "1":
+            traceback.print_exception(exc, file=sys.stderr)
+        return (f"internal error (a bug, please report it): {type(exc).__name__}: {_one_line(exc)}"
+                + ("" if os.environ.get(DEBUG_ENV) == "1" else f" (set {DEBUG_ENV}=1 for the traceback)"))
+    label = "nothing to do" if code == ExitCode.NOTHING_TO_DO else "error"
+    return f"{label}: {exc}"
+
+
+def _one_line(exc: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # -- shared options --------------------------------------------------------------------------------
+
+
+#: Largest --batch-size: records per database call (Milvus reads at most 16,384 rows per query).
+MAX_BATCH = 16_384
 
 
 def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -188,28 +222,32 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--method", type=click.Choice(["nudge-n", "nudge-m"]), default=d.method, show_default=True,
                      help="NUDGE-N keeps vectors unit-norm (any metric); NUDGE-M needs a dot-product collection."),
-        click.option("--gamma", type=float, help="Fixed step size; default: chosen on validation."),
+        click.option("--gamma", type=FiniteFloat(0, MAX_GAMMA_M),
+                     help="Fixed step size (NUDGE-N: 0-4); default: chosen on validation."),
         click.option("--gamma-search", type=click.Choice(["fine", "parity"]), default=d.gamma_search,
                      show_default=True, help="fine: search gamma for --objective; parity: nudge-ft's grid/sweep."),
-        click.option("--objective", default=d.objective, show_default=True,
-                     help="Validation metric to maximise: ndcg@K, recall@K, mrr@K or hit@K."),
+        click.option("--objective", type=MetricSpec(), default=d.objective, show_default=True,
+                     help=f"Validation metric to maximise: ndcg@K, recall@K, mrr@K or hit@K (K: 1-{MAX_K})."),
         click.option("--context", "context_mode", type=click.Choice(["auto", "exact", "search"]), default=d.context,
                      show_default=True, help="exact streams the collection; search uses the database's kNN."),
-        click.option("--context-k", type=int, default=d.context_k, show_default=True),
-        click.option("--val-fraction", type=float, default=d.val_fraction, show_default=True,
+        click.option("--context-k", type=click.IntRange(1, MAX_K), default=d.context_k, show_default=True,
+                     help="Depth of each validation query's context (at most the collection's size)."),
+        click.option("--val-fraction", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=d.val_fraction,
+                     show_default=True,
                      help="Share of queries (by id hash) used for validation when the log has no split."),
         click.option("--split-salt", default=d.split_salt, help="Salt of the train/validation hash split."),
-        click.option("--min-val-queries", type=int, default=d.min_val_queries, show_default=True),
-        click.option("--min-gain", type=float, default=d.min_gain, show_default=True,
-                     help="Write only if the validation objective improves by more than this."),
-        click.option("--max-changed-fraction", type=float, default=d.max_changed_fraction, show_default=True,
-                     help="Refuse to rewrite more than this share of the collection in one run."),
-        click.option("--min-new-feedback", type=int, default=d.min_new_feedback, show_default=True,
+        click.option("--min-val-queries", type=click.IntRange(min=1), default=d.min_val_queries, show_default=True),
+        click.option("--min-gain", type=FiniteFloat(-1, 1), default=d.min_gain, show_default=True,
+                     help="Write only if the validation objective improves by more than this (-1 to 1)."),
+        click.option("--max-changed-fraction", type=FiniteFloat(0, 1, min_open=True), default=d.max_changed_fraction,
+                     show_default=True, help="Refuse to rewrite more than this share of the collection in one run."),
+        click.option("--min-new-feedback", type=click.IntRange(min=0), default=d.min_new_feedback, show_default=True,
                      help="Run only when this many log entries arrived since the last run."),
-        click.option("--tolerance", type=float, default=d.tolerance, show_default=True,
+        click.option("--tolerance", type=FiniteFloat(0), default=d.tolerance, show_default=True,
                      help="Stored vectors within this max-abs difference of the target are not rewritten."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=d.batch_size, show_default=True),
-        click.option("--lock-ttl", type=float, default=d.lock_ttl, show_default=True, help="Seconds."),
+        click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=d.batch_size, show_default=True),
+        click.option("--lock-ttl", type=FiniteFloat(0, MAX_LOCK_TTL, min_open=True), default=d.lock_ttl,
+                     show_default=True, help="Seconds (at most 30 days)."),
         click.option("--break-lock", is_flag=True, help="Remove a stale lock left by a dead run first."),
     ]
     for o in reversed(opts):
@@ -283,6 +321,8 @@ def _human_run(r: dict[str, Any]) -> str:
                      f"({c.get('to_restore', 0)} restores); {c.get('written', 0)} written and verified")
     if c.get("adopted_reembedded"):
         lines.append(f"  adopted     {c['adopted_reembedded']} records re-embedded by someone else (new originals)")
+    for note in r.get("notes") or ():
+        lines.append(f"  note        {note}")
     if r.get("finished"):
         lines.append(f"  time        {r['finished'] - r['started']:.1f} s")
     return "\n".join(lines)
@@ -296,7 +336,7 @@ def _human_run(r: dict[str, Any]) -> str:
 @state_option
 @click.option("--run", "run_id", metavar="ID", help="Only the records whose vector this run wrote.")
 @click.option("--dry-run", is_flag=True, help="Count what would be restored; write nothing.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=1000, show_default=True)
 @click.option("--break-lock", is_flag=True, help="Remove a lock left by a run that died, then roll back.")
 @click.pass_context
 @handle_errors
@@ -340,13 +380,18 @@ def _human_status(s: dict[str, Any]) -> str:
 
 
 def _fmt_time(t: float | None) -> str:
-    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    if t is None:
+        return "-"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    except (TypeError, ValueError, OverflowError, OSError):  # a state written by an older, laxer version
+        return f"{t!r} (not a time)"
 
 
 @cli.command("history", epilog=EXIT_CODES_HELP)
 @store_options
 @state_option
-@click.option("--limit", type=int, help="Only the last N runs.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the last N runs (N >= 1).")
 @click.pass_context
 @handle_errors
 def history_cmd(ctx: click.Context, store_uri: str, collection: str | None, state_name: str | None,
@@ -390,37 +435,48 @@ def feedback_group() -> None:
 @click.option("--relevant", "relevant", multiple=True, required=True,
               help="A relevant record id (repeat for several). Digits-only ids are read as ints "
                    "on int-id collections.")
-@click.option("--grade", "grades", type=float, multiple=True, help="Graded relevance, one per --relevant.")
+@click.option("--grade", "grades", type=FiniteFloat(0, min_open=True), multiple=True,
+              help="Graded relevance (> 0), one per --relevant.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), help="Pin the split (default: by id hash).")
-@click.option("--timestamp", type=float, help="Unix seconds (default: now).")
+@click.option("--timestamp", type=FiniteFloat(), help="Unix seconds (default: now).")
 @click.pass_context
 @handle_errors
 def feedback_add(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None, query_id: str,
                  vector_text: str | None, vector_file: Path | None, relevant: tuple[str, ...],
                  grades: tuple[float, ...], split: str | None, timestamp: float | None) -> None:
     """Append one labelled query given on the command line."""
-    vector = _read_vector(vector_text, vector_file)
+    vector = read_query_vector(vector_text, vector_file)
     if grades and len(grades) != len(relevant):
         raise RefusedInput(f"{len(grades)} --grade values for {len(relevant)} --relevant ids")
+    # the entry rule before the database is opened: bad input never reaches it
+    _command_line_entry(query_id, vector, list(relevant), grades, timestamp, split)
     with opened(store_uri, collection) as store:
         id_type = store.describe().id_type
-        ids = [int(r) if id_type == "int" and r.lstrip("-").isdigit() else r for r in relevant]
-        entry = LabelledQuery(query_id, vector, ids, list(grades) or None,
-                              time.time() if timestamp is None else timestamp, split)
-        report = _ops.add_feedback(store, [entry], log_name=log_name)
+        entry = _command_line_entry(query_id, vector, [_typed_id(r, id_type) for r in relevant], grades,
+                                    time.time() if timestamp is None else timestamp, split)
+        report = _ops.add_feedback(store, [entry], log_name=log_name, source="feedback add")
     _emit(ctx, report, _human_feedback)
 
 
-def _read_vector(text: str | None, path: Path | None) -> np.ndarray:
-    if (text is None) == (path is None):
-        raise RefusedInput("give the query embedding with exactly one of --vector or --vector-file")
+#: The command-line option each field of an entry comes from, for error messages.
+_ADD_OPTIONS = {"query_id": "--query-id", "vector": "--vector", "relevant_ids": "--relevant", "grades": "--grade",
+                "timestamp": "--timestamp", "split": "--split"}
+
+
+def _command_line_entry(query_id: str, vector: np.ndarray, relevant: list[Any], grades: tuple[float, ...],
+                        timestamp: float | None, split: str | None) -> LabelledQuery:
     try:
-        if path is not None:
-            return (np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=None, ndmin=1,
-                                                                           dtype=np.float64).ravel()).astype(np.float32)
-        return np.array([float(x) for x in text.replace(",", " ").split()], dtype=np.float32)
-    except ValueError as exc:
-        raise RefusedInput(f"the query embedding is not a list of numbers: {exc}") from None
+        return connectors.labelled_query(query_id, vector, relevant, list(grades) or None, timestamp, split)
+    except connectors.InvalidEntry as exc:
+        raise RefusedInput(f"{_ADD_OPTIONS.get(exc.field or '', 'feedback add')}: {exc}") from None
+
+
+_INT_ID = re.compile(r"-?[0-9]+")
+
+
+def _typed_id(text: str, id_type: str) -> connectors.RecordId:
+    """A --relevant value as the collection's id type: ASCII digits are an int on int-id collections."""
+    return int(text) if id_type == "int" and _INT_ID.fullmatch(text) else text
 
 
 def _human_feedback(r: dict[str, Any]) -> str:
@@ -435,21 +491,22 @@ def _human_feedback(r: dict[str, Any]) -> str:
 @store_options
 @click.option("--log", "log_name", metavar="NAME", help="Log collection (default <collection>_feedback).")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=1000, show_default=True,
+              help="Entries per write request.")
 @click.pass_context
 @handle_errors
 def feedback_import(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
                     path: Path, batch_size: int) -> None:
-    """Append labelled queries from a JSONL, Parquet or NPZ file (see README: query log files)."""
-    entries = list(connectors.read_log_file(path))
+    """Append labelled queries from a JSONL, Parquet or NPZ file (see README: query log files).
+
+    All or nothing: every entry is checked before the first write, and a write that fails part-way
+    leaves the log as it was."""
+    entries = list(connectors.read_log_file(path))  # every line checked before the database is opened
     with opened(store_uri, collection) as store:
-        report: dict[str, Any] = {"log": None, "appended": 0, "unknown_ids": [], "unknown_id_count": 0}
-        source = _file_label(path)
-        for start in range(0, len(entries), batch_size):
-            part = _ops.add_feedback(store, entries[start : start + batch_size], log_name=log_name, source=source)
-            report.update(log=part["log"], appended=report["appended"] + part["appended"],
-                          unknown_ids=(report["unknown_ids"] + part["unknown_ids"])[:20],
-                          unknown_id_count=report["unknown_id_count"] + part["unknown_id_count"])
+        report = _ops.add_feedback(store, entries, log_name=log_name, source=_file_label(path),
+                                   batch_size=batch_size)
+    if not entries:
+        report["log"] = None
     _emit(ctx, report, _human_feedback)
 
 
@@ -464,8 +521,9 @@ def feedback_import(ctx: click.Context, store_uri: str, collection: str | None, 
               help="auto: the log's pinned test queries if it has any, else the validation queries runs hold out.")
 @click.option("--mode", type=click.Choice(["exact", "search"]), default="exact", show_default=True,
               help="exact streams the collection; search uses the database's kNN.")
-@click.option("--metric", "metrics", multiple=True, default=_ops.EVAL_METRICS, show_default=True)
-@click.option("--val-fraction", type=float, default=None,
+@click.option("--metric", "metrics", type=MetricSpec(), multiple=True, default=_ops.EVAL_METRICS, show_default=True,
+              help=f"ndcg@K, recall@K, mrr@K or hit@K (K: 1-{MAX_K}); repeat for several.")
+@click.option("--val-fraction", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=None,
               help=f"Default: the last run's (else {SyncOptions.val_fraction}), so 'val' is that run's validation set.")
 @click.option("--split-salt", default=None, help="Default: the last run's (else empty).")
 @click.pass_context
@@ -502,10 +560,11 @@ def _human_eval(r: dict[str, Any]) -> str:
               help="Embedded database to create (no server needed).")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("nudge-sync-demo"), show_default=True, help="Where the demo database is created.")
-@click.option("--records", type=int, default=10_000, show_default=True)
-@click.option("--dim", type=int, default=128, show_default=True)
-@click.option("--queries", type=int, default=2_000, show_default=True, help="Labelled queries in the log.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--records", type=click.IntRange(100, 1_000_000), default=10_000, show_default=True)
+@click.option("--dim", type=click.IntRange(2, 4096), default=128, show_default=True)
+@click.option("--queries", type=click.IntRange(50, 200_000), default=2_000, show_default=True,
+              help="Labelled queries in the log.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.pass_context
 @handle_errors
 def demo_cmd(ctx: click.Context, backend: str, directory: Path, records: int, dim: int, queries: int,
@@ -533,7 +592,12 @@ def _human_demo(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    cli(obj={}, auto_envvar_prefix="NUDGE_SYNC")
+    """The console script: every failure ends in a one-line message and a documented exit code."""
+    try:
+        cli(obj={}, auto_envvar_prefix="NUDGE_SYNC")
+    except Exception as exc:  # outside a command (option parsing, the group): still never a traceback
+        click.echo(_error_line(exc, ExitCode.INTERNAL_ERROR), err=True)
+        sys.exit(int(ExitCode.INTERNAL_ERROR))
 
 
 if __name__ == "__main__":  # pragma: no cover

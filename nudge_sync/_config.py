@@ -35,11 +35,16 @@ def load_config(path: str | Path, commands: dict[str, Any]) -> dict[str, Any]:
     """Read a TOML file into a click ``default_map`` for ``commands`` ({name: click command})."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except OSError as exc:
-        raise RefusedInput(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+        raise RefusedInput(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RefusedInput(f"config file {str(path)!r} is not UTF-8 text (byte {exc.start}): "
+                           "is it a TOML file?") from None
     except tomllib.TOMLDecodeError as exc:
         raise RefusedInput(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise RefusedInput(f"config file {str(path)!r}: TOML nested too deeply") from None
     _refuse_secrets(data, str(path))
     shared = {k: data.pop(k) for k in SHARED_KEYS if k in data}
     unknown_tables = sorted(k for k in data if k not in commands)
@@ -49,28 +54,53 @@ def load_config(path: str | Path, commands: dict[str, Any]) -> dict[str, Any]:
     return _defaults_for(commands, shared, data, str(path))
 
 
-def _defaults_for(commands: dict[str, Any], shared: dict[str, Any], tables: dict[str, Any], where: str) -> dict[str, Any]:
+def _defaults_for(commands: dict[str, Any], shared: dict[str, Any], tables: dict[str, Any], where: str,
+                  prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, cmd in commands.items():
         table = tables.get(name, {})
         if not isinstance(table, dict):
-            raise RefusedInput(f"config file {where!r}: [{name}] must be a table")
+            raise RefusedInput(f"config file {where!r}: [{prefix}{name}] must be a table")
         sub = getattr(cmd, "commands", None)
         if sub:  # a group such as `feedback`: its tables are nested ([feedback.import])
-            out[name] = _defaults_for(sub, shared, table, where)
+            unknown = sorted(k for k in table if k not in sub)
+            if unknown:
+                raise RefusedInput(f"config file {where!r}: [{prefix}{name}] has unknown key(s) or table(s) "
+                                   f"{unknown}; its tables: {sorted(f'{prefix}{name}.{k}' for k in sub)}")
+            out[name] = _defaults_for(sub, shared, table, where, f"{prefix}{name}.")
             continue
         # keys are option names as typed on the command line (min_gain, context, store, log ...)
         names = {p.name: p.name for p in cmd.params}
         names.update({o.lstrip("-").replace("-", "_"): p.name for p in cmd.params for o in p.opts if o.startswith("--")})
         unknown = sorted(k for k in table if k.replace("-", "_") not in names)
         if unknown:
-            raise RefusedInput(f"config file {where!r}: [{name}] has unknown option(s) {unknown}; "
+            raise RefusedInput(f"config file {where!r}: [{prefix}{name}] has unknown option(s) {unknown}; "
                                f"allowed: {sorted(k for k in names if k not in ('help',))}")
-        merged = {names[k]: v for k, v in shared.items() if k in names}
-        merged.update({names[k.replace("-", "_")]: v for k, v in table.items()})
+        params = {p.name: p for p in cmd.params}
+        merged = {names[k]: _value_for(params[names[k]], v, k, where) for k, v in shared.items() if k in names}
+        merged.update({names[k.replace("-", "_")]: _value_for(params[names[k.replace("-", "_")]], v,
+                                                              f"[{prefix}{name}] {k}", where)
+                       for k, v in table.items()})
         if merged:
             out[name] = merged
     return out
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _value_for(param: Any, value: Any, key: str, where: str) -> Any:
+    """A config value in the shape its option takes: a list for a repeatable option (a single value
+    is a list of one), a plain string / number / boolean otherwise. Click then checks the value
+    itself, as it does on the command line."""
+    if getattr(param, "multiple", False):
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, _SCALARS) for v in items):
+            raise RefusedInput(f"config file {where!r}: {key} must be a value or a list of values, got {value!r}")
+        return items
+    if not isinstance(value, _SCALARS):
+        raise RefusedInput(f"config file {where!r}: {key} must be a single string, number or boolean, got {value!r}")
+    return value
 
 
 def _refuse_secrets(data: dict[str, Any], where: str, prefix: str = "") -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -116,6 +116,10 @@ def sync(
         collection=info.collection, method=opts.method, started=time.time(), objective=opts.objective,
         split={"val_fraction": opts.val_fraction, "salt": opts.split_salt},
     )
+    if opts.context_k > max(info.count, 1):  # a deeper context than the collection holds only costs memory
+        report.notes.append(f"context_k={opts.context_k} is more than the {info.count} records of "
+                            f"{info.collection!r}; using {max(info.count, 1)}")
+        opts = replace(opts, context_k=max(info.count, 1))
     state = SyncState(store.state(opts.state or default_state_name(info.collection)))
     token = None
     created_state = False

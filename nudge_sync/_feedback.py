@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from connectors import LabelledQuery, RecordId
+from connectors import InvalidEntry, LabelledQuery, RecordId, check_entry
 
 from ._errors import NothingToDo, RefusedInput
 
@@ -75,25 +75,19 @@ class Feedback:
         return {s: self.splits.count(s) for s in SPLITS}
 
 
-def validate_entry(e: LabelledQuery, dimension: int, source: str = "log") -> None:
-    """RefusedInput naming the query id if the entry cannot be used with this collection."""
-    vec = np.asarray(e.vector)
-    if vec.ndim != 1 or vec.shape[0] != dimension:
+def validate_entry(e: LabelledQuery, dimension: int, source: str = "log") -> LabelledQuery:
+    """The entry checked by the entry rule (``connectors/_entry.py``, the same rule for every way an
+    entry enters) and against the collection's dimension; RefusedInput naming the query otherwise."""
+    try:
+        checked = check_entry(e)
+    except InvalidEntry as exc:
+        raise RefusedInput(f"{source}: query {getattr(e, 'query_id', None)!r}: {exc}") from None
+    if checked.vector.shape[0] != dimension:
         raise RefusedInput(
-            f"{source}: query {e.query_id!r} has a vector of shape {vec.shape}; "
+            f"{source}: query {checked.query_id!r} has a vector of shape {checked.vector.shape}; "
             f"the collection's dimension is {dimension}"
         )
-    if not np.issubdtype(vec.dtype, np.number) or not np.isfinite(vec.astype(np.float64)).all():
-        raise RefusedInput(f"{source}: query {e.query_id!r} has NaN, infinite or non-numeric values in its vector")
-    if e.split is not None and e.split not in SPLITS:
-        raise RefusedInput(f"{source}: query {e.query_id!r} has split {e.split!r}; expected one of {SPLITS}")
-    if e.grades is not None:
-        if len(e.grades) != len(e.relevant_ids):
-            raise RefusedInput(
-                f"{source}: query {e.query_id!r} has {len(e.grades)} grades for {len(e.relevant_ids)} relevant ids"
-            )
-        if not all(np.isfinite(g) and g > 0 for g in e.grades):
-            raise RefusedInput(f"{source}: query {e.query_id!r} has a grade that is not a positive number")
+    return checked
 
 
 def prepare_feedback(
@@ -108,36 +102,28 @@ def prepare_feedback(
 ) -> Feedback:
     """Validate log entries against the collection and assign splits.
 
-    Raises RefusedInput for entries nudge-sync cannot use (wrong dimension, NaN, bad split or
-    grade), naming the query id; NothingToDo for an empty log. Entries with no answers are
-    dropped and counted; a repeated query id keeps the newest entry (by timestamp, then order).
-    ``since`` (the last run's watermark) only feeds the ``new_since_watermark`` count.
+    Raises RefusedInput for entries nudge-sync cannot use (the entry rule: no answers, a zero or
+    non-finite vector, a bad split, grade or timestamp; or the wrong dimension), naming the query
+    id; NothingToDo for an empty log. A repeated query id keeps the newest entry (by timestamp,
+    then order). ``since`` (the last run's watermark) only feeds the ``new_since_watermark`` count.
     """
     if not 0.0 < val_fraction < 1.0:
         raise RefusedInput(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     latest: dict[str, LabelledQuery] = {}
-    total = empty = 0
-    for e in entries:
+    total = 0
+    for raw in entries:
         total += 1
-        validate_entry(e, dimension, source)
-        if not e.relevant_ids:
-            empty += 1
-            continue
+        e = validate_entry(raw, dimension, source)
         prev = latest.get(e.query_id)
         if prev is None or (e.timestamp or 0.0) >= (prev.timestamp or 0.0):
             latest[e.query_id] = e
     if not latest:
-        what = "is empty" if total == 0 else f"has no entry with relevant ids ({total} entries)"
-        raise NothingToDo(f"{source} {what}: no labelled queries to use")
+        raise NothingToDo(f"{source} is empty: no labelled queries to use")
 
     ids = sorted(latest)  # deterministic order, whatever order the database returned
-    vectors = np.stack([np.asarray(latest[q].vector, dtype=np.float32) for q in ids])
-    if normalize_queries:
-        norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
-        if (norms == 0).any():
-            bad = ids[int(np.flatnonzero(norms[:, 0] == 0)[0])]
-            raise RefusedInput(f"{source}: query {bad!r} has an all-zero vector")
-        vectors = (vectors / norms).astype(np.float32)
+    vectors = np.stack([latest[q].vector for q in ids])
+    if normalize_queries:  # the entry rule refused zero vectors
+        vectors = (vectors / np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)).astype(np.float32)
     answers, grades, splits = [], [], []
     for q in ids:
         e = latest[q]
@@ -153,7 +139,6 @@ def prepare_feedback(
         "log_entries": total,
         "new_since_watermark": sum(1 for e in latest.values() if since is None or (e.timestamp or 0.0) > since),
         "queries": len(ids),
-        "entries_without_answers": empty,
-        "duplicate_query_ids": total - empty - len(ids),
+        "duplicate_query_ids": total - len(ids),
     }
     return Feedback(ids, vectors, answers, grades, splits, max(stamps) if stamps else None, counts)

@@ -15,7 +15,7 @@ from ._engine import VERIFY_TOLERANCE, default_log_name, default_state_name, fet
 from ._errors import DatabaseError, NothingToDo, RefusedInput
 from ._feedback import SPLITS, prepare_feedback, validate_entry
 from ._metrics import evaluate as score_rankings
-from ._options import SyncOptions
+from ._options import SyncOptions, check_fraction, check_metric
 from ._progress import Progress
 from ._state import Original, SyncState, fingerprint
 from ._views import IdSpace, View, exact_topk, search_topk
@@ -185,9 +185,12 @@ def status(store: VectorStore, *, state_name: str | None = None, log_name: str |
 
 
 def history(store: VectorStore, *, state_name: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every run, oldest first; ``limit``: only the last ``limit`` runs (a positive int)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise RefusedInput(f"history limit must be a positive int (the number of latest runs), got {limit!r}")
     info = store.describe()
     runs = [_run_summary(r) for r in _state(store, info.collection, state_name).runs()]
-    return runs[-limit:] if limit else runs
+    return runs[-limit:] if limit is not None else runs
 
 
 def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
@@ -226,6 +229,11 @@ def evaluate(
         raise RefusedInput(f"split {split!r}: expected one of {(*SPLITS, 'all', 'auto')}")
     if mode not in ("exact", "search"):
         raise RefusedInput(f"eval mode {mode!r}: expected exact or search")
+    metrics = [check_metric(m, "metric") for m in metrics]
+    if not metrics:
+        raise RefusedInput("eval needs at least one metric, e.g. ndcg@10")
+    if val_fraction is not None:
+        check_fraction(val_fraction, "val_fraction")
     _check_batch_size(batch_size)
     info = store.describe()
     state = _state(store, info.collection, state_name)
@@ -287,14 +295,15 @@ def _split_settings(state: SyncState, val_fraction: float | None, salt: str | No
 
 
 def add_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_name: str | None = None,
-                 check_ids: bool = True, source: str = "") -> dict[str, Any]:
-    """Validate entries against the collection and append them to its log collection."""
+                 check_ids: bool = True, source: str = "", batch_size: int | None = None) -> dict[str, Any]:
+    """Validate entries against the collection and append them to its log collection, all or nothing:
+    every entry is checked (the entry rule, the dimension, the backend's limits) before the first write,
+    and a write that fails part-way leaves the log as it was (see ``VectorStore.append_log``)."""
     info = store.describe()
     log = log_name or default_log_name(info.collection)
-    for e in entries:
-        validate_entry(e, info.dimension, source=source or "feedback")
+    checked = [validate_entry(e, info.dimension, source=source or "feedback") for e in entries]
     unknown: list[RecordId] = []
     if check_ids:
-        _, unknown = fetch_vectors(store, list(dict.fromkeys(i for e in entries for i in e.relevant_ids)), 1000)
-    written = store.append_log(log, list(entries)) if entries else 0
+        _, unknown = fetch_vectors(store, list(dict.fromkeys(i for e in checked for i in e.relevant_ids)), 1000)
+    written = store.append_log(log, checked, batch_size=batch_size) if checked else 0
     return {"log": log, "appended": written, "unknown_ids": unknown[:20], "unknown_id_count": len(unknown)}

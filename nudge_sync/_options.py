@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from ._errors import RefusedInput
+from ._metrics import parse_metric
 
 Method = Literal["nudge-n", "nudge-m"]
 ContextMode = Literal["auto", "exact", "search"]
@@ -13,6 +16,36 @@ ContextMode = Literal["auto", "exact", "search"]
 #: ``auto`` streams the collection (exact) up to this many stored floats (records x dimension),
 #: and uses the database's kNN search above it, so huge collections are never pulled.
 AUTO_EXACT_MAX_FLOATS = 200_000_000
+#: The deepest ranking a metric (``ndcg@K``) or a validation context (``context_k``) may ask for:
+#: every validation query holds K ids and scores, and Milvus searches return at most 16,384 hits.
+MAX_K = 4096
+#: Largest γ accepted for NUDGE-M (NUDGE-N's is 4): far past any useful step, well inside float32.
+MAX_GAMMA_M = 1000.0
+#: Longest lock expiry: a dead run never blocks a collection for more than 30 days.
+MAX_LOCK_TTL = 30 * 86_400.0
+
+
+def check_metric(spec: Any, option: str = "objective") -> str:
+    """``spec`` as a canonical metric name (``ndcg@10``), or RefusedInput naming ``option``."""
+    try:
+        name, k = parse_metric(spec)
+    except ValueError as exc:
+        raise RefusedInput(f"option {option}={spec!r}: {exc}") from None
+    if k > MAX_K:
+        raise RefusedInput(f"option {option}={spec!r}: k must be at most {MAX_K}")
+    return f"{name}@{k}"
+
+
+def check_fraction(value: Any, option: str) -> float:
+    """A number strictly between 0 and 1, or RefusedInput naming ``option``."""
+    if not _number(value) or not 0 < value < 1:
+        raise RefusedInput(f"option {option}={value!r}: must be a number strictly between 0 and 1")
+    return float(value)
+
+
+def _number(value: Any) -> bool:
+    """A finite real number (bools are not numbers here)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 @dataclass
@@ -52,8 +85,16 @@ class SyncOptions:
     dry_run: bool = False
 
     def validate(self) -> SyncOptions:
+        """Self, or RefusedInput naming the first option that is out of range (NaN and infinities
+        included: a NaN compares false with every bound, so each check asks for a finite number first)."""
         def bad(name: str, why: str) -> RefusedInput:
             return RefusedInput(f"option {name}={getattr(self, name)!r}: {why}")
+
+        def count(name: str, low: int, high: int | None = None) -> None:
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low
+                    or (high is not None and value > high)):
+                raise bad(name, f"must be an integer >= {low}" + (f" and <= {high}" if high is not None else ""))
 
         if self.method not in ("nudge-n", "nudge-m"):
             raise bad("method", "expected nudge-n or nudge-m")
@@ -61,20 +102,26 @@ class SyncOptions:
             raise bad("context", "expected auto, exact or search")
         if self.gamma_search not in ("fine", "parity"):
             raise bad("gamma_search", "expected fine or parity")
-        if self.gamma is not None and not (self.gamma >= 0 and self.gamma == self.gamma and self.gamma != float("inf")):
-            raise bad("gamma", "must be a finite number >= 0")
-        if self.method == "nudge-n" and self.gamma is not None and self.gamma > 4:
-            raise bad("gamma", "NUDGE-N bounds the squared step on the unit sphere: gamma must be <= 4")
-        if not 0 < self.val_fraction < 1:
-            raise bad("val_fraction", "must be strictly between 0 and 1")
-        if self.context_k < 1:
-            raise bad("context_k", "must be >= 1")
-        if self.min_val_queries < 1:
-            raise bad("min_val_queries", "must be >= 1")
-        if not 0 < self.max_changed_fraction <= 1:
-            raise bad("max_changed_fraction", "must be in (0, 1]")
-        if self.tolerance < 0 or self.batch_size < 1 or self.lock_ttl <= 0 or self.min_new_feedback < 0:
-            raise RefusedInput("tolerance, min_new_feedback must be >= 0; batch_size, lock_ttl must be > 0")
+        gamma_max = 4.0 if self.method == "nudge-n" else MAX_GAMMA_M
+        if self.gamma is not None and not (_number(self.gamma) and 0 <= self.gamma <= gamma_max):
+            why = "NUDGE-N bounds the squared step on the unit sphere: " if self.method == "nudge-n" else ""
+            raise bad("gamma", f"{why}must be a finite number from 0 to {gamma_max:g}")
+        self.objective = check_metric(self.objective, "objective")
+        check_fraction(self.val_fraction, "val_fraction")
+        count("context_k", 1, MAX_K)
+        count("min_val_queries", 1)
+        count("min_new_feedback", 0)
+        count("batch_size", 1)
+        if not (_number(self.max_changed_fraction) and 0 < self.max_changed_fraction <= 1):
+            raise bad("max_changed_fraction", "must be a number in (0, 1]")
+        if not (_number(self.min_gain) and -1 <= self.min_gain <= 1):
+            raise bad("min_gain", "must be a number from -1 to 1 (metrics lie between 0 and 1)")
+        if not (_number(self.tolerance) and self.tolerance >= 0):
+            raise bad("tolerance", "must be a finite number >= 0")
+        if not (_number(self.lock_ttl) and 0 < self.lock_ttl <= MAX_LOCK_TTL):
+            raise bad("lock_ttl", f"must be a number of seconds > 0 and <= {MAX_LOCK_TTL:,.0f} (30 days)")
+        if not isinstance(self.split_salt, str):
+            raise bad("split_salt", "must be a string")
         return self
 
     @classmethod
@@ -97,6 +144,7 @@ class SyncReport:
     objective: str = ""
     context_mode: str = ""
     reason: str = ""  #: why nothing was written (gated) or a short summary
+    notes: list[str] = field(default_factory=list)  #: adjustments the run made to its options, said aloud
     counts: dict[str, int] = field(default_factory=dict)
     validation: dict[str, dict[str, float]] = field(default_factory=dict)  #: {"before": {...}, "after": {...}}
     curve: dict[str, list[float]] = field(default_factory=dict)  #: {"gamma": [...], "score": [...]}

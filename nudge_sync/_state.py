@@ -134,9 +134,9 @@ class SyncState:
         now = time.time()
         held = self.lock()
         if held and held.get("expires", 0) > now:
+            run = f" (run {held['run_id']})" if held.get("run_id") else ""
             raise LockHeld(
-                f"collection is locked by {held.get('owner')} (run {held.get('run_id')}) until "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(held['expires']))}; "
+                f"collection is locked by {held.get('owner')}{run} until {_utc(held['expires'])}; "
                 "wait for it, or pass --break-lock if that run is known to be dead"
             )
         token = uuid.uuid4().hex
@@ -163,6 +163,14 @@ class SyncState:
         if held:
             self.collection.delete(LOCK, ["lock"])
         return held
+
+
+def _utc(seconds: Any) -> str:
+    """A time for a message; a lock written by hand may hold anything."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(seconds)))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return repr(seconds)
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -116,10 +116,10 @@ def test_feedback_add_from_arguments(h, coll):
 
 @pytest.mark.parametrize("args, code, message", [
     (["--method", "nudge-m"], ExitCode.REFUSED_INPUT, "NUDGE-M"),
-    (["--min-gain", "5"], ExitCode.NOTHING_TO_DO, "not above min_gain"),
+    (["--min-gain", "0.99"], ExitCode.NOTHING_TO_DO, "not above min_gain"),
     (["--min-val-queries", "500"], ExitCode.NOTHING_TO_DO, "need at least 500"),
     (["--max-changed-fraction", "0.001"], ExitCode.NOTHING_TO_DO, "max_changed_fraction"),
-    (["--val-fraction", "2"], ExitCode.REFUSED_INPUT, "val_fraction"),
+    (["--val-fraction", "2"], ExitCode.USAGE_ERROR, "--val-fraction"),
 ])
 def test_run_refusals_have_their_exit_codes(h, coll, args, code, message):
     before = h.vectors(coll["name"])
@@ -130,7 +130,7 @@ def test_run_refusals_have_their_exit_codes(h, coll, args, code, message):
 
 
 def test_json_error_report(coll):
-    out = as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"], "--min-gain", "5",
+    out = as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"], "--min-gain", "0.99",
                   expect=ExitCode.NOTHING_TO_DO)
     assert out["status"] == "gated" and out["exit_code"] == 3 and "min_gain" in out["error"]
 
@@ -211,9 +211,9 @@ def test_database_and_usage_errors(coll, tmp_path):
 
 def test_config_file_and_environment(coll, tmp_path):
     config = tmp_path / "nudge-sync.toml"
-    config.write_text(f'store = "{coll["uri"]}"\n\n[run]\nmin_gain = 5.0\n')
+    config.write_text(f'store = "{coll["uri"]}"\n\n[run]\nmin_gain = 0.99\n')
     result = invoke("--config", config, "run", "--log-file", coll["log_file"], expect=ExitCode.NOTHING_TO_DO)
-    assert "min_gain=5.0" in result.stderr
+    assert "min_gain=0.99" in result.stderr
     # a flag beats the config file
     assert as_json("--config", config, "run", "--log-file", coll["log_file"], "--min-gain", "0")["status"] == "written"
     # the store from the environment

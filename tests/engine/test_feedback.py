@@ -29,10 +29,13 @@ def test_hash_split_is_stable_and_close_to_the_fraction():
     assert all(hash_split(q, 0.3) == "val" for q, s in zip(ids, first) if s == "val")
 
 
+T0 = 1_700_000_000.0  # timestamps are unix seconds from 2000 on (the entry rule)
+
+
 def test_prepare_normalises_dedupes_and_counts():
     fb = prepare_feedback(
-        [entry("b", [1, 2], ts=1.0), entry("a", [3]), entry("b", [2], ts=5.0, split="test"),
-         entry("c", []), entry("d", [7, 7, 8], grades=[2.0, 3.0, 1.0], split="val")],
+        [entry("b", [1, 2], ts=T0 + 1), entry("a", [3]), entry("b", [2], ts=T0 + 5, split="test"),
+         entry("d", [7, 7, 8], grades=[2.0, 3.0, 1.0], split="val")],
         4,
     )
     assert fb.query_ids == ["a", "b", "d"]
@@ -40,13 +43,13 @@ def test_prepare_normalises_dedupes_and_counts():
     assert fb.grades == [[1.0], [1.0], [2.0, 1.0]]  # a repeated answer keeps its first grade
     assert fb.splits[1:] == ["test", "val"]
     np.testing.assert_allclose(np.linalg.norm(fb.vectors, axis=1), 1.0, rtol=1e-6)
-    assert fb.watermark == 5.0
-    assert fb.counts == {"log_entries": 5, "queries": 3, "entries_without_answers": 1,
-                         "duplicate_query_ids": 1, "new_since_watermark": 3}
+    assert fb.watermark == T0 + 5
+    assert fb.counts == {"log_entries": 4, "queries": 3, "duplicate_query_ids": 1, "new_since_watermark": 3}
 
 
 def test_new_since_watermark_counts_only_newer_entries():
-    fb = prepare_feedback([entry("a", [1], ts=1.0), entry("b", [1], ts=3.0), entry("c", [1])], 4, since=2.0)
+    fb = prepare_feedback([entry("a", [1], ts=T0 + 1), entry("b", [1], ts=T0 + 3), entry("c", [1])], 4,
+                          since=T0 + 2)
     assert fb.counts["new_since_watermark"] == 1
 
 
@@ -66,11 +69,13 @@ def test_drop_ids_removes_answers_and_empty_queries():
     [
         (entry("q1", [1], dim=5), "query 'q1' has a vector of shape \\(5,\\); the collection's dimension is 4"),
         (entry("q2", [1], vec=[1, np.nan, 0, 0]), "query 'q2' has NaN"),
-        (entry("q3", [1], vec=[1, np.inf, 0, 0]), "query 'q3' has NaN, infinite"),
-        (entry("q4", [1], split="holdout"), "split 'holdout'"),
-        (entry("q5", [1, 2], grades=[1.0]), "1 grades for 2 relevant ids"),
-        (entry("q6", [1], grades=[-1.0]), "not a positive number"),
+        (entry("q3", [1], vec=[1, np.inf, 0, 0]), "query 'q3' has NaN or infinite"),
+        (entry("q4", [1], split="holdout"), "split is 'holdout'"),
+        (entry("q5", [1, 2], grades=[1.0]), "grades must be a list of 2 numbers"),
+        (entry("q6", [1], grades=[-1.0]), "grades must be positive finite numbers"),
         (entry("q7", [1], vec=[0, 0, 0, 0]), "all-zero vector"),
+        (entry("q8", []), "relevant_ids must be a non-empty list"),
+        (entry("q9", [1], ts=1_700_000_420_000), "looks like milliseconds since the epoch: divide by 1,000"),
     ],
 )
 def test_bad_entries_are_refused_naming_the_query(bad, message):
@@ -81,5 +86,3 @@ def test_bad_entries_are_refused_naming_the_query(bad, message):
 def test_an_empty_log_is_nothing_to_do():
     with pytest.raises(NothingToDo, match="is empty"):
         prepare_feedback([], 4)
-    with pytest.raises(NothingToDo, match="no entry with relevant ids"):
-        prepare_feedback([entry("a", [])], 4)

@@ -24,7 +24,7 @@ def make_entries(ids, vectors, n_queries=200, seed=3, dim=DIM) -> list[LabelledQ
     for q in range(n_queries):
         row = int(rng.integers(60))
         vec = vectors[row, :dim] + 0.6 * rng.standard_normal(dim).astype(np.float32)
-        out.append(LabelledQuery(f"q{q}", vec.astype(np.float32), [ids[row]], timestamp=float(q),
+        out.append(LabelledQuery(f"q{q}", vec.astype(np.float32), [ids[row]], timestamp=1_700_000_000.0 + q,
                                  split="val" if q % 5 == 0 else "train"))
     return out
 

@@ -1,0 +1,63 @@
+"""Click parameter types that refuse bad numbers and metric names as usage errors (exit code 2).
+
+click's own ``float`` accepts ``nan`` and ``inf``, and ``FloatRange`` lets a NaN through (it compares
+false with every bound), so every float option of nudge-sync uses :class:`FiniteFloat`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+from ._errors import RefusedInput
+from ._options import check_metric
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float within optional bounds; ``min_open`` / ``max_open`` exclude the bound itself."""
+
+    name = "float"
+
+    def __init__(self, min: float | None = None, max: float | None = None, *, min_open: bool = False,
+                 max_open: bool = False) -> None:
+        self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, bool):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        too_low = self.min is not None and (number < self.min or self.min_open and number == self.min)
+        too_high = self.max is not None and (number > self.max or self.max_open and number == self.max)
+        if too_low or too_high:
+            self.fail(f"{value!r} is not in {self._range()}", param, ctx)
+        return number
+
+    def _range(self) -> str:
+        low = "(-inf" if self.min is None else f"{'(' if self.min_open else '['}{self.min:g}"
+        high = "inf)" if self.max is None else f"{self.max:g}{')' if self.max_open else ']'}"
+        return f"the range {low}, {high}"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "FLOAT"
+
+
+class MetricSpec(click.ParamType):
+    """A ranking metric such as ``ndcg@10`` (ndcg, recall, mrr or hit; K from 1 to MAX_K)."""
+
+    name = "metric"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return check_metric(value, param.name if param is not None else "metric")
+        except RefusedInput as exc:
+            self.fail(str(exc).split(": ", 1)[-1], param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "NAME@K"
