@@ -33,7 +33,7 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
-from ._filelog import LogFileError, read_log_file, write_log_file
+from ._filelog import LogFileError, read_log_file, read_log_places, write_log_file
 from ._uri import StoreConfig, create_collection, open_store, parse_uri
 
 __all__ = [
@@ -67,5 +67,6 @@ __all__ = [
     "open_store",
     "parse_uri",
     "read_log_file",
+    "read_log_places",
     "write_log_file",
 ]

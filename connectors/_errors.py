@@ -58,13 +58,15 @@ class InvalidVectors(ConnectorError, ValueError):
 
 
 class InvalidEntry(InvalidVectors):
-    """A labelled query the entry rule refuses. ``field`` names the offending field
-    (``query_id``, ``vector``, ``relevant_ids``, ``grades``, ``timestamp``, ``split``) when there is one,
-    so a caller can point at the option or column the value came from."""
+    """A labelled query that is refused: by the entry rule, or by a log's limits. ``field`` names the
+    offending field (``query_id``, ``vector``, ``relevant_ids``, ``grades``, ``timestamp``, ``split``)
+    and ``index`` the entry's position in the batch given (e.g. to ``append_log``) when known, so a
+    caller can point at the option, column or file line the value came from."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, index: int | None = None):
         super().__init__(message)
         self.field = field
+        self.index = index
 
 
 class UnknownIds(ConnectorError, KeyError):

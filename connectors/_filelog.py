@@ -46,7 +46,7 @@ from ._base import LabelledQuery, RecordId
 from ._entry import labelled_query
 from ._errors import InvalidEntry, InvalidURI, MissingDependency
 
-__all__ = ["LogFileError", "log_format", "read_log_file", "write_log_file"]
+__all__ = ["LogFileError", "log_format", "read_log_file", "read_log_places", "write_log_file"]
 
 FORMATS = ("jsonl", "parquet", "npz")
 _ALIASES = {"jsonl": "jsonl", "ndjson": "jsonl", "jsonl.gz": "jsonl", "ndjson.gz": "jsonl",
@@ -120,9 +120,16 @@ def read_log_file(path: str | Path, *, format: str | None = None, unique_ids: bo
     The format comes from the suffix unless ``format`` (``"jsonl"``, ``"parquet"``, ``"npz"``) is
     given. Raises InvalidURI (unknown format, missing file) and MissingDependency (Parquet without
     pyarrow) at once; LogFileError for a malformed entry when iteration reaches it. ``unique_ids``
-    refuses a query id given twice (naming both places); the index that needs costs a few dozen
+    refuses a query id given twice (naming both places); the index that needs costs a few hundred
     bytes per entry, while the entries themselves are never all held.
     """
+    return (entry for _, entry in read_log_places(path, format=format, unique_ids=unique_ids))
+
+
+def read_log_places(path: str | Path, *, format: str | None = None,
+                    unique_ids: bool = True) -> Iterator[tuple[str, LabelledQuery]]:
+    """:func:`read_log_file` with where each entry comes from (``"clicks.jsonl line 17"``), so an
+    error found later (e.g. a database's size limit) can still name the line."""
     path = Path(path)
     fmt = log_format(path, format)
     if not path.exists():
@@ -154,7 +161,7 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield n, line
 
 
-def _read_jsonl(path: Path, check: _Checker) -> Iterator[LabelledQuery]:
+def _read_jsonl(path: Path, check: _Checker) -> Iterator[tuple[str, LabelledQuery]]:
     for n, line in _lines(path):
         where = f"{path.name} line {n}"
         if n == 1 and line.startswith(b"\xef\xbb\xbf"):
@@ -174,7 +181,7 @@ def _read_jsonl(path: Path, check: _Checker) -> Iterator[LabelledQuery]:
         for field in _REQUIRED:
             if field not in obj:
                 raise LogFileError(f"{where}: missing field {field!r}")
-        yield check.entry(where, obj["query_id"], obj["vector"], obj["relevant_ids"], obj.get("grades"),
+        yield where, check.entry(where, obj["query_id"], obj["vector"], obj["relevant_ids"], obj.get("grades"),
                           obj.get("timestamp"), obj.get("split"))
 
 
@@ -190,7 +197,7 @@ def _pyarrow() -> tuple[Any, Any]:
     return pa, pq
 
 
-def _read_parquet(path: Path, check: _Checker) -> Iterator[LabelledQuery]:
+def _read_parquet(path: Path, check: _Checker) -> Iterator[tuple[str, LabelledQuery]]:
     pa, pq = _pyarrow()
     try:
         f = pq.ParquetFile(path)
@@ -213,8 +220,8 @@ def _read_parquet(path: Path, check: _Checker) -> Iterator[LabelledQuery]:
             stamps = _arrow_seconds(pa, cols["timestamp"]) if "timestamp" in cols else [None] * n
             splits = cols["split"].to_pylist() if "split" in cols else [None] * n
             for i in range(n):
-                yield check.entry(f"{path.name} row {row}", qids[i], vectors[i], rel[i], grades[i], stamps[i],
-                                  splits[i])
+                where = f"{path.name} row {row}"
+                yield where, check.entry(where, qids[i], vectors[i], rel[i], grades[i], stamps[i], splits[i])
                 row += 1
 
 
@@ -243,7 +250,7 @@ def _arrow_seconds(pa: Any, col: Any) -> list[Any]:
     return col.to_pylist()
 
 
-def _read_npz(path: Path, check: _Checker) -> Iterator[LabelledQuery]:
+def _read_npz(path: Path, check: _Checker) -> Iterator[tuple[str, LabelledQuery]]:
     name = path.name
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -307,7 +314,8 @@ def _read_npz(path: Path, check: _Checker) -> Iterator[LabelledQuery]:
                 raise LogFileError(f"{name} entry {i}: grades has NaN for some but not all of its relevant ids")
         ts = None if stamps is None or np.isnan(stamps[i]) else stamps[i].item()
         sp = None if splits is None or splits[i] == "" else str(splits[i])
-        yield check.entry(f"{name} entry {i}", qids[i].item(), vectors[i], rel[lo:hi], g, ts, sp)
+        where = f"{name} entry {i}"
+        yield where, check.entry(where, qids[i].item(), vectors[i], rel[lo:hi], g, ts, sp)
 
 
 # -- writing -------------------------------------------------------------------------------------------------

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from ._base import LabelledQuery
-from ._entry import SPLITS, check_entry, labelled_query, query_id_of
-from ._errors import InvalidEntry, InvalidVectors, UnsupportedCollection, WriteFailed
+from ._entry import SPLITS, check_entry, labelled_query, short_repr
+from ._errors import InvalidEntry, UnsupportedCollection, WriteFailed
 
-__all__ = ["MAX_ENTRY_BYTES", "SPLITS", "check_entry_size", "check_query_id", "chunks_by_bytes", "entry_fields",
-           "entry_from_fields", "fields_bytes", "log_entries", "write_or_put_back"]
+__all__ = ["MAX_ENTRY_BYTES", "SPLITS", "check_entry_sizes", "check_log_dimension", "chunks_by_bytes",
+           "entry_fields", "entry_from_fields", "fields_bytes", "log_entries", "write_or_put_back"]
 
 #: The most bytes one entry's fields (ids, grades, ...) may take as JSON on Qdrant and Chroma: half the
 #: smallest request a server accepts by default (Qdrant 32 MiB, ``service.max_request_size_mb``;
@@ -38,31 +38,29 @@ __all__ = ["MAX_ENTRY_BYTES", "SPLITS", "check_entry_size", "check_query_id", "c
 MAX_ENTRY_BYTES = 16 * 1024 * 1024
 
 
-def check_query_id(qid: Any, log: str) -> str:
-    try:
-        return query_id_of(qid)
-    except InvalidEntry as exc:
-        raise InvalidVectors(f"query log {log!r}: {exc}") from None
-
-
 def log_entries(queries: Iterable[LabelledQuery], log: str) -> list[LabelledQuery]:
-    """``queries`` checked by the entry rule, each query id once (InvalidVectors naming the entry)."""
+    """``queries`` checked by the entry rule, each query id once (InvalidEntry naming the entry)."""
     out: list[LabelledQuery] = []
-    seen: set[str] = set()
-    dupes: list[str] = []
+    first: dict[str, int] = {}
     for n, q in enumerate(queries):
         try:
             e = check_entry(q)
         except InvalidEntry as exc:
-            name = getattr(q, "query_id", None)
-            raise InvalidVectors(f"query log {log!r} entry {name!r} (#{n} of this append): {exc}") from None
-        if e.query_id in seen:
-            dupes.append(e.query_id)
-        seen.add(e.query_id)
+            name = short_repr(getattr(q, "query_id", None))
+            raise InvalidEntry(f"query log {log!r} entry {name}: {exc}", exc.field, n) from None
+        if first.setdefault(e.query_id, n) != n:
+            raise InvalidEntry(f"query log {log!r}: query_id {short_repr(e.query_id)} is given twice in one append "
+                               f"(#{first[e.query_id]} and #{n})", "query_id", n)
         out.append(e)
-    if dupes:
-        raise InvalidVectors(f"query log {log!r}: duplicate query_id(s) in one append: {sorted(set(dupes))[:10]}")
     return out
+
+
+def check_log_dimension(log: str, queries: Sequence[LabelledQuery], dimension: int) -> None:
+    """InvalidEntry naming the first entry whose vector is not ``dimension``-d (the log's)."""
+    for n, q in enumerate(queries):
+        if q.vector.size != dimension:
+            raise InvalidEntry(f"query log {log!r} entry {short_repr(q.query_id)}: dimension {q.vector.size} does not "
+                               f"match the log's dimension {dimension}", "vector", n)
 
 
 def entry_fields(q: LabelledQuery, log: str) -> dict[str, Any]:
@@ -75,11 +73,14 @@ def fields_bytes(fields: Mapping[str, Any]) -> int:
     return len(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
-def check_entry_size(log: str, q: LabelledQuery, size: int, limit: int = MAX_ENTRY_BYTES, why: str = "") -> None:
-    if size > limit:
-        raise InvalidVectors(
-            f"query log {log!r} entry {q.query_id!r}: its fields take {size:,} bytes as JSON "
-            f"({len(q.relevant_ids):,} relevant ids); an entry may take at most {limit:,} bytes{why}")
+def check_entry_sizes(log: str, queries: Sequence[LabelledQuery], sizes: Sequence[int], why: str,
+                      limit: int = MAX_ENTRY_BYTES) -> None:
+    """InvalidEntry naming the first entry whose stored fields take more than ``limit`` bytes."""
+    for n, (q, size) in enumerate(zip(queries, sizes)):
+        if size > limit:
+            raise InvalidEntry(f"query log {log!r} entry {short_repr(q.query_id)}: its fields take {size:,} bytes as "
+                               f"JSON ({len(q.relevant_ids):,} relevant ids); an entry may take at most {limit:,} "
+                               f"bytes{why}", "relevant_ids", n)
 
 
 def entry_from_fields(log: str, qid: str, vector: np.ndarray, fields: Mapping[str, Any]) -> LabelledQuery:

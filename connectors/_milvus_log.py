@@ -27,7 +27,7 @@ from pymilvus import DataType
 
 from ._base import LabelledQuery
 from ._entry import short_repr
-from ._errors import InvalidVectors, UnsupportedCollection
+from ._errors import InvalidEntry, UnsupportedCollection
 
 #: Bytes of JSON a Milvus server keeps in one JSON field or in a row's dynamic field.
 JSON_FIELD_BYTES = 65_536
@@ -71,61 +71,67 @@ class LogSchema:
         return cls(pk["name"], dense[0]["name"], int(dense[0]["params"]["dim"]), pk_bytes,
                    bool(desc.get("enable_dynamic_field")), declared)
 
-    def check(self, log: str, q: LabelledQuery, row: Mapping[str, Any]) -> None:
-        """InvalidVectors naming the entry, the field and the limit if ``row`` does not fit."""
+    def check(self, log: str, index: int, q: LabelledQuery, row: Mapping[str, Any]) -> None:
+        """InvalidEntry naming the entry, the field and the limit if ``row`` (entry ``index`` of an
+        append) does not fit."""
         where = f"query log {log!r} entry {short_repr(q.query_id)}"
+
+        def bad(message: str, field: str = "relevant_ids") -> InvalidEntry:
+            return InvalidEntry(f"{where}: {message}", field, index)
+
         size = len(q.query_id.encode("utf-8"))
         if self.pk_bytes is not None and size > self.pk_bytes:
-            raise InvalidVectors(f"{where}: query_id takes {size:,} bytes (UTF-8); the log's key {self.pk!r} holds at "
-                                 f"most {self.pk_bytes:,} (its VARCHAR max_length; Milvus counts bytes)")
+            raise bad(f"query_id takes {size:,} bytes (UTF-8); the log's key {self.pk!r} holds at most "
+                      f"{self.pk_bytes:,} (its VARCHAR max_length; Milvus counts bytes)", "query_id")
         dynamic: dict[str, Any] = {}
         for name, value in row.items():
             if name in (self.pk, self.vector):
                 continue
             if name in self.fields:
-                self._check_declared(where, name, value)
+                problem = self._declared_problem(name, value)
+                if problem:
+                    raise bad(problem, name)
             elif self.dynamic:
                 dynamic[name] = value
             else:
-                raise InvalidVectors(f"{where}: the log has no field {name!r} and no dynamic field to keep it in")
+                raise bad(f"the log has no field {name!r} and no dynamic field to keep it in", name)
         missing = [n for n, (_, _, required) in self.fields.items() if required and n not in row]
         if missing:
-            raise InvalidVectors(f"{where}: the log's schema requires field(s) {missing}, which this entry lacks")
+            raise bad(f"the log's schema requires field(s) {missing}, which this entry lacks", missing[0])
         size = len(orjson.dumps(dynamic)) if dynamic else 0
         if size > JSON_FIELD_BYTES:
-            raise InvalidVectors(
-                f"{where}: its fields take {size:,} bytes as JSON ({len(q.relevant_ids):,} relevant ids); Milvus "
-                f"keeps at most {JSON_FIELD_BYTES:,} bytes in a row's dynamic field: give it fewer relevant ids")
+            raise bad(f"its fields take {size:,} bytes as JSON ({len(q.relevant_ids):,} relevant ids); Milvus keeps "
+                      f"at most {JSON_FIELD_BYTES:,} bytes in a row's dynamic field: give it fewer relevant ids")
 
-    def _check_declared(self, where: str, name: str, value: Any) -> None:
+    def _declared_problem(self, name: str, value: Any) -> str:
+        """What is wrong with ``value`` for the declared field ``name`` ("" if nothing)."""
         dtype, params, _ = self.fields[name]
         if dtype == DataType.VARCHAR:
             limit = _int(params.get("max_length"))
             if not isinstance(value, str):
-                raise InvalidVectors(f"{where}: the log's field {name!r} is a VARCHAR; got {short_repr(value)}")
+                return f"the log's field {name!r} is a VARCHAR; got {short_repr(value)}"
             if limit is not None and len(value.encode("utf-8")) > limit:
-                raise InvalidVectors(f"{where}: {name} takes {len(value.encode('utf-8')):,} bytes; the log's field "
-                                     f"{name!r} holds at most {limit:,} (VARCHAR max_length)")
+                return (f"{name} takes {len(value.encode('utf-8')):,} bytes; the log's field {name!r} holds at most "
+                        f"{limit:,} (VARCHAR max_length)")
         elif dtype == DataType.JSON:
             size = len(orjson.dumps(value))
             if size > JSON_FIELD_BYTES:
-                raise InvalidVectors(f"{where}: {name} takes {size:,} bytes as JSON; Milvus keeps at most "
-                                     f"{JSON_FIELD_BYTES:,} in a JSON field")
+                return f"{name} takes {size:,} bytes as JSON; Milvus keeps at most {JSON_FIELD_BYTES:,} in a JSON field"
         elif dtype == DataType.ARRAY:
             capacity = _int(params.get("max_capacity"))
             if not isinstance(value, list) or (capacity is not None and len(value) > capacity):
-                raise InvalidVectors(f"{where}: {name} has {len(value) if isinstance(value, list) else 'no'} "
-                                     f"element(s); the log's ARRAY field {name!r} holds at most {capacity}")
+                count = len(value) if isinstance(value, list) else "no"
+                return f"{name} has {count} element(s); the log's ARRAY field {name!r} holds at most {capacity}"
             element = params.get("element_type")
-            wanted = str if element == DataType.VARCHAR else int if element in _INTS else float if element in _FLOATS \
-                else None
-            if wanted is not None and not all(isinstance(v, wanted) and not isinstance(v, bool) for v in value):
-                raise InvalidVectors(f"{where}: the log's field {name!r} is an ARRAY of {getattr(element, 'name', element)}; "
-                                     f"got {short_repr(value)}")
+            wanted = {DataType.VARCHAR: (str,), **dict.fromkeys(_INTS, (int,)), **dict.fromkeys(_FLOATS, (int, float))}
+            types = wanted.get(element)
+            if types and not all(isinstance(v, types) and not isinstance(v, bool) for v in value):
+                return f"the log's field {name!r} is an ARRAY of {getattr(element, 'name', element)}; got {short_repr(value)}"
         elif dtype in _INTS and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InvalidVectors(f"{where}: the log's field {name!r} is an integer field; got {short_repr(value)}")
+            return f"the log's field {name!r} is an integer field; got {short_repr(value)}"
         elif dtype in _FLOATS and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise InvalidVectors(f"{where}: the log's field {name!r} is a number field; got {short_repr(value)}")
+            return f"the log's field {name!r} is a number field; got {short_repr(value)}"
+        return ""
 
 
 _INTS = (DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64)

@@ -133,7 +133,8 @@ from ._errors import (
     WriteFailed,
 )
 from ._log import (
-    check_entry_size,
+    check_entry_sizes,
+    check_log_dimension,
     chunks_by_bytes,
     entry_fields,
     entry_from_fields,
@@ -716,16 +717,12 @@ class ChromaStore(VectorStore):
         _check_name(name)
         log = self.conn.get_collection(name) if self.log_exists(name) else None
         dim = self._log_dimension(log, name, queries)
-        for q in queries:
-            if q.vector.size != dim:
-                raise InvalidVectors(f"query log {name!r} entry {q.query_id!r}: dimension {q.vector.size} does not "
-                                     f"match the log's dimension {dim}")
+        check_log_dimension(name, queries, dim)
         ids = [q.query_id for q in queries]
         vecs = np.stack([q.vector for q in queries])
         metas = [_entry_metadata(q, name) for q in queries]
         sizes = [fields_bytes(m) for m in metas]
-        for q, size in zip(queries, sizes):
-            check_entry_size(name, q, size, why=" (half of a Chroma server's default request limit, 40 MiB)")
+        check_entry_sizes(name, queries, sizes, " (half of a Chroma server's default request limit, 40 MiB)")
         rows = self.conn.rows_per_write(dim) if batch_size is None else min(check_batch_size(batch_size),
                                                                               self.conn.max_batch())
         before = _log_records(log, name, ids, self.conn) if log is not None else None

@@ -134,7 +134,14 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
-from ._log import chunks_by_bytes, entry_fields, entry_from_fields, log_entries, write_or_put_back
+from ._log import (
+    check_log_dimension,
+    chunks_by_bytes,
+    entry_fields,
+    entry_from_fields,
+    log_entries,
+    write_or_put_back,
+)
 from ._milvus_log import LogSchema
 from ._uri import StoreConfig
 
@@ -842,14 +849,12 @@ class MilvusStore(VectorStore):
         step = check_batch_size(_ROWS_PER_UPSERT if batch_size is None else batch_size)
         exists = self.conn.exists(name)
         schema = self._log_schema(name) if exists else LogSchema.ours(self._new_log_dimension(queries))
+        check_log_dimension(name, queries, schema.dim)
         rows = []
-        for q in queries:
-            if q.vector.size != schema.dim:
-                raise InvalidVectors(f"query log {name!r} entry {q.query_id!r}: dimension {q.vector.size} does not "
-                                     f"match the log's dimension {schema.dim}")
+        for n, q in enumerate(queries):
             fields = {k: val for k, val in entry_fields(q, name).items() if val is not None}
             row = {**fields, schema.pk: q.query_id, schema.vector: q.vector.tolist()}
-            schema.check(name, q, row)
+            schema.check(name, n, q, row)
             rows.append(row)
         keys = [q.query_id for q in queries]
         before = self._log_rows(name, schema, keys) if exists else []

@@ -121,7 +121,8 @@ from ._errors import (
     WriteFailed,
 )
 from ._log import (
-    check_entry_size,
+    check_entry_sizes,
+    check_log_dimension,
     chunks_by_bytes,
     entry_fields,
     entry_from_fields,
@@ -638,6 +639,7 @@ class QdrantStore(VectorStore):
     # Query log -------------------------------------------------------------------------------
 
     def log_exists(self, name: str) -> bool:
+        _check_name(name, "query log")
         return self.conn.exists(name)
 
     def _log_layout(self, name: str) -> _Layout:
@@ -652,6 +654,7 @@ class QdrantStore(VectorStore):
 
     def read_log(self, name: str, batch_size: int = 1000) -> Iterator[LabelledQuery]:
         batch_size = check_batch_size(batch_size)
+        _check_name(name, "query log")
         if not self.conn.exists(name):
             raise CollectionNotFound(f"query log {name!r} does not exist in {self.conn.where}")
         lay = self._log_layout(name)
@@ -677,17 +680,14 @@ class QdrantStore(VectorStore):
         queries = log_entries(queries, name)
         if not queries:
             return 0
+        _check_name(name, "query log")
         rows = check_batch_size(WRITE_BATCH if batch_size is None else batch_size)
         exists = self.conn.exists(name)
         lay = self._log_layout(name) if exists else _Layout(None, self._new_log_dimension(queries), "Dot", "float32")
-        for q in queries:
-            if q.vector.size != lay.dim:
-                raise InvalidVectors(f"query log {name!r} entry {q.query_id!r}: dimension {q.vector.size} does not "
-                                     f"match the log's dimension {lay.dim}")
+        check_log_dimension(name, queries, lay.dim)
         payloads = [{"query_id": q.query_id, **entry_fields(q, name)} for q in queries]
         sizes = [fields_bytes(p) for p in payloads]
-        for q, size in zip(queries, sizes):
-            check_entry_size(name, q, size, why=" (half of a Qdrant server's default request limit, 32 MiB)")
+        check_entry_sizes(name, queries, sizes, " (half of a Qdrant server's default request limit, 32 MiB)")
         points = [models.PointStruct(id=_log_point(q.query_id), vector=lay.wrap(q.vector.tolist()), payload=p)
                   for q, p in zip(queries, payloads)]
         before = self._log_points(name, [p.id for p in points]) if exists else []
@@ -747,12 +747,25 @@ class QdrantStore(VectorStore):
     # State -----------------------------------------------------------------------------------
 
     def state(self, name: str) -> QdrantState:
+        _check_name(name, "state collection")
         return QdrantState(self, name)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+#: Characters Qdrant refuses in collection names (qdrant-client's local mode and the server alike).
+_NAME_FORBIDDEN = ("<", ">", ":", '"', "/", "\\", "|", "?", "*", "\x00", "\x1f")
+
+
+def _check_name(name: str, what: str) -> None:
+    """Refuse a name Qdrant would refuse, before anything is written (as the other backends do)."""
+    if (not isinstance(name, str) or name in ("", ".", "..") or len(name) > 255
+            or any(c in name for c in _NAME_FORBIDDEN)):
+        raise InvalidURI(f"{what} name {name!r} is not a valid Qdrant collection name (1-255 characters, none of "
+                         f"{' '.join(_NAME_FORBIDDEN[:9])}, NUL or \\x1f)")
 
 
 def _log_point(query_id: str) -> str:

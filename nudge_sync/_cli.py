@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 import sys
@@ -501,10 +502,11 @@ def feedback_import(ctx: click.Context, store_uri: str, collection: str | None, 
 
     All or nothing: every entry is checked before the first write, and a write that fails part-way
     leaves the log as it was."""
-    entries = list(connectors.read_log_file(path))  # every line checked before the database is opened
+    located = list(connectors.read_log_places(path))  # every line checked before the database is opened
+    entries = [entry for _, entry in located]
     with opened(store_uri, collection) as store:
-        report = _ops.add_feedback(store, entries, log_name=log_name, source=_file_label(path),
-                                   batch_size=batch_size)
+        report = _ops.add_feedback(store, entries, log_name=log_name, batch_size=batch_size,
+                                   places=[_file_label(path) + where[len(path.name):] for where, _ in located])
     if not entries:
         report["log"] = None
     _emit(ctx, report, _human_feedback)
@@ -593,6 +595,10 @@ def _human_demo(r: dict[str, Any]) -> str:
 
 def main() -> None:
     """The console script: every failure ends in a one-line message and a documented exit code."""
+    if os.environ.get(DEBUG_ENV) != "1":
+        # client libraries log their own errors (pymilvus prints a traceback for every failed RPC);
+        # each of those failures reaches the user as nudge-sync's one-line message instead
+        logging.disable(logging.CRITICAL)
     try:
         cli(obj={}, auto_envvar_prefix="NUDGE_SYNC")
     except Exception as exc:  # outside a command (option parsing, the group): still never a traceback

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from connectors import LabelledQuery, RecordId, VectorStore, check_batch_size
+from connectors import InvalidEntry, LabelledQuery, RecordId, VectorStore, check_batch_size
 
 from ._answers import Answers
 from ._engine import VERIFY_TOLERANCE, default_log_name, default_state_name, fetch_vectors, new_run_id
@@ -295,15 +295,26 @@ def _split_settings(state: SyncState, val_fraction: float | None, salt: str | No
 
 
 def add_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_name: str | None = None,
-                 check_ids: bool = True, source: str = "", batch_size: int | None = None) -> dict[str, Any]:
+                 check_ids: bool = True, source: str = "", batch_size: int | None = None,
+                 places: Sequence[str] | None = None) -> dict[str, Any]:
     """Validate entries against the collection and append them to its log collection, all or nothing:
     every entry is checked (the entry rule, the dimension, the backend's limits) before the first write,
-    and a write that fails part-way leaves the log as it was (see ``VectorStore.append_log``)."""
+    and a write that fails part-way leaves the log as it was (see ``VectorStore.append_log``).
+    ``places`` names where each entry came from (``"clicks.jsonl line 17"``) for error messages."""
     info = store.describe()
     log = log_name or default_log_name(info.collection)
-    checked = [validate_entry(e, info.dimension, source=source or "feedback") for e in entries]
+
+    def where(n: int) -> str:
+        return places[n] if places is not None else source or "feedback"
+
+    checked = [validate_entry(e, info.dimension, source=where(n)) for n, e in enumerate(entries)]
     unknown: list[RecordId] = []
     if check_ids:
         _, unknown = fetch_vectors(store, list(dict.fromkeys(i for e in checked for i in e.relevant_ids)), 1000)
-    written = store.append_log(log, checked, batch_size=batch_size) if checked else 0
+    try:
+        written = store.append_log(log, checked, batch_size=batch_size) if checked else 0
+    except InvalidEntry as exc:  # a limit of the log's database: name the line the entry came from
+        if places is None or exc.index is None:
+            raise
+        raise RefusedInput(f"{places[exc.index]}: {exc}") from None
     return {"log": log, "appended": written, "unknown_ids": unknown[:20], "unknown_id_count": len(unknown)}
