@@ -11,8 +11,7 @@ from typing import Any
 
 import click
 
-from ._errors import RefusedInput
-from ._options import check_metric
+from ._options import parse_metric_spec
 
 
 class FiniteFloat(click.ParamType):
@@ -54,10 +53,10 @@ class MetricSpec(click.ParamType):
     name = "metric"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        try:
-            return check_metric(value, param.name if param is not None else "metric")
-        except RefusedInput as exc:
-            self.fail(str(exc).split(": ", 1)[-1], param, ctx)
+        problem, canonical = parse_metric_spec(value)
+        if problem:
+            self.fail(problem, param, ctx)
+        return canonical
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "NAME@K"

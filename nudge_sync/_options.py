@@ -27,13 +27,21 @@ MAX_LOCK_TTL = 30 * 86_400.0
 
 def check_metric(spec: Any, option: str = "objective") -> str:
     """``spec`` as a canonical metric name (``ndcg@10``), or RefusedInput naming ``option``."""
+    problem, canonical = parse_metric_spec(spec)
+    if problem:
+        raise RefusedInput(f"option {option}={spec!r}: {problem}")
+    return canonical
+
+
+def parse_metric_spec(spec: Any) -> tuple[str, str]:
+    """``("", "ndcg@10")`` for a metric nudge-sync can compute, else ``(what is wrong, "")``."""
     try:
         name, k = parse_metric(spec)
     except ValueError as exc:
-        raise RefusedInput(f"option {option}={spec!r}: {exc}") from None
+        return str(exc), ""
     if k > MAX_K:
-        raise RefusedInput(f"option {option}={spec!r}: k must be at most {MAX_K}")
-    return f"{name}@{k}"
+        return f"metric {spec!r}: k must be at most {MAX_K}", ""
+    return "", f"{name}@{k}"
 
 
 def check_fraction(value: Any, option: str) -> float:

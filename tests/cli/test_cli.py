@@ -174,6 +174,17 @@ def test_eval_uses_the_last_runs_split_and_pinned_test_queries(h, coll, tmp_path
     assert on_test["split"] == "test" and on_test["queries"] == len(range(0, len(unpinned), 4))
 
 
+def test_status_shows_a_watermark_no_calendar_holds(coll):
+    """A state written before timestamps were checked may hold a nanosecond watermark (issue #11): status
+    shows it as a number instead of crashing."""
+    with connectors.open_store(coll["uri"]) as store:
+        state = SyncState(store.state(coll["name"] + "_nudge_state"))
+        state.ensure(DIM)
+        state.put_run("20250101T000000Z-old", {"run_id": "20250101T000000Z-old", "status": "written",
+                                                "started": 1.7e9, "watermark": 1.7e18})
+    assert "watermark   1.7e+18 (not a time)" in invoke("status", "--store", coll["uri"]).stdout
+
+
 def test_rollback_can_break_the_lock_of_a_run_that_died(h, coll):
     run = as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"])
     with connectors.open_store(coll["uri"]) as store:
