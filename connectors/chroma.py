@@ -164,6 +164,11 @@ _LOG_FIELDS = ("relevant_ids", "relevant_ids_json", "grades", "grades_json", "ti
 #: 5,461 elements work, 5,462 break it (32,766 SQLite variables / 6 per element). Longer lists are
 #: kept as JSON text, with a margin below the measured edge.
 LIST_ELEMENTS = 4096
+#: What Chroma says about a collection holding such a record, and what the user can do about it.
+_BROKEN_SIGN = "Failed to apply logs to the metadata segment"
+_BROKEN_HINT = ("; Chroma cannot index a record of this collection and no longer reads it (a record with more "
+                "than 5,461 list elements in its metadata does that, e.g. a log entry written by nudge-sync "
+                "before it kept long lists as JSON text): delete the collection and write it again")
 
 
 def open_store(config: StoreConfig) -> ChromaStore:
@@ -359,7 +364,9 @@ class _Connection:
             raise ConnectionFailed(f"{what} on {collection!r}: lost {self.where}: {type(exc).__name__}: {exc}") from None
         except Exception as exc:  # chromadb raises bare Exception(text) for unexpected HTTP answers
             cls = WriteFailed if write else ConnectorError
-            raise cls(f"{what} on Chroma collection {collection!r} ({self.where}) failed: {type(exc).__name__}: {exc}") from exc
+            hint = _BROKEN_HINT if _BROKEN_SIGN in str(exc) else ""
+            raise cls(f"{what} on Chroma collection {collection!r} ({self.where}) failed: {type(exc).__name__}: "
+                      f"{exc}{hint}") from exc
 
     def max_batch(self) -> int:
         if self._max_batch is None:
