@@ -98,8 +98,13 @@ DEATHS = {"rollback.before_write": (2, 2), "rollback.save": (2, 2), "rollback.wr
 def test_a_rollback_that_died_and_ran_again_counts_right(harness, coll):
     name, ids, vectors = coll
     entries = make_entries(ids, vectors)
+    # every point on every harness but Milvus 2.3.5, whose Strong reads make each cycle slow: there
+    # the two points where the database and the state disagree (marked, but not written; written,
+    # but not recorded)
+    points = ("rollback.save", "rollback.write") if harness.name == "milvus-2.3.5" else tuple(DEATHS)
     with connectors.open_store(harness.uri(name)) as store:
-        for point, (written, recorded) in DEATHS.items():
+        for point in points:
+            written, recorded = DEATHS[point]
             n = len(nudge_sync.sync(store, SyncOptions(), entries=entries).written_ids)
 
             def die(hit, batch_ids, point=point):
