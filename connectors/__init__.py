@@ -17,6 +17,7 @@ from ._base import (
     StateCollection,
     StateRecord,
     VectorStore,
+    Versioned,
     check_batch_size,
 )
 from ._entry import check_entry, labelled_query
@@ -34,7 +35,8 @@ from ._errors import (
     WriteFailed,
 )
 from ._filelog import LogFileError, read_log_file, read_log_places, write_log_file
-from ._uri import StoreConfig, create_collection, open_store, parse_uri
+from ._secrets import redact, redact_data
+from ._uri import StoreConfig, create_collection, on_backend_loaded, open_store, parse_uri
 
 __all__ = [
     "METRICS",
@@ -59,14 +61,18 @@ __all__ = [
     "UnknownIds",
     "UnsupportedCollection",
     "VectorStore",
+    "Versioned",
     "WriteFailed",
     "check_batch_size",
     "check_entry",
     "create_collection",
     "labelled_query",
+    "on_backend_loaded",
     "open_store",
     "parse_uri",
     "read_log_file",
     "read_log_places",
+    "redact",
+    "redact_data",
     "write_log_file",
 ]

@@ -6,8 +6,9 @@ URIs::
                                                       must already hold a Chroma database
     chroma+http://host:8000?collection=docs           HttpClient (``+https`` for TLS; a path prefix
                                                       such as ``https://h/chroma`` is kept)
-    options: tenant, database (default_tenant / default_database), timeout (seconds),
-             auth = bearer (default) | x-chroma-token | basic
+    options: tenant, database (default_tenant / default_database), timeout (seconds per request;
+             default 60 on servers, so a stopped server cannot hang a run), retry_budget (seconds,
+             see connectors._retry), auth = bearer (default) | x-chroma-token | basic
 
 Credentials come from ``CHROMA_AUTH_TOKEN`` (or ``secret_env=NAME`` / ``secret_file=PATH``) and
 are sent on every request: ``auth=bearer`` -> ``Authorization: Bearer <secret>``,
@@ -142,7 +143,9 @@ from ._log import (
     log_entries,
     write_or_put_back,
 )
-from ._uri import StoreConfig
+from ._retry import retry_status as _retry_status
+from ._secrets import redact
+from ._uri import SERVER_CALL_TIMEOUT, StoreConfig
 
 __all__ = ["ChromaStore", "ChromaState", "auth_headers", "create_collection", "open_store"]
 
@@ -264,7 +267,7 @@ class _Connection:
         self.config = config
         self.tenant = config.option("tenant") or chromadb.DEFAULT_TENANT
         self.database = config.option("database") or chromadb.DEFAULT_DATABASE
-        self.timeout = config.timeout()
+        self.timeout = config.timeout(SERVER_CALL_TIMEOUT if config.is_server else None)
         if config.is_server:
             self.base_url, self.host, self.port = _server_address(config.location)
             self.where = f"Chroma server {self.host}:{self.port}"
@@ -301,8 +304,8 @@ class _Connection:
             )
         )
         # chromadb 1.5 builds its httpx session with timeout=None and has no setting for it: a server
-        # that accepts the connection and then hangs would block forever. Connect fast; reads may be
-        # long (a 5,000-vector update can take a while) unless the URI sets ``timeout``.
+        # that accepts the connection and then hangs (or was stopped) would block forever. Connect
+        # fast; a read may take up to ``timeout`` (a 5,000-vector update can take a while).
         session = getattr(getattr(client, "_server", None), "_session", None)
         if isinstance(session, httpx.Client):
             session.timeout = httpx.Timeout(self.timeout, connect=min(self.timeout or 10.0, 10.0))
@@ -330,7 +333,10 @@ class _Connection:
                 "check CHROMA_AUTH_TOKEN / secret_env / secret_file and the auth option"
             )
         if resp.status_code >= 400:
-            raise ConnectionFailed(f"{self.where} answered HTTP {resp.status_code} on {what}: {resp.text[:200]}")
+            # redacted before it is cut short: a cut could leave part of an echoed secret unmatched
+            error = ConnectionFailed(f"{self.where} answered HTTP {resp.status_code} on {what}: "
+                                     f"{redact(resp.text)[:200]}")
+            raise error.retryable(_retry_status(resp.status_code))
 
     def _make_client(self, factory: Any) -> Any:
         try:
@@ -365,8 +371,11 @@ class _Connection:
         except Exception as exc:  # chromadb raises bare Exception(text) for unexpected HTTP answers
             cls = WriteFailed if write else ConnectorError
             hint = _BROKEN_HINT if _BROKEN_SIGN in str(exc) else ""
-            raise cls(f"{what} on Chroma collection {collection!r} ({self.where}) failed: {type(exc).__name__}: "
-                      f"{exc}{hint}") from exc
+            status = _http_status(exc) if self.config.is_server else None
+            # not chained: the client's exception may hold an echoed secret (the message is redacted)
+            error = cls(f"{what} on Chroma collection {collection!r} ({self.where}) failed: "
+                        + (f"HTTP {status}: " if status else "") + f"{type(exc).__name__}: {exc}{hint}")
+            raise error.retryable(status is not None and _retry_status(status)) from None
 
     def max_batch(self) -> int:
         if self._max_batch is None:
@@ -406,6 +415,22 @@ class _Connection:
                 session.close()
         except Exception:  # closing must never mask the caller's own error
             pass
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind a chromadb exception: a ChromaError's own code, or the status of the
+    httpx error chromadb was handling when it raised a bare Exception(body)."""
+    if isinstance(exc, chroma_errors.ChromaError):
+        try:
+            return int(exc.code())
+        except Exception:
+            return None
+    cur = exc.__context__
+    while cur is not None:
+        if isinstance(cur, httpx.HTTPStatusError):
+            return cur.response.status_code
+        cur = cur.__context__
+    return None
 
 
 def _check_name(name: str) -> None:
@@ -452,11 +477,15 @@ def _space_of(collection: Any) -> tuple[str, str]:
     return "l2", "default"
 
 
+#: Cosine collections hand back a copy about one float32 ulp of the norm off what was written.
+_COSINE_TOLERANCE = 1e-6
+
+
 def _same_vector(got: np.ndarray, want: np.ndarray, exact: bool) -> bool:
     if exact:
         return np.array_equal(got, want)
     diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)), initial=0.0))
-    return diff <= 1e-6 * float(np.linalg.norm(want.astype(np.float64))) + 1e-30
+    return diff <= _COSINE_TOLERANCE * float(np.linalg.norm(want.astype(np.float64))) + 1e-30
 
 
 def _to_scores(distances: Sequence[float], space: str) -> list[float]:
@@ -594,6 +623,7 @@ class ChromaStore(VectorStore):
         return CollectionInfo(
             backend="chroma", collection=self.name, dimension=dim, metric=SPACE_TO_METRIC[space], id_type="str",
             vector_name=None, count=count, server_version=version, details=details,
+            round_trip_tolerance=0.0 if space != "cosine" else _COSINE_TOLERANCE,
         )
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:

@@ -8,8 +8,9 @@ URIs::
     milvus+http://host:19530?collection=docs     a Milvus server (``+https`` for TLS)
     options: vector=<FLOAT_VECTOR field> (detected when the collection has exactly one),
              db_name=<database> (default: the server's default database),
-             timeout=<seconds> (connect timeout, default 10 s; also the deadline of every call,
-             which has none by default: a 10,000-row upsert may take a while)
+             timeout=<seconds> (the deadline of every call: default 60 s on servers, so a stopped
+             server cannot hang a run, none on Milvus Lite; the connect timeout is at most 10 s),
+             retry_budget=<seconds> (see connectors._retry)
 
 The token comes from ``MILVUS_TOKEN`` (``user:password`` or an API key), or ``secret_env=NAME`` /
 ``secret_file=PATH``. A server that refuses it (or needs one) raises AuthenticationFailed; one that
@@ -143,7 +144,7 @@ from ._log import (
     write_or_put_back,
 )
 from ._milvus_log import LogSchema
-from ._uri import StoreConfig
+from ._uri import SERVER_CALL_TIMEOUT, StoreConfig
 
 __all__ = ["WRITE_PATHS", "MilvusState", "MilvusStore", "create_collection", "engine_version", "open_store"]
 
@@ -182,6 +183,8 @@ _AUTH_CODES = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIE
 _UNREACHABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 #: Milvus error numbers: 1400 not authenticated, 1401 privilege not permitted (merr).
 _AUTH_NUMBERS = {1400, 1401}
+_BUSY_PHRASES = ("rate limit", "service not ready", "not healthy", "unhealthy", "server is closing",
+                 "is stopping", "too many requests")
 _AUTH_PHRASES = ("auth check failure", "unauthenticated", "authentication fail", "missing authorization",
                  "permission denied", "privilege not permitted", "not authenticated")
 
@@ -233,7 +236,8 @@ class _Connection:
 
     def __init__(self, config: StoreConfig):
         self.config = config
-        self.timeout = config.timeout()  # per call; None = no deadline
+        # per call; None = no deadline (Milvus Lite runs in this process: it cannot stop answering)
+        self.timeout = config.timeout(SERVER_CALL_TIMEOUT if config.is_server else None)
         self.db_name = config.option("db_name") or ""
         if config.is_server:
             parts = urlsplit(config.location)
@@ -280,6 +284,10 @@ class _Connection:
             return self._auth_failed(what, text if code is None else f"{code.name}: {_details(exc) or text}")
         if code in _UNREACHABLE_CODES or number == 2 or "fail connecting" in low:
             return ConnectionFailed(f"{what}: cannot reach {self.where}: {_details(exc) or text}")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED or number == 8 or any(p in low for p in _BUSY_PHRASES):
+            # rate-limited, or a server still starting / shutting down: worth asking again
+            cls = WriteFailed if write else ConnectorError
+            return cls(f"{what} on Milvus collection {collection!r} ({self.where}): {text}").retryable()
         if number == 100 or "collection not found" in low or "can't find collection" in low or (
                 "collection" in low and "not exist" in low):
             return CollectionNotFound(f"{what}: Milvus collection {collection!r} does not exist in {self.where}")
@@ -304,7 +312,10 @@ class _Connection:
         except ConnectorError:
             raise
         except Exception as exc:
-            raise self.translate(exc, what, collection, write) from exc
+            error = self.translate(exc, what, collection, write)
+            error.milvus_code = getattr(exc, "code", None)  # type: ignore[attr-defined]
+            # not chained: the client's exception text is unredacted (the message carries it, redacted)
+            raise error from None
 
     def exists(self, name: str) -> bool:
         with self.calls("has_collection", name):
@@ -340,6 +351,17 @@ class _Connection:
                 client.close()
             except Exception:  # closing must never mask the caller's own error
                 pass
+
+
+#: What Milvus says when a collection is not loaded (error 101; Milvus Lite names the state).
+_RELEASED_PHRASES = ("not loaded", "state 'released'", "collection not loaded", "released")
+
+
+def _released(exc: ConnectorError) -> bool:
+    """True when a query/search failed only because the collection is not loaded (any more)."""
+    if getattr(exc, "milvus_code", None) == 101:
+        return True
+    return any(p in str(exc).lower() for p in _RELEASED_PHRASES)
 
 
 def _details(exc: BaseException) -> str:
@@ -493,6 +515,8 @@ class MilvusStore(VectorStore):
         self._forced_path = write_path
         self._conn: _Connection | None = _Connection(config)
         self._layout: _Layout | None = None
+        #: collections this store saw loaded (see _on_loaded)
+        self._loaded: set[str] = set()
 
     # Plumbing --------------------------------------------------------------------------------
 
@@ -564,19 +588,37 @@ class MilvusStore(VectorStore):
         return metric, str(infos[0].get("index_type", ""))
 
     def _ensure_loaded(self, name: str) -> None:
-        """Queries and searches need a loaded collection (Milvus Lite releases them on restart)."""
+        """Queries and searches need a loaded collection: a collection another process created and
+        closed is released (Milvus Lite releases everything when its process ends; a server may
+        release a collection at any time)."""
         with self.conn.calls("get_load_state", name):
             state = self.client.get_load_state(name, timeout=self.conn.timeout)
         if str(getattr(state.get("state"), "name", state.get("state"))) != "Loaded":
             with self.conn.calls("load_collection", name):
                 self.client.load_collection(name, timeout=self.conn.timeout)
+        self._loaded.add(name)
+
+    def _on_loaded(self, name: str, what: str, call: Callable[[], Any]) -> Any:
+        """``call()`` (a query or search of ``name``) on a loaded collection: loaded before this
+        store's first read of it, and loaded again (then retried once) if it was released since."""
+        if name not in self._loaded:
+            self._ensure_loaded(name)
+        try:
+            with self.conn.calls(what, name):
+                return call()
+        except ConnectorError as exc:
+            if not _released(exc):
+                raise
+        self._loaded.discard(name)
+        self._ensure_loaded(name)
+        with self.conn.calls(what, name):
+            return call()
 
     def _query(self, name: str, expr: str, fields: list[str], *, what: str = "query",
                partition: str | None = None, **extra: Any) -> list[dict[str, Any]]:
-        with self.conn.calls(what, name):
-            return list(self.client.query(
-                name, filter=expr, output_fields=fields, consistency_level=STRONG, timeout=self.conn.timeout,
-                partition_names=[partition] if partition else None, **extra))
+        return list(self._on_loaded(name, what, lambda: self.client.query(
+            name, filter=expr, output_fields=fields, consistency_level=STRONG, timeout=self.conn.timeout,
+            partition_names=[partition] if partition else None, **extra)))
 
     def _pages(self, name: str, pk: str, fields: list[str], page: int, expr: str = "",
                what: str = "read") -> Iterator[list[dict[str, Any]]]:
@@ -805,10 +847,10 @@ class MilvusStore(VectorStore):
         per_call = max(1, min(1024, _SEARCH_ROWS // max(limit, 1)))
         for part in _chunks(len(qs), per_call):
             with self._calls("search"):
-                res = self.client.search(self.name, data=qs[part].tolist(), limit=limit, filter=expr,
-                                         anns_field=lay.vector, output_fields=[lay.pk],
-                                         search_params={"metric_type": lay.metric},
-                                         consistency_level=STRONG, timeout=self.conn.timeout)
+                res = self._on_loaded(self.name, "search", lambda: self.client.search(
+                    self.name, data=qs[part].tolist(), limit=limit, filter=expr, anns_field=lay.vector,
+                    output_fields=[lay.pk], search_params={"metric_type": lay.metric},
+                    consistency_level=STRONG, timeout=self.conn.timeout))
             for hits in res:
                 out.append([(_hit_id(h, lay.pk), -float(h["distance"]) if negate else float(h["distance"]))
                             for h in hits])
@@ -975,6 +1017,7 @@ class MilvusState(StateCollection):
     """The sync engine's companion collection (layout in the module docstring)."""
 
     KEY = "id"
+    max_meta_bytes = _STATE_META_BYTES
 
     def __init__(self, store: MilvusStore, name: str):
         self.store = store

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import re
 import sys
@@ -21,7 +20,7 @@ import numpy as np
 import connectors
 from connectors import LabelledQuery, VectorStore
 
-from . import _ops
+from . import _faults, _logs, _ops
 from ._cli_types import FiniteFloat, MetricSpec
 from ._config import load_config
 from ._engine import sync
@@ -38,7 +37,10 @@ Exit codes:
   3  nothing to do, or a gate held the run back (nothing written)
   4  refused input (dimension, NaN, metric, options)
   5  the collection's lock is held by another run
-  6  database error (unreachable, credentials, missing collection, write not verified)
+  6  database error (unreachable, credentials, missing collection, write not verified);
+     a run that had written puts it back first: the collection is as it was
+  7  partially written: a run (or rollback) failed part-way and could not put back what
+     it wrote; rerun, or `nudge-sync rollback --run ID`, completes it
 """
 
 
@@ -73,9 +75,14 @@ class BarProgress(Progress):
 
 def _emit(ctx: click.Context, data: Any, human: Callable[[Any], str]) -> None:
     if ctx.obj["json"]:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+        _echo(json.dumps(data, indent=2, sort_keys=True, default=_json_default))
     else:
-        click.echo(human(data))
+        _echo(human(data))
+
+
+def _echo(text: str, err: bool = False) -> None:
+    """Everything the command prints goes through here: no configured secret ever leaves."""
+    click.echo(connectors.redact(text), err=err)
 
 
 def _json_default(o: Any) -> Any:
@@ -115,17 +122,17 @@ def _fail(ctx: click.Context, exc: BaseException, code: ExitCode, report: Any) -
     if ctx.obj["json"]:
         payload = report.to_dict() if report is not None else {"status": "error"}
         payload.update(error=str(exc), exit_code=int(code), error_type=type(exc).__name__)
-        click.echo(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+        _echo(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
     elif report is not None:
-        click.echo(_human_run(report.to_dict()))
-    click.echo(_error_line(exc, code), err=True)
+        _echo(_human_run(report.to_dict()))
+    _echo(_error_line(exc, code), err=True)
     ctx.exit(int(code))
 
 
 def _error_line(exc: BaseException, code: ExitCode) -> str:
     if code == ExitCode.INTERNAL_ERROR:
         if os.environ.get(DEBUG_ENV) == "1":
-            traceback.print_exception(exc, file=sys.stderr)
+            _echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
         return (f"internal error (a bug, please report it): {type(exc).__name__}: {_one_line(exc)}"
                 + ("" if os.environ.get(DEBUG_ENV) == "1" else f" (set {DEBUG_ENV}=1 for the traceback)"))
     label = "nothing to do" if code == ExitCode.NOTHING_TO_DO else "error"
@@ -194,9 +201,12 @@ def _entries(store: VectorStore, log_name: str | None, log_file: Path | None) ->
               help="TOML config file (env NUDGE_SYNC_CONFIG): defaults per command, no secrets.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON report on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars on stderr.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also show the database client libraries' log lines on stderr (secrets redacted; "
+                   f"{DEBUG_ENV}=1 does too).")
 @click.version_option(package_name="nudge-sync")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool) -> None:
+def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Improve retrieval in a live vector database from user feedback.
 
     nudge-sync reads the stored vectors and a labelled query log, runs NUDGE on the CPU, and
@@ -204,6 +214,11 @@ def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool) -> 
     """
     ctx.ensure_object(dict)
     ctx.obj.update(json=as_json, quiet=quiet or as_json and not sys.stderr.isatty())
+    _logs.configure(verbose or os.environ.get(DEBUG_ENV) == "1")
+    try:
+        _faults.check_environment()  # a test's fault rules must never be silently ignored
+    except _faults.FaultSpecError as exc:
+        raise click.UsageError(str(exc)) from None
     if config is not None:
         try:
             ctx.default_map = load_config(config, cli.commands)
@@ -324,6 +339,13 @@ def _human_run(r: dict[str, Any]) -> str:
         lines.append(f"  adopted     {c['adopted_reembedded']} records re-embedded by someone else (new originals)")
     for note in r.get("notes") or ():
         lines.append(f"  note        {note}")
+    if c.get("adopted_during_run"):
+        lines.append(f"  adopted     {c['adopted_during_run']} records re-embedded by someone else during the run: "
+                     "not written (new originals; the next run plans from them)")
+    if r.get("took_over_lock"):
+        held = r["took_over_lock"]
+        lines.append(f"  lock        taken over from {held.get('owner')} (run {held.get('run_id')}), "
+                     "a process of this host that no longer runs")
     if r.get("finished"):
         lines.append(f"  time        {r['finished'] - r['started']:.1f} s")
     return "\n".join(lines)
@@ -350,7 +372,8 @@ def rollback_cmd(ctx: click.Context, store_uri: str, collection: str | None, sta
     _emit(ctx, report, lambda r: (
         f"rollback {r['run_id']}: {r['status']} — {r.get('restored', 0)} restored "
         f"({r.get('bit_exact', 0)} bit-for-bit), {r['to_restore']} to restore, "
-        f"{r['skipped_reembedded']} re-embedded by others left alone"))
+        f"{r.get('already_restored', 0)} already restored, "
+        f"{r['skipped_reembedded'] + r.get('adopted_during_rollback', 0)} re-embedded by others left alone"))
 
 
 @cli.command("status", epilog=EXIT_CODES_HELP)
@@ -371,13 +394,24 @@ def _human_status(s: dict[str, Any]) -> str:
     last = s["last_run"]
     lines = [
         f"collection  {s['collection']} ({s['backend']}, {s['count']} records, dim {s['dimension']}, {s['metric']})",
-        f"nudged      {s['nudged']} records ({s['pending']} pending, {s['originals_kept']} originals kept)",
+        f"nudged      {s['nudged']} records hold a nudged vector; {s['restored']} hold their original, "
+        f"{s['adopted']} were re-embedded by someone else since ({s['pending']} writes pending, "
+        f"{s['originals_kept']} originals kept)",
         f"runs        {s['runs']}" + (f"; last {last['run_id']} {last['status']}" if last else ""),
         f"watermark   {_fmt_time(s['watermark'])}",
         f"log         {s['log']} ({'present' if s['log_exists'] else 'absent'})",
-        f"lock        {'held by ' + str(s['lock'].get('owner')) if s['lock'] else 'free'}",
+        f"lock        {_lock_line(s)}",
     ]
     return "\n".join(lines)
+
+
+def _lock_line(s: dict[str, Any]) -> str:
+    if not s["lock"]:
+        return "free"
+    line = f"held by {s['lock'].get('owner')}"
+    if s.get("lock_stale"):
+        line += " (a process of this host that no longer runs: the next run or rollback takes it over)"
+    return line
 
 
 def _fmt_time(t: float | None) -> str:
@@ -576,7 +610,7 @@ def demo_cmd(ctx: click.Context, backend: str, directory: Path, records: int, di
 
     report = run_demo(backend=backend, directory=directory, records=records, dim=dim, queries=queries,
                       seed=seed, progress=_progress(ctx), say=(lambda s: None) if ctx.obj["json"] else
-                      (lambda s: click.echo(s, err=True)))
+                      (lambda s: _echo(s, err=True)))
     _emit(ctx, report, _human_demo)
 
 
@@ -594,15 +628,13 @@ def _human_demo(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """The console script: every failure ends in a one-line message and a documented exit code."""
-    if os.environ.get(DEBUG_ENV) != "1":
-        # client libraries log their own errors (pymilvus prints a traceback for every failed RPC);
-        # each of those failures reaches the user as nudge-sync's one-line message instead
-        logging.disable(logging.CRITICAL)
+    """The console script: every failure ends in a one-line message and a documented exit code.
+    Client libraries' own log lines (pymilvus prints a traceback for every failed RPC) are hidden
+    by the group's logging set-up (``_logs``) unless --verbose asks for them."""
     try:
         cli(obj={}, auto_envvar_prefix="NUDGE_SYNC")
     except Exception as exc:  # outside a command (option parsing, the group): still never a traceback
-        click.echo(_error_line(exc, ExitCode.INTERNAL_ERROR), err=True)
+        _echo(_error_line(exc, ExitCode.INTERNAL_ERROR), err=True)
         sys.exit(int(ExitCode.INTERNAL_ERROR))
 
 
