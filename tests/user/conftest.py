@@ -1,0 +1,51 @@
+"""Fixtures of the user-level suite: the backends as seen from outside, counted trials, cleanup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.backends.qdrant import fast_tmp_dir
+from tests.conftest import fixture_name, selected_harnesses
+from tests.user._native import EMBEDDED, UserBackend, SharedServerBackend, embedded_backend
+from tests.user._runner import kill_leftovers
+from tests.user._tally import TRIALS_FILE, Tally, trials_dir
+
+#: NUDGE_SYNC_SWEEP=long: more kill points, bigger collections (release checks; not in CI)
+SWEEP = os.environ.get("NUDGE_SYNC_SWEEP", "ci").strip() or "ci"
+if SWEEP not in ("ci", "long"):
+    raise pytest.UsageError(f"NUDGE_SYNC_SWEEP={SWEEP!r}: expected 'ci' (default) or 'long'")
+
+
+def backend_for(name: str, request: pytest.FixtureRequest, directory: Path) -> UserBackend:
+    if name in EMBEDDED:
+        return embedded_backend(name, directory)
+    return SharedServerBackend(request.getfixturevalue(fixture_name(name)))
+
+
+@pytest.fixture(params=selected_harnesses())
+def user_backend(request, tmp_path) -> Iterator[UserBackend]:
+    """Each of the selected backends; embedded ones in a directory of their own for this test."""
+    directory = fast_tmp_dir("nudge-sync-user-", tmp_path) if request.param == "qdrant-local" else tmp_path / "db"
+    try:
+        yield backend_for(request.param, request, directory)
+    finally:
+        if request.param == "qdrant-local":
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def tally(request, tmp_path_factory) -> Tally:
+    path = trials_dir(tmp_path_factory.getbasetemp()) / TRIALS_FILE
+    return Tally(path, request.node.nodeid, SWEEP)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """A failed test must not leave a paused nudge-sync process waiting (they give up after 300 s)."""
+    yield
+    kill_leftovers()
