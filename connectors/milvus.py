@@ -86,7 +86,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
@@ -329,6 +329,22 @@ class _Connection:
                 pass
 
 
+#: What Milvus says when a collection is not loaded (error 101; Milvus Lite names the state).
+_RELEASED_PHRASES = ("not loaded", "state 'released'", "collection not loaded", "released")
+
+
+def _released(exc: BaseException) -> bool:
+    """True when a query/search failed only because the collection is not loaded (any more)."""
+    cur: BaseException | None = exc
+    while cur is not None:
+        if getattr(cur, "code", None) == 101:
+            return True
+        if any(p in str(getattr(cur, "message", "") or cur).lower() for p in _RELEASED_PHRASES):
+            return True
+        cur = cur.__cause__
+    return False
+
+
 def _details(exc: BaseException) -> str:
     cur: BaseException | None = exc
     while cur is not None:
@@ -480,6 +496,8 @@ class MilvusStore(VectorStore):
         self._forced_path = write_path
         self._conn: _Connection | None = _Connection(config)
         self._layout: _Layout | None = None
+        #: collections this store saw loaded (see _on_loaded)
+        self._loaded: set[str] = set()
 
     # Plumbing --------------------------------------------------------------------------------
 
@@ -551,19 +569,37 @@ class MilvusStore(VectorStore):
         return metric, str(infos[0].get("index_type", ""))
 
     def _ensure_loaded(self, name: str) -> None:
-        """Queries and searches need a loaded collection (Milvus Lite releases them on restart)."""
+        """Queries and searches need a loaded collection: a collection another process created and
+        closed is released (Milvus Lite releases everything when its process ends; a server may
+        release a collection at any time)."""
         with self.conn.calls("get_load_state", name):
             state = self.client.get_load_state(name, timeout=self.conn.timeout)
         if str(getattr(state.get("state"), "name", state.get("state"))) != "Loaded":
             with self.conn.calls("load_collection", name):
                 self.client.load_collection(name, timeout=self.conn.timeout)
+        self._loaded.add(name)
+
+    def _on_loaded(self, name: str, what: str, call: Callable[[], Any]) -> Any:
+        """``call()`` (a query or search of ``name``) on a loaded collection: loaded before this
+        store's first read of it, and loaded again (then retried once) if it was released since."""
+        if name not in self._loaded:
+            self._ensure_loaded(name)
+        try:
+            with self.conn.calls(what, name):
+                return call()
+        except ConnectorError as exc:
+            if not _released(exc):
+                raise
+        self._loaded.discard(name)
+        self._ensure_loaded(name)
+        with self.conn.calls(what, name):
+            return call()
 
     def _query(self, name: str, expr: str, fields: list[str], *, what: str = "query",
                partition: str | None = None, **extra: Any) -> list[dict[str, Any]]:
-        with self.conn.calls(what, name):
-            return list(self.client.query(
-                name, filter=expr, output_fields=fields, consistency_level=STRONG, timeout=self.conn.timeout,
-                partition_names=[partition] if partition else None, **extra))
+        return list(self._on_loaded(name, what, lambda: self.client.query(
+            name, filter=expr, output_fields=fields, consistency_level=STRONG, timeout=self.conn.timeout,
+            partition_names=[partition] if partition else None, **extra)))
 
     def _pages(self, name: str, pk: str, fields: list[str], page: int, expr: str = "",
                what: str = "read") -> Iterator[list[dict[str, Any]]]:
@@ -792,10 +828,10 @@ class MilvusStore(VectorStore):
         per_call = max(1, min(1024, _SEARCH_ROWS // max(limit, 1)))
         for part in _chunks(len(qs), per_call):
             with self._calls("search"):
-                res = self.client.search(self.name, data=qs[part].tolist(), limit=limit, filter=expr,
-                                         anns_field=lay.vector, output_fields=[lay.pk],
-                                         search_params={"metric_type": lay.metric},
-                                         consistency_level=STRONG, timeout=self.conn.timeout)
+                res = self._on_loaded(self.name, "search", lambda: self.client.search(
+                    self.name, data=qs[part].tolist(), limit=limit, filter=expr, anns_field=lay.vector,
+                    output_fields=[lay.pk], search_params={"metric_type": lay.metric},
+                    consistency_level=STRONG, timeout=self.conn.timeout))
             for hits in res:
                 out.append([(_hit_id(h, lay.pk), -float(h["distance"]) if negate else float(h["distance"]))
                             for h in hits])

@@ -17,7 +17,7 @@ import numpy as np
 import connectors
 from connectors import LabelledQuery, VectorStore
 
-from . import _ops
+from . import _faults, _ops
 from ._config import load_config
 from ._engine import sync
 from ._errors import ExitCode, NudgeSyncError, RefusedInput, exit_code_for
@@ -169,6 +169,10 @@ def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool) -> 
     """
     ctx.ensure_object(dict)
     ctx.obj.update(json=as_json, quiet=quiet or as_json and not sys.stderr.isatty())
+    try:
+        _faults.check_environment()  # a test's fault rules must never be silently ignored
+    except _faults.FaultSpecError as exc:
+        raise click.UsageError(str(exc)) from None
     if config is not None:
         try:
             ctx.default_map = load_config(config, cli.commands)

@@ -24,6 +24,7 @@ from connectors import CollectionInfo, LabelledQuery, RecordId, VectorStore, Wri
 
 from ._answers import Answers
 from ._context import ValidationContext
+from . import _faults
 from ._errors import DatabaseError, NothingToDo, RefusedInput
 from ._feedback import Feedback, prepare_feedback
 from ._metrics import evaluate
@@ -126,6 +127,7 @@ def sync(
             state.break_lock()
         token = state.acquire(opts.lock_ttl)
         state.set_lock_run(token, report.run_id)
+        _faults.probe("lock.acquired")
     try:
         return _run(store, info, opts, state, report, entries, log_source, progress, timings, lap)
     except RefusedInput:
@@ -173,6 +175,7 @@ def _run(store, info, opts, state, report, entries, log_source, progress, timing
     # answers that no longer exist are dropped and counted, not fatal
     current, missing = fetch_vectors(store, feedback.referenced_ids(), opts.batch_size)
     feedback = feedback.drop_ids(missing)
+    _faults.probe("run.read")
     lap("read_log")
 
     # -- state: originals, adoption of records re-embedded by someone else -------------------------
@@ -182,6 +185,7 @@ def _run(store, info, opts, state, report, entries, log_source, progress, timing
     current.update(more)
     for i in vanished:
         originals.pop(i)
+    _faults.probe("run.read")
     adopted: list[Original] = []
     for o in originals.values():
         fp_now = fingerprint(current[o.record_id])
@@ -225,7 +229,7 @@ def _run(store, info, opts, state, report, entries, log_source, progress, timing
     if mode == "exact":
         with progress.phase("reading vectors", info.count) as p:
             (context,) = exact_topk(store, val_q, k, [view], ids, info.metric, batch_size=opts.batch_size,
-                                    on_batch=p.advance)
+                                    on_batch=lambda n: (p.advance(n), _faults.probe("run.read")))
     else:
         with progress.phase("searching", len(val_q)) as p:
             context = search_topk(store, val_q, k, view, ids, info.metric, on_batch=p.advance)
@@ -274,12 +278,15 @@ def _run(store, info, opts, state, report, entries, log_source, progress, timing
     # -- 9. write: originals first, then vectors, then read back -------------------------------------
     before_write = [_original_for(i, originals, current, pending=True) for i in plan.write_ids]
     state.put_originals(before_write + [o for o in adopted if o.record_id not in set(plan.write_ids)])
+    _faults.probe("run.save", plan.write_ids)
     with progress.phase("writing", len(plan.write_ids)) as p:
         for start in range(0, len(plan.write_ids), opts.batch_size):
             chunk = plan.write_ids[start : start + opts.batch_size]
+            _faults.probe("run.before_write", chunk)
             # verify=False: _verify below reads every written vector back (it needs them for the
             # fingerprints), so the connector's own read-back would be a second, identical read
             store.update_vectors(chunk, plan.write_vectors[start : start + len(chunk)], verify=False)
+            _faults.probe("run.write", chunk)
             p.advance(len(chunk))
     lap("write")
     readback = _verify(store, plan, opts.batch_size)
@@ -288,6 +295,7 @@ def _run(store, info, opts, state, report, entries, log_source, progress, timing
          for i, o in zip(plan.write_ids, before_write)),
         vectors_stored=True,  # saved just above with these vectors; only the fingerprints are new
     )
+    _faults.probe("run.record")
     # a run that died mid-write left originals without fingerprints; those it did write before
     # dying may need no rewrite now: settle them from what is stored
     written = set(plan.write_ids)
@@ -303,6 +311,7 @@ def _run(store, info, opts, state, report, entries, log_source, progress, timing
     report.written_ids = plan.write_ids
     _finish(report, timings)
     state.put_run(report.run_id, report.to_dict())
+    _faults.probe("run.record")
     return report
 
 

@@ -12,6 +12,7 @@ from connectors import LabelledQuery, RecordId, VectorStore, check_batch_size
 
 from ._answers import Answers
 from ._engine import VERIFY_TOLERANCE, default_log_name, default_state_name, fetch_vectors, new_run_id
+from . import _faults
 from ._errors import DatabaseError, NothingToDo, RefusedInput
 from ._feedback import SPLITS, prepare_feedback, validate_entry
 from ._metrics import evaluate as score_rankings
@@ -55,10 +56,13 @@ def rollback(
         raise RefusedInput(f"run {run_id!r} is not in the history of {info.collection!r} (see `nudge-sync history`)")
     broken = state.break_lock() if break_lock and not dry_run else None
     token = None if dry_run else state.acquire(lock_ttl)
+    if token is not None:
+        _faults.probe("lock.acquired")
     try:
         originals = [o for o in state.originals()
                      if (o.nudged or o.fp is None) and (run_id is None or o.run == run_id)]
         current, vanished = fetch_vectors(store, [o.record_id for o in originals], batch_size)
+        _faults.probe("rollback.read")
         todo: list[Original] = []
         skipped = 0
         for o in originals:
@@ -87,7 +91,9 @@ def rollback(
         with progress.phase("restoring", len(ids)) as p:
             for start in range(0, len(ids), batch_size):
                 # _compensate reads everything back, so the connector need not
+                _faults.probe("rollback.before_write", ids[start : start + batch_size])
                 store.update_vectors(ids[start : start + batch_size], vectors[start : start + batch_size], verify=False)
+                _faults.probe("rollback.write", ids[start : start + batch_size])
                 p.advance(min(batch_size, len(ids) - start))
         back = _compensate(store, ids, vectors, batch_size)
         exact = sum(back[i].tobytes() == v.tobytes() for i, v in zip(ids, vectors))
@@ -96,10 +102,12 @@ def rollback(
             raise DatabaseError(f"rollback read-back differs from the originals by up to {worst:.3g}")
         state.put_originals((Original(i, o.vector, fingerprint(back[i]), False, rid) for i, o in zip(ids, todo)),
                             vectors_stored=True)
+        _faults.probe("rollback.record")
         # A database that re-normalises what it stores (e.g. Qdrant cosine collections) can move the
         # last bit of a few components; the report says how many vectors came back bit-for-bit.
         report.update(restored=len(ids), bit_exact=int(exact), max_abs_diff=worst, finished=time.time())
         state.put_run(rid, report)
+        _faults.probe("rollback.record")
         return report
     finally:
         if token is not None:
