@@ -16,12 +16,17 @@ import connectors
 from tests.backends import RecordId, random_vectors
 from tests.engine.test_refusals import make_entries
 from tests.user._native import UserBackend, checksum
+from tests.user._probes import hits, read_trace
 from tests.user._runner import nudge
+
+import os
 
 RECORDS, DIM, BATCH = 300, 16, 10
 QUERIES = 200
-#: the run options every user-level run passes (small batches: many probe hits per phase)
-RUN_ARGS = ("--batch-size", str(BATCH))
+#: what every user-level run and rollback passes (small batches: many probe hits per phase)
+BATCH_ARGS = ("--batch-size", str(BATCH))
+#: NUDGE_SYNC_SWEEP=long: more kill points, bigger collections (release checks; not in CI)
+SWEEP = os.environ.get("NUDGE_SYNC_SWEEP", "ci").strip() or "ci"
 
 
 @dataclass
@@ -71,27 +76,39 @@ def make_collection(backend: UserBackend, name: str, directory: Path, *, records
 
 @dataclass
 class Reference:
-    """An uninterrupted run on a twin collection of the same data: what every interrupted run
-    must converge to."""
+    """An uninterrupted run and rollback on a twin collection of the same data: what every
+    interrupted run must converge to, and how often each probe point was hit on the way (the
+    traces size the kill schedules)."""
 
     final: dict[RecordId, np.ndarray]
     written: set[RecordId]
     report: dict[str, Any]
+    run_hits: dict[str, int]
+    rollback_hits: dict[str, int]
+    #: the run's write batches in order (the ids of its ``run.before_write`` hits)
+    batches: list[list[RecordId]]
 
 
-def reference_run(coll: Collection, directory: Path, *extra: str) -> Reference:
-    """Run once, uninterrupted, on a twin of ``coll`` (same ids, vectors, log), then drop the twin."""
+def reference(coll: Collection, directory: Path) -> Reference:
+    """Run and roll back, uninterrupted and traced, on a twin of ``coll`` (same ids, vectors and
+    log, in the same database), then drop the twin."""
     backend = coll.backend
     twin = make_collection(backend, coll.name + "r", directory, records=len(coll.ids), metric=coll.metric)
+    twin = twin.with_options(**coll.uri_options)
+    trace = directory / f"{twin.name}.trace"
     try:
-        run = nudge("run", "--store", twin.uri, *RUN_ARGS, *extra)
+        run = nudge("run", "--store", twin.uri, *BATCH_ARGS, env={"NUDGE_SYNC_TRACE": str(trace)})
         assert run.report["status"] == "written", run.describe()
         final = backend.vectors(twin.name)
+        undone = nudge("rollback", "--store", twin.uri, *BATCH_ARGS, env={"NUDGE_SYNC_TRACE": str(trace)})
+        assert undone.report["restored"] == run.report["counts"]["written"], undone.describe()
     finally:
         backend.drop_all(twin.name)
     written = {i for i in final if final[i].tobytes() != twin.originals[i].tobytes()}
     assert len(written) == run.report["counts"]["written"], "the reference run wrote other records than it says"
-    return Reference(final, written, run.report)
+    events = read_trace(trace)
+    batches = [e["ids"] for e in events if e["pid"] == run.pid and e["point"] == "run.before_write"]
+    return Reference(final, written, run.report, hits(events, run.pid), hits(events, undone.pid), batches)
 
 
 def differing(a: dict[RecordId, np.ndarray], b: dict[RecordId, np.ndarray]) -> list[RecordId]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +10,11 @@ import pytest
 
 from tests.backends.qdrant import fast_tmp_dir
 from tests.conftest import fixture_name, selected_harnesses
+from tests.user._data import SWEEP
 from tests.user._native import EMBEDDED, UserBackend, SharedServerBackend, embedded_backend
 from tests.user._runner import kill_leftovers
 from tests.user._tally import TRIALS_FILE, Tally, trials_dir
 
-#: NUDGE_SYNC_SWEEP=long: more kill points, bigger collections (release checks; not in CI)
-SWEEP = os.environ.get("NUDGE_SYNC_SWEEP", "ci").strip() or "ci"
 if SWEEP not in ("ci", "long"):
     raise pytest.UsageError(f"NUDGE_SYNC_SWEEP={SWEEP!r}: expected 'ci' (default) or 'long'")
 

@@ -23,19 +23,21 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.user._data import BATCH, RUN_ARGS, Collection, Reference, differing, make_collection, max_abs_diff
+import numpy as np
+
+from tests.backends import RecordId
+from tests.user._data import (BATCH, BATCH_ARGS, SWEEP, Collection, Reference, differing, make_collection, max_abs_diff,
+                             reference)
 from tests.user._native import checksum, embedded_backend
 from tests.user._probes import PHASES, hits, kill_at, read_trace, traced
-from tests.user._runner import nudge
+from tests.user._runner import CliResult, nudge
 from tests.user._tally import Tally
-from tests.user.conftest import SWEEP
 
 #: kills per backend (run, rollback) and records per collection, per sweep
 KILL_TARGETS = {"ci": (26, 24), "long": (100, 100)}
 RECORDS = {"ci": 300, "long": 2000}
 #: a rollback on a re-normalising database writes a few corrective candidates around the original
 RESTORED_TOLERANCE = 1e-6
-ROLLBACK_ARGS = ("--batch-size", str(BATCH))
 
 #: kill schedules, cycled: (point, hit); "spread" walks the reads of the whole pass
 RUN_PATTERN = (("run.read", "spread"), ("run.save", 1), ("run.before_write", 1), ("run.write", 1),
@@ -50,39 +52,11 @@ ROLLBACK_PATTERN = (("rollback.read", "spread"), ("rollback.before_write", 1), (
 
 
 @dataclass
-class ReferenceTraces:
-    """The uninterrupted run and rollback on a twin collection, with the probe hits they made."""
-
-    ref: Reference
-    run_hits: dict[str, int]
-    rollback_hits: dict[str, int]
-
-
-def traced_reference(coll: Collection, directory: Path) -> ReferenceTraces:
-    """Reference run + rollback on a twin of ``coll``; the traces size the kill schedules."""
-    backend = coll.backend
-    twin = make_collection(backend, coll.name + "r", directory, records=len(coll.ids), metric=coll.metric)
-    trace = directory / "reference.trace"
-    try:
-        run = nudge("run", "--store", twin.uri, *RUN_ARGS, env=traced({}, trace))
-        assert run.report["status"] == "written", run.describe()
-        final = backend.vectors(twin.name)
-        undone = nudge("rollback", "--store", twin.uri, *ROLLBACK_ARGS, env=traced({}, trace))
-        assert undone.report["restored"] == run.report["counts"]["written"], undone.describe()
-    finally:
-        backend.drop_all(twin.name)
-    written = {i for i in final if final[i].tobytes() != twin.originals[i].tobytes()}
-    assert len(written) == run.report["counts"]["written"], "the reference run wrote other records than it says"
-    events = read_trace(trace)
-    return ReferenceTraces(Reference(final, written, run.report), hits(events, run.pid), hits(events, undone.pid))
-
-
-@dataclass
 class KillChains:
     """Chains of killed processes on one collection, with their counts."""
 
     coll: Collection
-    refs: ReferenceTraces
+    ref: Reference
     trace: Path
     tally: Tally
     kills: dict[str, int] = field(default_factory=lambda: {"run": 0, "rollback": 0})
@@ -91,8 +65,8 @@ class KillChains:
 
     def schedule(self, command: str) -> list[tuple[str, int]]:
         """The pattern with concrete hits, limited to points the reference reached that often."""
-        pattern, seen = (RUN_PATTERN, self.refs.run_hits) if command == "run" else (ROLLBACK_PATTERN,
-                                                                                      self.refs.rollback_hits)
+        pattern, seen = (RUN_PATTERN, self.ref.run_hits) if command == "run" else (ROLLBACK_PATTERN,
+                                                                                      self.ref.rollback_hits)
         out = []
         for point, n in pattern:
             total = seen.get(point, 0)
@@ -122,19 +96,19 @@ class KillChains:
         final = self.process(command, {}) if last_killed or self.kills[command] == 0 else None
         self.converge(command, final)
 
-    def process(self, command: str, env: dict[str, str]):
+    def process(self, command: str, env: dict[str, str]) -> CliResult:
         step = next(self.steps)
         lock = ("--break-lock",) if step % 2 else ()  # odd steps: explicit; even: takeover of a dead lock
-        args = RUN_ARGS if command == "run" else ROLLBACK_ARGS
+        args = BATCH_ARGS if command == "run" else BATCH_ARGS
         return nudge(command, "--store", self.coll.uri, *args, *lock, env=traced(env, self.trace), expect=None)
 
     def check_reached(self, pid: int, point: str, n: int) -> list[str]:
         got = hits(read_trace(self.trace), pid).get(point, 0)
         return [] if got == n else [f"killed, but the trace shows {point} hit {got} times, not {n}"]
 
-    def check_between(self, command: str, start: dict) -> list[str]:
+    def check_between(self, command: str, start: dict[RecordId, np.ndarray]) -> list[str]:
         """Invariants after a kill, read with the native client."""
-        backend, coll, ref = self.coll.backend, self.coll, self.refs.ref
+        backend, coll, ref = self.coll.backend, self.coll, self.ref
         vectors, snap = backend.read(coll.name)
         problems = []
         if checksum(snap) != coll.payloads:
@@ -156,9 +130,9 @@ class KillChains:
                             f"an original, e.g. {stray[:3]}")
         return problems
 
-    def converge(self, command: str, final) -> None:
+    def converge(self, command: str, final: CliResult | None) -> None:
         """After the chain: the collection and status as an uninterrupted command leaves them."""
-        backend, coll, ref = self.coll.backend, self.coll, self.refs.ref
+        backend, coll, ref = self.coll.backend, self.coll, self.ref
         problems = []
         if final is not None:
             report = final.report or {}
@@ -196,8 +170,7 @@ class KillChains:
 def test_sigkill_run_and_rollback_converge(user_backend, collection_name, tmp_path, tally):
     run_target, rollback_target = KILL_TARGETS[SWEEP]
     coll = make_collection(user_backend, collection_name, tmp_path, records=RECORDS[SWEEP])
-    refs = traced_reference(coll, tmp_path)
-    chains = KillChains(coll, refs, tmp_path / "chains.trace", tally)
+    chains = KillChains(coll, reference(coll, tmp_path), tmp_path / "chains.trace", tally)
     for _ in range(12):  # each cycle kills at up to ~12 points per command
         if chains.kills["run"] >= run_target and chains.kills["rollback"] >= rollback_target:
             break
@@ -209,10 +182,9 @@ def test_sigkill_run_and_rollback_converge(user_backend, collection_name, tmp_pa
 def test_every_probe_point_is_hit(tmp_path, collection_name):
     """The kill schedules rely on the probe spec: every point is hit by a run and a rollback, the
     write points once per batch of --batch-size records (the library's probes, on one backend)."""
-    coll = make_collection(embedded_backend("chroma-persistent", tmp_path / "db"), collection_name, tmp_path,
-                           records=120)
-    refs = traced_reference(coll, tmp_path)
-    batches = -(-len(refs.ref.written) // BATCH)
+    coll = make_collection(embedded_backend("chroma-persistent", tmp_path / "db"), collection_name, tmp_path)
+    refs = reference(coll, tmp_path)
+    batches = -(-len(refs.written) // BATCH)
     assert {p: refs.run_hits.get(p, 0) for p in ("run.before_write", "run.save", "run.write")} == dict.fromkeys(
         ("run.before_write", "run.save", "run.write"), batches), refs.run_hits
     assert refs.run_hits.get("lock.acquired") == 1 and refs.run_hits.get("run.record", 0) >= 2, refs.run_hits
