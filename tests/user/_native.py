@@ -114,6 +114,13 @@ class SharedServerBackend(UserBackend):
     def _base_uri(self, collection: str) -> str:
         return self.harness.uri(collection)
 
+    def app_config(self) -> dict[str, Any]:
+        """How an application process reaches this server with the native client (tests/user/_writer.py)."""
+        h: Any = self.harness
+        if self.backend == "chroma":
+            return {"backend": "chroma", "url": h.base_url}
+        return {"backend": "milvus", "url": h.client_uri, "token": h.token}
+
 
 class QdrantLocalBackend(UserBackend):
     def __init__(self, path: Path):
