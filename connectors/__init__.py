@@ -17,6 +17,7 @@ from ._base import (
     StateCollection,
     StateRecord,
     VectorStore,
+    Versioned,
     check_batch_size,
 )
 from ._errors import (
@@ -31,8 +32,9 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
+from ._secrets import redact, redact_data
 from ._filelog import LogFileError, read_log_file, write_log_file
-from ._uri import StoreConfig, create_collection, open_store, parse_uri
+from ._uri import StoreConfig, create_collection, on_backend_loaded, open_store, parse_uri
 
 __all__ = [
     "METRICS",
@@ -56,11 +58,15 @@ __all__ = [
     "UnknownIds",
     "UnsupportedCollection",
     "VectorStore",
+    "Versioned",
     "WriteFailed",
     "check_batch_size",
     "create_collection",
+    "on_backend_loaded",
     "open_store",
     "parse_uri",
     "read_log_file",
+    "redact",
+    "redact_data",
     "write_log_file",
 ]

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._errors import InvalidVectors
+from ._errors import InvalidVectors, UnsupportedCollection
 
 RecordId = int | str
 Metric = Literal["cosine", "dot", "l2"]
@@ -49,6 +49,25 @@ class CollectionInfo:
     server_version: str | None = None
     #: Backend-specific facts worth reporting (e.g. Milvus write path, primary-key field).
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: How far a vector read back may be from the one written, per component, relative to
+    #: max(1, its norm): 0 = bit-exact; databases that re-normalise on write hand back a copy a
+    #: float32 ulp or so off (Qdrant and Chroma cosine collections).
+    round_trip_tolerance: float = 0.0
+    #: :meth:`VectorStore.update_vectors_if` writes only records whose version did not move since
+    #: :meth:`VectorStore.get_versioned` read them (Qdrant with ``version_field=``).
+    conditional_writes: bool = False
+
+
+@dataclass
+class Versioned:
+    """Vectors read together with the version of each record (one snapshot), for a conditional write."""
+
+    ids: list[RecordId]
+    vectors: np.ndarray
+    #: one per id: the application's version value (None when the store has no conditional writes,
+    #: or the record has no version yet)
+    versions: list[Any]
+    missing: list[RecordId]
 
 
 @dataclass
@@ -168,6 +187,19 @@ class VectorStore(ABC):
         guard a write path's own risk (Milvus' full-row rewrite re-reading every other field)
         run either way.
         """
+
+    def get_versioned(self, ids: Sequence[RecordId]) -> Versioned:
+        """:meth:`get_vectors` plus each record's version, read in the same call (one snapshot).
+        Stores without conditional writes return versions of None."""
+        found, vectors, missing = self.get_vectors(ids)
+        return Versioned(found, vectors, [None] * len(found), missing)
+
+    def update_vectors_if(self, ids: Sequence[RecordId], vectors: np.ndarray, versions: Sequence[Any]) -> int:
+        """Write each vector only if its record's version still equals ``versions[i]`` (as read by
+        :meth:`get_versioned`); records whose version moved are silently left alone (read them
+        back to tell). Validates like :meth:`update_vectors`. Returns how many were sent.
+        Only stores whose ``describe().conditional_writes`` is true implement it."""
+        raise UnsupportedCollection(f"{type(self).__name__} has no conditional vector write")
 
     @abstractmethod
     def search(self, queries: np.ndarray, k: int, exclude: Iterable[RecordId] = ()) -> SearchResult:

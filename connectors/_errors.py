@@ -15,7 +15,11 @@
 
 Every error is raised *before* anything is written when the problem can be detected
 up front (dimension, NaN, unknown ids): a failed call leaves the database unchanged.
-Messages name the collection, field, option or ids that are wrong.
+Messages name the collection, field, option or ids that are wrong, and never hold a configured
+secret (``connectors._secrets`` redacts them when the error is created).
+
+``transient`` says whether the same call may succeed if made again (the database was unreachable,
+timed out, was overloaded or rate-limited us): ``connectors._retry`` retries exactly those.
 """
 
 from __future__ import annotations
@@ -23,9 +27,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._secrets import redact
+
 
 class ConnectorError(Exception):
     """Base class of every error a connector raises on purpose."""
+
+    #: The same call may succeed when made again (see the module docstring).
+    transient: bool = False
+
+    def __init__(self, *args: Any):
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
+
+    def retryable(self, transient: bool = True) -> ConnectorError:
+        """This error, marked as worth retrying (or not); returns itself for ``raise ... .retryable()``."""
+        self.transient = transient
+        return self
 
 
 class MissingDependency(ConnectorError, ImportError):
@@ -39,9 +56,13 @@ class InvalidURI(ConnectorError, ValueError):
 class ConnectionFailed(ConnectorError):
     """The database server could not be reached or did not answer."""
 
+    transient = True
+
 
 class AuthenticationFailed(ConnectionFailed):
     """The database refused the credentials (or their absence)."""
+
+    transient = False
 
 
 class CollectionNotFound(ConnectorError):

@@ -12,9 +12,12 @@ Grammar (``<backend>[+<transport>]:<location>?collection=<name>&<option>=<value>
     chroma+http://host:8000?collection=docs   Chroma server (``+https`` for TLS)
 
 Options every backend understands: ``collection`` (required), ``vector`` (Qdrant named vector
-or Milvus vector field; detected when the collection has exactly one), ``timeout`` (seconds).
-Backend options: Chroma ``tenant``, ``database``, ``auth`` (``bearer`` | ``x-chroma-token`` |
-``basic``); Milvus ``db_name``.
+or Milvus vector field; detected when the collection has exactly one), ``timeout`` (seconds per
+call; servers default to a finite one, so a stopped server cannot hang a run), ``retry_budget``
+(seconds during which a call that failed transiently is retried, default 60; 0 = no retries; see
+``connectors._retry``). Backend options: Chroma ``tenant``, ``database``, ``auth`` (``bearer`` |
+``x-chroma-token`` | ``basic``); Milvus ``db_name``; Qdrant ``prefer_grpc``, ``version_field``
+(conditional writes against an application-maintained payload field; see ``connectors.qdrant``).
 
 Secrets never appear in URIs (they would end up in shell history, logs and reports). They are
 read from an environment variable (default ``QDRANT_API_KEY``, ``MILVUS_TOKEN``,
@@ -25,15 +28,18 @@ read from an environment variable (default ``QDRANT_API_KEY``, ``MILVUS_TOKEN``,
 from __future__ import annotations
 
 import importlib
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from . import _secrets
 from ._base import METRICS, RecordId, VectorStore
 from ._errors import InvalidURI, MissingDependency
+from ._retry import DEFAULT_RETRY_BUDGET, RetryingStore, RetryPolicy
 
 BACKENDS: dict[str, tuple[str, str]] = {
     # backend -> (module implementing ``open_store(config)``, pip extra)
@@ -48,10 +54,13 @@ DEFAULT_SECRET_ENV: dict[str, str] = {
     "chroma": "CHROMA_AUTH_TOKEN",
 }
 
+#: Seconds a call to a database server may take before it counts as failed (``timeout=`` changes it).
+SERVER_CALL_TIMEOUT = 60.0
+
 _SECRET_PARAMS = {"api_key", "apikey", "token", "password", "secret", "key"}
-_COMMON_OPTIONS = {"collection", "vector", "timeout", "secret_env", "secret_file"}
+_COMMON_OPTIONS = {"collection", "vector", "timeout", "retry_budget", "secret_env", "secret_file"}
 _BACKEND_OPTIONS = {
-    "qdrant": {"prefer_grpc"},
+    "qdrant": {"prefer_grpc", "version_field"},
     "milvus": {"db_name"},
     "chroma": {"tenant", "database", "auth"},
 }
@@ -89,16 +98,27 @@ class StoreConfig:
     def option(self, name: str, default: str | None = None) -> str | None:
         return self.options.get(name, default)
 
+    def retry_budget(self) -> float:
+        """Seconds a transiently failing call is retried (``retry_budget=``; default 60, 0 = never)."""
+        value = self._seconds("retry_budget", DEFAULT_RETRY_BUDGET, zero=True)
+        assert value is not None
+        return value
+
     def timeout(self, default: float | None = None) -> float | None:
-        raw = self.options.get("timeout")
+        return self._seconds("timeout", default, zero=False)
+
+    def _seconds(self, name: str, default: float | None, *, zero: bool) -> float | None:
+        """Option ``name`` as a finite number of seconds (> 0, or >= 0 when ``zero``), else ``default``."""
+        raw = self.options.get(name)
         if raw is None:
             return default
         try:
             value = float(raw)
         except ValueError:
-            raise InvalidURI(f"option timeout={raw!r} is not a number of seconds") from None
-        if value <= 0:
-            raise InvalidURI(f"option timeout={raw!r} must be positive")
+            raise InvalidURI(f"option {name}={raw!r} is not a number of seconds") from None
+        if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
+            bound = ">= 0" if zero else "> 0"
+            raise InvalidURI(f"option {name}={raw!r} must be a finite number of seconds {bound}")
         return value
 
 
@@ -124,6 +144,9 @@ def parse_uri(uri: str, *, collection: str | None = None, env: Mapping[str, str]
                 f"option {key!r} looks like a secret; secrets are never read from URIs. "
                 f"Set {DEFAULT_SECRET_ENV[backend]} (or secret_env=NAME / secret_file=PATH)"
             )
+        if key == "version_field" and backend != "qdrant":
+            raise InvalidURI(f"option version_field (conditional writes) is a Qdrant option: {backend} has no "
+                             "conditional vector write, so nudge-sync cannot honour it there")
         if key not in _COMMON_OPTIONS | _BACKEND_OPTIONS[backend]:
             allowed = sorted(_COMMON_OPTIONS | _BACKEND_OPTIONS[backend])
             raise InvalidURI(f"unknown option {key!r} for {backend}; allowed: {allowed}")
@@ -163,6 +186,8 @@ def parse_uri(uri: str, *, collection: str | None = None, env: Mapping[str, str]
     if not coll:
         raise InvalidURI(f"{uri!r}: no collection; add ?collection=NAME")
     secret = _read_secret(backend, params, env)
+    # from now on no message, report or log line of this process may show it, in any encoding
+    _secrets.register(secret, user=params.get("user"))
     return StoreConfig(backend, transport, location, coll, params, secret)
 
 
@@ -204,20 +229,35 @@ def open_store(target: str | StoreConfig, *, collection: str | None = None, **op
         config = config.with_collection(collection)
     if options:
         config = replace(config, options={**config.options, **{k: str(v) for k, v in options.items()}})
+    policy = RetryPolicy(config.retry_budget())  # checked before anything is opened
     module = _backend_module(config.backend)
-    return module.open_store(config)
+    # connecting is a database call too: a server restarting for a moment is waited for
+    return RetryingStore(policy.call("connect", lambda: module.open_store(config)), policy)
+
+
+_loaded_hooks: list[Callable[[str], None]] = []
+
+
+def on_backend_loaded(hook: Callable[[str], None]) -> None:
+    """Call ``hook(backend)`` whenever a backend module is looked up (after its first import). Client
+    libraries configure logging when imported (pymilvus installs its own stderr handlers): the CLI
+    uses this to put its own logging configuration back."""
+    _loaded_hooks.append(hook)
 
 
 def _backend_module(backend: str) -> Any:
     module_name, extra = BACKENDS[backend]
     try:
-        return importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith(("qdrant_client", "pymilvus", "milvus_lite", "chromadb")):
             raise MissingDependency(
                 f"the {backend} backend needs {exc.name}; install it with: pip install 'nudge-sync[{extra}]'"
             ) from exc
         raise
+    for hook in _loaded_hooks:
+        hook(backend)
+    return module
 
 
 def create_collection(

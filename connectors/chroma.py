@@ -6,8 +6,9 @@ URIs::
                                                       must already hold a Chroma database
     chroma+http://host:8000?collection=docs           HttpClient (``+https`` for TLS; a path prefix
                                                       such as ``https://h/chroma`` is kept)
-    options: tenant, database (default_tenant / default_database), timeout (seconds),
-             auth = bearer (default) | x-chroma-token | basic
+    options: tenant, database (default_tenant / default_database), timeout (seconds per request;
+             default 60 on servers, so a stopped server cannot hang a run), retry_budget (seconds,
+             see connectors._retry), auth = bearer (default) | x-chroma-token | basic
 
 Credentials come from ``CHROMA_AUTH_TOKEN`` (or ``secret_env=NAME`` / ``secret_file=PATH``) and
 are sent on every request: ``auth=bearer`` -> ``Authorization: Bearer <secret>``,
@@ -129,7 +130,9 @@ from ._errors import (
     WriteFailed,
 )
 from ._log import check_query_id, entry_fields, entry_from_fields
-from ._uri import StoreConfig
+from ._retry import retry_status as _retry_status
+from ._secrets import redact
+from ._uri import SERVER_CALL_TIMEOUT, StoreConfig
 
 __all__ = ["ChromaStore", "ChromaState", "auth_headers", "create_collection", "open_store"]
 
@@ -240,7 +243,7 @@ class _Connection:
         self.config = config
         self.tenant = config.option("tenant") or chromadb.DEFAULT_TENANT
         self.database = config.option("database") or chromadb.DEFAULT_DATABASE
-        self.timeout = config.timeout()
+        self.timeout = config.timeout(SERVER_CALL_TIMEOUT if config.is_server else None)
         if config.is_server:
             self.base_url, self.host, self.port = _server_address(config.location)
             self.where = f"Chroma server {self.host}:{self.port}"
@@ -277,8 +280,8 @@ class _Connection:
             )
         )
         # chromadb 1.5 builds its httpx session with timeout=None and has no setting for it: a server
-        # that accepts the connection and then hangs would block forever. Connect fast; reads may be
-        # long (a 5,000-vector update can take a while) unless the URI sets ``timeout``.
+        # that accepts the connection and then hangs (or was stopped) would block forever. Connect
+        # fast; a read may take up to ``timeout`` (a 5,000-vector update can take a while).
         session = getattr(getattr(client, "_server", None), "_session", None)
         if isinstance(session, httpx.Client):
             session.timeout = httpx.Timeout(self.timeout, connect=min(self.timeout or 10.0, 10.0))
@@ -306,7 +309,10 @@ class _Connection:
                 "check CHROMA_AUTH_TOKEN / secret_env / secret_file and the auth option"
             )
         if resp.status_code >= 400:
-            raise ConnectionFailed(f"{self.where} answered HTTP {resp.status_code} on {what}: {resp.text[:200]}")
+            # redacted before it is cut short: a cut could leave part of an echoed secret unmatched
+            error = ConnectionFailed(f"{self.where} answered HTTP {resp.status_code} on {what}: "
+                                     f"{redact(resp.text)[:200]}")
+            raise error.retryable(_retry_status(resp.status_code))
 
     def _make_client(self, factory: Any) -> Any:
         try:
@@ -340,7 +346,11 @@ class _Connection:
             raise ConnectionFailed(f"{what} on {collection!r}: lost {self.where}: {type(exc).__name__}: {exc}") from None
         except Exception as exc:  # chromadb raises bare Exception(text) for unexpected HTTP answers
             cls = WriteFailed if write else ConnectorError
-            raise cls(f"{what} on Chroma collection {collection!r} ({self.where}) failed: {type(exc).__name__}: {exc}") from exc
+            status = _http_status(exc) if self.config.is_server else None
+            # not chained: the client's exception may hold an echoed secret (the message is redacted)
+            error = cls(f"{what} on Chroma collection {collection!r} ({self.where}) failed: "
+                        + (f"HTTP {status}: " if status else "") + f"{type(exc).__name__}: {exc}")
+            raise error.retryable(status is not None and _retry_status(status)) from None
 
     def max_batch(self) -> int:
         if self._max_batch is None:
@@ -380,6 +390,22 @@ class _Connection:
                 session.close()
         except Exception:  # closing must never mask the caller's own error
             pass
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind a chromadb exception: a ChromaError's own code, or the status of the
+    httpx error chromadb was handling when it raised a bare Exception(body)."""
+    if isinstance(exc, chroma_errors.ChromaError):
+        try:
+            return int(exc.code())
+        except Exception:
+            return None
+    cur = exc.__context__
+    while cur is not None:
+        if isinstance(cur, httpx.HTTPStatusError):
+            return cur.response.status_code
+        cur = cur.__context__
+    return None
 
 
 def _check_name(name: str) -> None:

@@ -8,8 +8,9 @@ URIs::
     milvus+http://host:19530?collection=docs     a Milvus server (``+https`` for TLS)
     options: vector=<FLOAT_VECTOR field> (detected when the collection has exactly one),
              db_name=<database> (default: the server's default database),
-             timeout=<seconds> (connect timeout, default 10 s; also the deadline of every call,
-             which has none by default: a 10,000-row upsert may take a while)
+             timeout=<seconds> (the deadline of every call: default 60 s on servers, so a stopped
+             server cannot hang a run, none on Milvus Lite; the connect timeout is at most 10 s),
+             retry_budget=<seconds> (see connectors._retry)
 
 The token comes from ``MILVUS_TOKEN`` (``user:password`` or an API key), or ``secret_env=NAME`` /
 ``secret_file=PATH``. A server that refuses it (or needs one) raises AuthenticationFailed; one that
@@ -130,7 +131,7 @@ from ._errors import (
     WriteFailed,
 )
 from ._log import check_query_id, entry_fields, entry_from_fields
-from ._uri import StoreConfig
+from ._uri import SERVER_CALL_TIMEOUT, StoreConfig
 
 __all__ = ["WRITE_PATHS", "MilvusState", "MilvusStore", "create_collection", "engine_version", "open_store"]
 
@@ -169,6 +170,8 @@ _AUTH_CODES = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIE
 _UNREACHABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 #: Milvus error numbers: 1400 not authenticated, 1401 privilege not permitted (merr).
 _AUTH_NUMBERS = {1400, 1401}
+_BUSY_PHRASES = ("rate limit", "service not ready", "not healthy", "unhealthy", "server is closing",
+                 "is stopping", "too many requests")
 _AUTH_PHRASES = ("auth check failure", "unauthenticated", "authentication fail", "missing authorization",
                  "permission denied", "privilege not permitted", "not authenticated")
 
@@ -220,7 +223,8 @@ class _Connection:
 
     def __init__(self, config: StoreConfig):
         self.config = config
-        self.timeout = config.timeout()  # per call; None = no deadline
+        # per call; None = no deadline (Milvus Lite runs in this process: it cannot stop answering)
+        self.timeout = config.timeout(SERVER_CALL_TIMEOUT if config.is_server else None)
         self.db_name = config.option("db_name") or ""
         if config.is_server:
             parts = urlsplit(config.location)
@@ -267,6 +271,10 @@ class _Connection:
             return self._auth_failed(what, text if code is None else f"{code.name}: {_details(exc) or text}")
         if code in _UNREACHABLE_CODES or number == 2 or "fail connecting" in low:
             return ConnectionFailed(f"{what}: cannot reach {self.where}: {_details(exc) or text}")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED or number == 8 or any(p in low for p in _BUSY_PHRASES):
+            # rate-limited, or a server still starting / shutting down: worth asking again
+            cls = WriteFailed if write else ConnectorError
+            return cls(f"{what} on Milvus collection {collection!r} ({self.where}): {text}").retryable()
         if number == 100 or "collection not found" in low or "can't find collection" in low or (
                 "collection" in low and "not exist" in low):
             return CollectionNotFound(f"{what}: Milvus collection {collection!r} does not exist in {self.where}")
@@ -291,7 +299,10 @@ class _Connection:
         except ConnectorError:
             raise
         except Exception as exc:
-            raise self.translate(exc, what, collection, write) from exc
+            error = self.translate(exc, what, collection, write)
+            error.milvus_code = getattr(exc, "code", None)  # type: ignore[attr-defined]
+            # not chained: the client's exception text is unredacted (the message carries it, redacted)
+            raise error from None
 
     def exists(self, name: str) -> bool:
         with self.calls("has_collection", name):
@@ -333,16 +344,11 @@ class _Connection:
 _RELEASED_PHRASES = ("not loaded", "state 'released'", "collection not loaded", "released")
 
 
-def _released(exc: BaseException) -> bool:
+def _released(exc: ConnectorError) -> bool:
     """True when a query/search failed only because the collection is not loaded (any more)."""
-    cur: BaseException | None = exc
-    while cur is not None:
-        if getattr(cur, "code", None) == 101:
-            return True
-        if any(p in str(getattr(cur, "message", "") or cur).lower() for p in _RELEASED_PHRASES):
-            return True
-        cur = cur.__cause__
-    return False
+    if getattr(exc, "milvus_code", None) == 101:
+        return True
+    return any(p in str(exc).lower() for p in _RELEASED_PHRASES)
 
 
 def _details(exc: BaseException) -> str:

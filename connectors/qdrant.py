@@ -8,7 +8,9 @@ URIs::
     qdrant+http://host:6333?collection=docs      a server (``+https`` for TLS; a path prefix such as
                                                  ``https://h/qdrant`` is kept; without a port the
                                                  client uses 6333, also for https)
-    options: vector=<name> (named vector), timeout=<seconds> (default 10), prefer_grpc=true|false
+    options: vector=<name> (named vector), timeout=<seconds> (default 10), retry_budget=<seconds>
+             (see connectors._retry), version_field=<payload field> (conditional writes, below),
+             prefer_grpc=true|false
              (gRPC goes to port 6334 of the URI's host, qdrant-client's default: the URI's port
              is the REST port, still used for a few calls)
 
@@ -53,6 +55,20 @@ Write path and its traps (why the code looks the way it does)
   reported as ConnectionFailed. Local mode persists every point with its own SQLite commit: it
   writes about 100-2,500 points/s depending on the disk's fsync cost (tmpfs is fastest).
 
+Conditional writes (URI option ``version_field=<payload field>``)
+-----------------------------------------------------------------
+An application that changes a payload field (say ``updated_at``) on every write of a point's
+vector can let nudge-sync write only points it has not touched since nudge-sync read them:
+``get_versioned`` reads each point's vector and that field in one ``retrieve`` call (one
+snapshot), and ``update_vectors_if`` sends ``update_vectors(..., update_filter=...)`` so Qdrant
+writes a point only while its field still holds the value read. A point whose version moved is
+silently not written; the caller reads the batch back and sees the other writer's vector.
+Batches with few distinct versions (every point written by one import, say) get one call per
+version (``must: field == value``); others calls of 32 points with a ``should`` of ``(has_id,
+field == value)`` pairs (local mode checks every point of a call against every pair). Version values must be scalars (str, int, float, bool; floats match by range
+``[v, v]``); a point without the field is written only while it still has none (``is_empty``).
+``describe().conditional_writes`` says whether the option is on.
+
 Query log (a sibling collection, as easy to fill with the native client as with us)
 -----------------------------------------------------------------------------------
 One point per labelled query: point id = UUID5 of the query id (Qdrant ids cannot be arbitrary
@@ -96,6 +112,7 @@ from ._base import (
     StateCollection,
     StateRecord,
     VectorStore,
+    Versioned,
     as_vectors,
     check_batch_size,
     check_ids,
@@ -121,6 +138,8 @@ from ._errors import (
     WriteFailed,
 )
 from ._log import check_query_id, entry_fields, entry_from_fields
+from ._retry import retry_status as _retry_status
+from ._secrets import redact
 from ._uri import StoreConfig
 
 __all__ = ["QdrantState", "QdrantStore", "create_collection", "local_client", "open_store"]
@@ -182,7 +201,7 @@ def _acquire_local(location: str) -> QdrantClient:
                 raise ConnectionFailed(
                     f"Qdrant local directory {key} is in use by another process (local mode allows one "
                     f"client per directory; use a Qdrant server for concurrent access): {exc}"
-                ) from None
+                ).retryable(False) from None
             entry = _LOCAL[key] = [client, 0]
         entry[1] += 1
         return entry[0]
@@ -261,16 +280,19 @@ class _Connection:
         except Exception as exc:
             grpc_error = _grpc_error(exc)
             if grpc_error is not None:
-                cls = grpc_error
+                cls, transient = grpc_error
                 if cls is CollectionNotFound and "ollection" not in str(exc):
                     cls = WriteFailed if write else ConnectorError
-                raise cls(f"{what} on {collection!r} ({self.where}): {exc}") from None
+                if cls is ConnectorError and write:
+                    cls = WriteFailed
+                raise cls(f"{what} on {collection!r} ({self.where}): {exc}").retryable(transient) from None
             if isinstance(exc, ValueError) and str(exc).startswith("Collection") and "not found" in str(exc):
                 raise CollectionNotFound(f"{what}: Qdrant collection {collection!r} does not exist in "
                                          f"{self.where}") from None
             cls = WriteFailed if write else ConnectorError
+            # not chained: the client's exception may hold an echoed secret (the message is redacted)
             raise cls(f"{what} on Qdrant collection {collection!r} ({self.where}) failed: "
-                      f"{type(exc).__name__}: {exc}") from exc
+                      f"{type(exc).__name__}: {exc}") from None
 
     def _http_error(self, exc: UnexpectedResponse, what: str, collection: str, write: bool) -> ConnectorError:
         code, text = exc.status_code, _short(exc.content)
@@ -280,7 +302,8 @@ class _Connection:
         if code == 404 and "ollection" in text:  # not "No point with id ... found"
             return CollectionNotFound(f"{what}: Qdrant collection {collection!r} does not exist in {self.where}")
         cls = WriteFailed if write else ConnectorError
-        return cls(f"{what} on Qdrant collection {collection!r} ({self.where}): HTTP {code}: {text}")
+        error = cls(f"{what} on Qdrant collection {collection!r} ({self.where}): HTTP {code}: {text}")
+        return error.retryable(_retry_status(code))  # overloaded, rate-limited, a gateway in between
 
     def exists(self, name: str) -> bool:
         with self.calls("collection_exists", name):
@@ -313,10 +336,19 @@ class _Connection:
 
 def _short(content: Any) -> str:
     text = content.decode(errors="replace") if isinstance(content, bytes) else str(content)
-    return text[:300]
+    return redact(text)[:300]  # redacted before it is cut: a cut secret would no longer match
 
 
-def _grpc_error(exc: Exception) -> type[ConnectorError] | None:
+#: gRPC status -> (error class, worth retrying)
+_GRPC_ERRORS: dict[str, tuple[type[ConnectorError], bool]] = {
+    "UNAVAILABLE": (ConnectionFailed, True), "DEADLINE_EXCEEDED": (ConnectionFailed, True),
+    "RESOURCE_EXHAUSTED": (ConnectorError, True),  # rate limits
+    "UNAUTHENTICATED": (AuthenticationFailed, False), "PERMISSION_DENIED": (AuthenticationFailed, False),
+    "NOT_FOUND": (CollectionNotFound, False),
+}
+
+
+def _grpc_error(exc: Exception) -> tuple[type[ConnectorError], bool] | None:
     code = getattr(exc, "code", None)
     if not callable(code):
         return None
@@ -324,9 +356,49 @@ def _grpc_error(exc: Exception) -> type[ConnectorError] | None:
         name = getattr(code(), "name", "")
     except Exception:
         return None
-    return {"UNAVAILABLE": ConnectionFailed, "DEADLINE_EXCEEDED": ConnectionFailed,
-            "UNAUTHENTICATED": AuthenticationFailed, "PERMISSION_DENIED": AuthenticationFailed,
-            "NOT_FOUND": CollectionNotFound}.get(name)
+    return _GRPC_ERRORS.get(name)
+
+
+# -- conditional writes ------------------------------------------------------------------------------
+
+#: Distinct versions in a write batch up to which each gets its own call (a one-condition filter);
+#: above, one call carries a ``should`` of (id, version) pairs.
+_VERSION_GROUPS = 8
+#: Points per call with a ``should`` filter of (id, version) pairs.
+_PAIRS_PER_CALL = 32
+
+
+def _version_of(payload: Any, field: str, collection: str, point: Any) -> Any:
+    value = (payload or {}).get(field)
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        raise UnsupportedCollection(f"point {point!r} of {collection!r}: version field {field!r} holds a "
+                                    f"{type(value).__name__}; conditional writes need a str, int, float or bool")
+    return value
+
+
+def _version_condition(field: str, value: Any) -> Any:
+    if value is None:
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=field))
+    if isinstance(value, float):
+        return models.FieldCondition(key=field, range=models.Range(gte=value, lte=value))
+    return models.FieldCondition(key=field, match=models.MatchValue(value=value))
+
+
+def _version_filters(field: str, keys: list[Any], versions: list[Any]) -> Iterator[tuple[list[int], Any]]:
+    """``(positions, update_filter)`` pairs covering one write batch (see the module docstring)."""
+    groups: dict[tuple[str, Any], list[int]] = {}
+    for j, v in enumerate(versions):
+        groups.setdefault((type(v).__name__, v), []).append(j)
+    if len(groups) <= _VERSION_GROUPS:
+        for (_, value), positions in groups.items():
+            yield positions, models.Filter(must=[_version_condition(field, value)])
+        return
+    # local mode checks every point of a call against every pair: keep the calls small
+    for start in range(0, len(keys), _PAIRS_PER_CALL):
+        part = range(start, min(len(keys), start + _PAIRS_PER_CALL))
+        pairs = [models.Filter(must=[models.HasIdCondition(has_id=[keys[j]]), _version_condition(field, versions[j])])
+                 for j in part]
+        yield list(part), models.Filter(should=pairs)
 
 
 # -- ids -------------------------------------------------------------------------------------------
@@ -469,11 +541,11 @@ class QdrantStore(VectorStore):
         with self._calls("scroll"):
             first, _ = self.conn.client.scroll(self.name, limit=1, with_payload=False, with_vectors=False)
         id_type = "uuid" if first and isinstance(first[0].id, str) else "int"
-        round_trip = "bit-exact"
+        round_trip, tolerance = "bit-exact", 0.0
         if lay.distance == "Cosine":
-            round_trip = "normalised by Qdrant in float32 (compared within 1e-6)"
+            round_trip, tolerance = "normalised by Qdrant in float32 (compared within 1e-6)", 1e-6
         if lay.datatype == "float16":
-            round_trip += "; stored as float16"
+            round_trip, tolerance = round_trip + "; stored as float16", 1e-3
         return CollectionInfo(
             backend="qdrant", collection=self.name, dimension=lay.dim, metric=DISTANCE_TO_METRIC[lay.distance],
             id_type=id_type, vector_name=lay.name, count=count, server_version=self.conn.server_version(),
@@ -483,7 +555,9 @@ class QdrantStore(VectorStore):
                 "write_path": "update_vectors(wait=True) only; existence checked first, read back after",
                 "vectors_round_trip": round_trip,
                 "exclusion_search": "over-fetch (local mode)" if self.conn.is_local else "must_not has_id filter",
+                "version_field": self._version_field(),
             },
+            round_trip_tolerance=tolerance, conditional_writes=self._version_field() is not None,
         )
 
     # Reading ---------------------------------------------------------------------------------
@@ -532,14 +606,60 @@ class QdrantStore(VectorStore):
         missing = [i for i in ids if wanted[i] is None or got.get(wanted[i]) is None]
         return found, _float32([got[wanted[i]] for i in found], lay.dim), missing
 
+    def _version_field(self) -> str | None:
+        field = self.config.option("version_field")
+        if field is not None and not field.strip():
+            raise InvalidURI("option version_field= needs the name of a payload field")
+        return field
+
+    def get_versioned(self, ids: Sequence[RecordId]) -> Versioned:
+        """Vectors and the ``version_field`` of each point, from one ``retrieve`` per chunk."""
+        field = self._version_field()
+        if field is None:
+            return super().get_versioned(ids)
+        lay = self._layout()
+        ids = check_ids(ids)
+        wanted = {i: _point_id(i) for i in ids}
+        keys = dedupe(k for k in wanted.values() if k is not None)
+        got: dict[int | str, tuple[Any, Any]] = {}
+        for start in range(0, len(keys), READ_BATCH):
+            with self._calls("retrieve vectors and versions"):
+                points = self.conn.client.retrieve(self.name, ids=list(keys[start : start + READ_BATCH]),
+                                                   with_payload=[field], with_vectors=lay.with_vectors)
+            for p in points:
+                got[_key(p.id)] = (lay.unwrap(p.vector), _version_of(p.payload, field, self.name, p.id))
+        found = [i for i in dedupe(ids) if wanted[i] is not None and got.get(wanted[i], (None,))[0] is not None]
+        missing = [i for i in ids if i not in set(found)]
+        return Versioned(found, _float32([got[wanted[i]][0] for i in found], lay.dim),
+                         [got[wanted[i]][1] for i in found], missing)
+
+    def update_vectors_if(self, ids: Sequence[RecordId], vectors: np.ndarray, versions: Sequence[Any]) -> int:
+        field = self._version_field()
+        if field is None:
+            return super().update_vectors_if(ids, vectors, versions)
+        lay, keys, vecs = self._checked_update(ids, vectors)
+        versions = list(versions)
+        if len(versions) != len(keys):
+            raise InvalidVectors(f"conditional update of {self.name!r}: {len(versions)} versions for {len(keys)} ids")
+        for start in range(0, len(keys), WRITE_BATCH):
+            part = range(start, min(len(keys), start + WRITE_BATCH))
+            for positions, flt in _version_filters(field, [keys[j] for j in part], versions[start : part.stop]):
+                points = [models.PointVectors(id=keys[start + j], vector=lay.wrap(vecs[start + j].tolist()))
+                          for j in positions]
+                with self._calls("update_vectors (conditional)", write=True):
+                    self.conn.client.update_vectors(self.name, points=points, update_filter=flt, wait=True)
+        return len(keys)
+
     # Writing ---------------------------------------------------------------------------------
 
-    def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray, *, verify: bool = True) -> int:
+    def _checked_update(self, ids: Sequence[RecordId], vectors: np.ndarray) -> tuple[_Layout, list[Any], np.ndarray]:
+        """Validate an update (shape, values, ids Qdrant can hold, no duplicates, every point
+        present) before anything is written: ``(layout, point keys, float32 vectors)``."""
         lay = self._layout()
         ids = check_update_ids(ids, self.name)
         vecs = as_vectors(vectors, lay.dim, n=len(ids))
         if not ids:
-            return 0
+            return lay, [], vecs
         keys = [_point_id(i) for i in ids]
         impossible = [i for i, k in zip(ids, keys) if k is None]
         if impossible:
@@ -550,6 +670,10 @@ class QdrantStore(VectorStore):
         unknown = [i for i, k in zip(ids, keys) if k not in present]
         if unknown:
             raise UnknownIds(self.name, unknown)
+        return lay, keys, vecs
+
+    def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray, *, verify: bool = True) -> int:
+        lay, keys, vecs = self._checked_update(ids, vectors)
         for start in range(0, len(keys), WRITE_BATCH):
             part = slice(start, start + WRITE_BATCH)
             points = [models.PointVectors(id=k, vector=lay.wrap(v.tolist())) for k, v in zip(keys[part], vecs[part])]

@@ -17,7 +17,7 @@ import numpy as np
 import connectors
 from connectors import LabelledQuery, VectorStore
 
-from . import _faults, _ops
+from . import _faults, _logs, _ops
 from ._config import load_config
 from ._engine import sync
 from ._errors import ExitCode, NudgeSyncError, RefusedInput, exit_code_for
@@ -67,9 +67,14 @@ class BarProgress(Progress):
 
 def _emit(ctx: click.Context, data: Any, human: Callable[[Any], str]) -> None:
     if ctx.obj["json"]:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+        _echo(json.dumps(data, indent=2, sort_keys=True, default=_json_default))
     else:
-        click.echo(human(data))
+        _echo(human(data))
+
+
+def _echo(text: str, err: bool = False) -> None:
+    """Everything the command prints goes through here: no configured secret ever leaves."""
+    click.echo(connectors.redact(text), err=err)
 
 
 def _json_default(o: Any) -> Any:
@@ -96,11 +101,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if ctx.obj["json"]:
                 payload = report.to_dict() if report is not None else {"status": "error"}
                 payload.update(error=str(exc), exit_code=int(code), error_type=type(exc).__name__)
-                click.echo(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+                _echo(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
             elif report is not None:
-                click.echo(_human_run(report.to_dict()))
+                _echo(_human_run(report.to_dict()))
             label = "nothing to do" if code == ExitCode.NOTHING_TO_DO else "error"
-            click.echo(f"{label}: {exc}", err=True)
+            _echo(f"{label}: {exc}", err=True)
             ctx.exit(int(code))
 
     return wrapper
@@ -159,9 +164,11 @@ def _entries(store: VectorStore, log_name: str | None, log_file: Path | None) ->
               help="TOML config file (env NUDGE_SYNC_CONFIG): defaults per command, no secrets.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON report on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars on stderr.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also show the database client libraries' log lines on stderr (secrets redacted).")
 @click.version_option(package_name="nudge-sync")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool) -> None:
+def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Improve retrieval in a live vector database from user feedback.
 
     nudge-sync reads the stored vectors and a labelled query log, runs NUDGE on the CPU, and
@@ -169,6 +176,7 @@ def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool) -> 
     """
     ctx.ensure_object(dict)
     ctx.obj.update(json=as_json, quiet=quiet or as_json and not sys.stderr.isatty())
+    _logs.configure(verbose)
     try:
         _faults.check_environment()  # a test's fault rules must never be silently ignored
     except _faults.FaultSpecError as exc:
@@ -519,7 +527,7 @@ def demo_cmd(ctx: click.Context, backend: str, directory: Path, records: int, di
 
     report = run_demo(backend=backend, directory=directory, records=records, dim=dim, queries=queries,
                       seed=seed, progress=_progress(ctx), say=(lambda s: None) if ctx.obj["json"] else
-                      (lambda s: click.echo(s, err=True)))
+                      (lambda s: _echo(s, err=True)))
     _emit(ctx, report, _human_demo)
 
 

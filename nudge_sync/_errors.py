@@ -15,6 +15,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 import connectors
+from connectors import redact
 
 
 class ExitCode(IntEnum):
@@ -29,6 +30,10 @@ class ExitCode(IntEnum):
 
 class NudgeSyncError(Exception):
     exit_code: ExitCode = ExitCode.INTERNAL_ERROR
+
+    def __init__(self, *args: object):
+        # messages may quote a database's answer: never with a configured secret in it
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class NothingToDo(NudgeSyncError):

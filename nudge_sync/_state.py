@@ -5,19 +5,23 @@ Kinds of records in the companion collection (see ``connectors.StateCollection``
 ``original``  one per record nudge-sync ever changed, keyed by the encoded record id. Its vector
               is the record's ORIGINAL vector (what it held before our first write, or what
               someone re-embedded it to since). ``meta``:
-              ``{"id": <record id>, "fp": <fingerprint of the vector we left in the database, or
-              null while a write is in flight>, "nudged": <bool: does the database hold a nudged
-              vector>, "run": <run id of our last write>}``
+              ``{"id": <record id>, "fp": <fingerprint of the vector we last left in the database
+              (null before our first write landed)>, "nudged": <bool: is that vector a nudged
+              one>, "run": <run id of that write>}``, and while a write is in flight (pending)
+              ``"target"`` (base64 of the little-endian float32 vector about to be written) and
+              ``"target_run"`` (the run or rollback writing it).
 ``run``       one per run: the run report (JSON), keyed by run id (sortable by time).
-``lock``      key ``"lock"``: who holds the collection, until when.
+``lock``      key ``"lock"``: who holds the collection (host, boot, pid, run), until when.
 
-Because originals are stored before any write, and fingerprints only after the write was read
-back, a run killed at any point leaves enough to converge: a pending entry (``fp`` null) is
-treated as ours, and the next run recomputes the same target from the originals.
+Originals (with the target) are stored before the write they protect, and fingerprints only after
+the write was read back, so a run or rollback killed at any point leaves enough to tell, for every
+record, whether the database holds our last recorded vector, the original, the target of the
+write in flight, or something someone else wrote (``nudge_sync._classify``).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -25,12 +29,12 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from connectors import RecordId, StateCollection, StateRecord
+from connectors import RecordId, StateCollection, StateRecord, redact_data
 
 from ._errors import LockHeld
 
@@ -55,21 +59,63 @@ def fingerprint(vector: np.ndarray) -> str:
 
 @dataclass
 class Original:
+    """A record's state entry (see the module docstring)."""
+
     record_id: RecordId
     vector: np.ndarray
     fp: str | None
     nudged: bool
     run: str | None
+    #: the vector a run or rollback is about to write (None: no write in flight)
+    target: np.ndarray | None = None
+    target_run: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        """A write was in flight: the target is recorded (or, in state written before targets were
+        recorded, the fingerprint is missing: settled entries always have one)."""
+        return self.target is not None or self.fp is None
 
     def record(self) -> StateRecord:
-        meta = {"id": self.record_id, "fp": self.fp, "nudged": self.nudged, "run": self.run}
+        meta: dict[str, Any] = {"id": self.record_id, "fp": self.fp, "nudged": self.nudged, "run": self.run}
+        if self.target is not None:
+            meta["target"] = encode_vector(self.target)
+            meta["target_run"] = self.target_run
         return StateRecord(encode_id(self.record_id), self.vector, meta)
 
     @classmethod
     def from_record(cls, rec: StateRecord) -> Original:
         m = rec.meta
         rid = m.get("id", decode_id(rec.key))
-        return cls(rid, np.asarray(rec.vector, dtype=np.float32), m.get("fp"), bool(m.get("nudged")), m.get("run"))
+        target = decode_vector(m["target"]) if m.get("target") else None
+        return cls(rid, np.asarray(rec.vector, dtype=np.float32), m.get("fp"), bool(m.get("nudged")), m.get("run"),
+                   target, m.get("target_run"))
+
+    def with_target(self, target: np.ndarray, run_id: str) -> Original:
+        """This entry, with a write of ``target`` by ``run_id`` in flight."""
+        return replace(self, target=np.asarray(target, dtype=np.float32), target_run=run_id)
+
+    def settled(self, stored: np.ndarray, *, nudged: bool, run: str | None) -> Original:
+        """This entry once the database was seen holding ``stored`` (ours), no write in flight."""
+        return Original(self.record_id, self.vector, fingerprint(stored), nudged, run)
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    """A vector as text for a state record's meta: base64 of its little-endian float32 bytes."""
+    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
+
+
+#: Bytes of meta a pending entry needs besides its base64 target (id, fp, run ids, keys; generous).
+PENDING_META_OVERHEAD = 1024
+
+
+def pending_meta_bytes(dimension: int) -> int:
+    """The size of a pending entry's meta, as JSON text, for ``dimension``-d vectors (an upper bound)."""
+    return 4 * ((4 * dimension + 2) // 3) + PENDING_META_OVERHEAD
 
 
 class SyncState:
@@ -107,8 +153,10 @@ class SyncState:
     # -- runs -----------------------------------------------------------------------------------
 
     def put_run(self, run_id: str, report: dict[str, Any]) -> None:
-        # a round trip through json makes sure the report is storable before we try
-        self.collection.put(RUN, [StateRecord(run_id, None, json.loads(json.dumps(report)))])
+        # a round trip through json makes sure the report is storable before we try; reports may
+        # quote a database's answers: no configured secret is stored with them
+        meta = json.loads(json.dumps(redact_data(report)))
+        self.collection.put(RUN, [StateRecord(run_id, None, meta)])
 
     def runs(self) -> list[dict[str, Any]]:
         if not self.collection.exists():

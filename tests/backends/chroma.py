@@ -209,7 +209,7 @@ class ChromaHarness(Harness):
     def unreachable_uri(self, collection: str) -> str | None:
         if not self.is_server:
             return None
-        return f"chroma+http://127.0.0.1:{closed_port()}?collection={collection}"
+        return f"chroma+http://127.0.0.1:{closed_port()}?collection={collection}&retry_budget=1"
 
     def bad_credentials_uri(self, collection: str) -> tuple[str, dict[str, str]] | None:
         return None  # `chroma run` enforces no auth (module docstring); see test_chroma_specific.py

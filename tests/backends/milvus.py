@@ -24,8 +24,9 @@ Facts about ``milvus-server`` (milvus 2.3.5 on PyPI) that shape the fixture:
   test run and a benchmark, or two sessions) never collide. The web/health port is picked by the
   wrapper (9091 or the next free one).
 * ``--authorization-enabled true`` turns authentication on (user ``root``, password ``Milvus``):
-  the harness connects with ``root:Milvus`` read from a secret file named in its URIs, and
-  ``bad_credentials_uri`` sends a wrong password.
+  the harness replaces the default ``root:Milvus`` by a random password (secrets are redacted from
+  every message, so "Milvus" would read "***") and connects with it, read from a secret file named
+  in its URIs; ``bad_credentials_uri`` sends a wrong password.
 * SIGTERM ends the Python wrapper at once, but the ``milvus`` child's graceful stop hangs (its query
   coordinator keeps retrying the root coordinator that stopped first), so ``stop_server`` waits 5 s
   for the whole process group, then SIGKILLs it.
@@ -218,7 +219,7 @@ class MilvusHarness(Harness):
     def unreachable_uri(self, collection: str) -> str | None:
         if not self.is_server:
             return None
-        return f"milvus+http://127.0.0.1:{closed_port()}?collection={collection}&timeout=5"
+        return f"milvus+http://127.0.0.1:{closed_port()}?collection={collection}&timeout=5&retry_budget=1"
 
     def bad_credentials_uri(self, collection: str) -> tuple[str, dict[str, str]] | None:
         if self.token is None:
@@ -378,11 +379,32 @@ def harness_milvus_lite_server(tmp_path_factory, server_logs) -> Iterator[Milvus
     h.close()
 
 
+def _strong_root_password(uri: str, token: str) -> str:
+    """Replace the default root password ("Milvus") by a random one; returns the new token.
+
+    nudge-sync redacts every configured secret from its messages process-wide, password part
+    included: with the default password every message naming "Milvus" would read "***"."""
+    import secrets
+
+    new = f"root:{secrets.token_urlsafe(18)}"
+    client = MilvusClient(uri=uri, token=token, timeout=30, dedicated=True)
+    try:
+        client.update_password("root", token.split(":", 1)[1], new.split(":", 1)[1])
+    finally:
+        client.close()
+    return new
+
+
 @pytest.fixture(scope="session")
 def harness_milvus_2_3_5(tmp_path_factory, server_logs) -> Iterator[MilvusHarness]:
     _needs_pymilvus()
     base = tmp_path_factory.mktemp("milvus-2.3.5")
     proc, uri, token = start_milvus_server(base / "server", server_logs, time_tick_ms=TEST_TIME_TICK_MS)
+    try:
+        token = _strong_root_password(uri, token or ROOT_TOKEN)
+    except BaseException:
+        stop_server(proc)
+        raise
     token_file = base / "token"
     token_file.write_text(token or "")
     token_file.chmod(0o600)

@@ -154,7 +154,7 @@ class QdrantHarness(Harness):
 
     def unreachable_uri(self, collection: str) -> str | None:
         # no Qdrant server runs here, but the connector's server path (same client, HTTP) is real
-        return f"qdrant+http://127.0.0.1:{closed_port()}?collection={collection}&timeout=5"
+        return f"qdrant+http://127.0.0.1:{closed_port()}?collection={collection}&timeout=5&retry_budget=1"
 
     def extra(self) -> dict[str, Any]:
         return {"path": str(self.path), "mode": "local"}

@@ -437,7 +437,7 @@ def test_unreachable_server_fails_fast_naming_host_and_port():
     port = closed_port()
     t0 = time.monotonic()
     with pytest.raises(ConnectionFailed, match=f"127.0.0.1:{port}"):
-        connectors.open_store(f"chroma+http://127.0.0.1:{port}?collection=docs").describe()
+        connectors.open_store(f"chroma+http://127.0.0.1:{port}?collection=docs&retry_budget=0").describe()
     assert time.monotonic() - t0 < 10
 
 
@@ -449,7 +449,7 @@ def test_silent_server_times_out_naming_host_and_port():
         port = sink.getsockname()[1]
         t0 = time.monotonic()
         with pytest.raises(ConnectionFailed, match=f"127.0.0.1:{port}"):
-            connectors.open_store(f"chroma+http://127.0.0.1:{port}?collection=docs&timeout=1").describe()
+            connectors.open_store(f"chroma+http://127.0.0.1:{port}?collection=docs&timeout=1&retry_budget=0").describe()
         assert time.monotonic() - t0 < 10
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -41,7 +40,7 @@ from connectors import (  # noqa: E402
 )
 from connectors import qdrant as qdrant_connector  # noqa: E402
 from connectors._uri import parse_uri  # noqa: E402
-from tests._procs import closed_port  # noqa: E402
+from tests._procs import closed_port, loopback_http  # noqa: E402
 from tests.backends import random_vectors  # noqa: E402
 from tests.backends.qdrant import QdrantHarness, rich_payload  # noqa: E402
 from tests.conftest import selected_harnesses  # noqa: E402
@@ -468,7 +467,7 @@ def test_an_unreachable_server_fails_fast_naming_it(scheme, options):
     port = closed_port()
     t0 = time.monotonic()
     with pytest.raises(ConnectionFailed, match=f"127.0.0.1:{port}"):
-        with connectors.open_store(f"qdrant+{scheme}://127.0.0.1:{port}?collection=docs&timeout=3{options}") as s:
+        with connectors.open_store(f"qdrant+{scheme}://127.0.0.1:{port}?collection=docs&timeout=3&retry_budget=0{options}") as s:
             s.describe()
     assert time.monotonic() - t0 < 30
 
@@ -497,12 +496,8 @@ class _Refusing(BaseHTTPRequestHandler):
 @pytest.fixture
 def refusing_server():
     _Refusing.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with loopback_http(_Refusing) as port:
+        yield port
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -1,0 +1,276 @@
+"""Retries for every database call, one implementation for every backend.
+
+Every call nudge-sync makes is safe to repeat: reads are reads, and writes are idempotent (the same
+vectors written by key, upserts by key, deletes by key; ``create`` creates only what is missing).
+So :class:`RetryingStore` wraps any :class:`VectorStore` (and the :class:`StateCollection` s it
+hands out) and repeats a call that failed with a *transient* error -- the database unreachable, a
+timeout, HTTP 5xx / 429, gRPC UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED, as each
+connector marks them (``ConnectorError.transient``) -- with exponential backoff and jitter, for at
+most ``retry_budget`` seconds (URI option, default 60; 0 turns retries off). Credentials refused,
+a missing collection, bad input or a read-back mismatch are never retried.
+
+A full pass (``iter_vectors``, ``read_log``, ``scan``) that fails part-way restarts from the
+beginning and skips the records it already handed out, after checking that the record at the seam
+is the one it handed out last (a collection that changed meanwhile fails loudly instead of
+skipping or repeating records).
+
+Giving up raises :class:`GaveUp` (a ConnectionFailed): "gave up after N attempts over S s
+(retry_budget=B): <cause>".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ._base import (
+    CollectionInfo,
+    LabelledQuery,
+    RecordId,
+    SearchResult,
+    StateCollection,
+    StateRecord,
+    VectorStore,
+    Versioned,
+)
+from ._errors import ConnectionFailed, ConnectorError
+
+__all__ = ["DEFAULT_RETRY_BUDGET", "GaveUp", "RetryPolicy", "RetryingState", "RetryingStore", "retry_status"]
+
+log = logging.getLogger("connectors.retry")
+T = TypeVar("T")
+
+DEFAULT_RETRY_BUDGET = 60.0
+
+
+def retry_status(status: int) -> bool:
+    """HTTP statuses worth retrying: overloaded, rate-limited, gateways and timeouts."""
+    return status in (408, 429) or (500 <= status <= 599 and status not in (501, 505))
+
+
+class GaveUp(ConnectionFailed):
+    """A transient failure outlasted the retry budget."""
+
+    transient = False  # the budget is spent: an outer loop must not start over
+
+    def __init__(self, message: str, *, attempts: int, seconds: float, cause: ConnectorError):
+        super().__init__(message)
+        self.attempts, self.seconds, self.cause = attempts, seconds, cause
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff (``first_delay`` doubling up to ``max_delay``, each delay scaled by a
+    random factor in [0.5, 1]) while the failures of one call stay within ``budget`` seconds."""
+
+    budget: float = DEFAULT_RETRY_BUDGET
+    first_delay: float = 0.2
+    max_delay: float = 5.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (self.budget >= 0 and math.isfinite(self.budget)):
+            raise ValueError(f"retry budget must be a finite number of seconds >= 0, got {self.budget!r}")
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()``, retried on transient connector errors."""
+        streak = _Streak(self, what)
+        while True:
+            try:
+                return fn()
+            except ConnectorError as exc:
+                streak.failed(exc)
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay, self.first_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+class _Streak:
+    """Consecutive failures of one call: decides whether to wait and try again or give up."""
+
+    def __init__(self, policy: RetryPolicy, what: str):
+        self.policy, self.what = policy, what
+        self.attempts = 0
+        self.started: float | None = None
+
+    def failed(self, exc: ConnectorError) -> None:
+        """Wait before the next attempt, or raise (the error itself, or GaveUp)."""
+        policy = self.policy
+        if not exc.transient or policy.budget <= 0:
+            raise exc
+        now = policy.clock()
+        if self.started is None:
+            self.started = now
+        self.attempts += 1
+        elapsed = now - self.started
+        delay = policy.delay(self.attempts)
+        if elapsed + delay > policy.budget:
+            raise GaveUp(f"gave up after {self.attempts} attempts over {elapsed:.1f} s "
+                         f"(retry_budget={policy.budget:g}): {exc}", attempts=self.attempts, seconds=elapsed,
+                         cause=exc) from None
+        log.warning("%s failed (attempt %d), retrying in %.2f s: %s", self.what, self.attempts, delay, exc)
+        policy.sleep(delay)
+
+    def reset(self) -> None:
+        self.attempts, self.started = 0, None
+
+
+def _restartable(policy: RetryPolicy, what: str, start: Callable[[], Iterator[T]], size: Callable[[T], int],
+                 cut: Callable[[T, int], T], key: Callable[[T, int], Any]) -> Iterator[T]:
+    """The batches of ``start()``; after a transient failure the pass starts again and skips the
+    records already handed out (``size`` counts a batch's records, ``cut(batch, k)`` drops its first
+    ``k``, ``key(batch, j)`` names its ``j``-th record for the seam check)."""
+    streak = _Streak(policy, what)
+    handed, last = 0, None
+    while True:
+        try:
+            skip = handed
+            for batch in start():
+                n = size(batch)
+                if skip >= n:
+                    if skip == n and n and key(batch, n - 1) != last:
+                        raise _changed(what)
+                    skip -= n
+                    continue
+                if skip:
+                    if key(batch, skip - 1) != last:
+                        raise _changed(what)
+                    batch, n, skip = cut(batch, skip), n - skip, 0
+                if n == 0:
+                    continue
+                yield batch
+                handed += n
+                last = key(batch, n - 1)
+                streak.reset()  # progress: a later failure gets the whole budget again
+            if skip:
+                raise _changed(what)
+            return
+        except ConnectorError as exc:
+            streak.failed(exc)
+
+
+def _changed(what: str) -> ConnectorError:
+    return ConnectorError(f"{what}: the collection changed while the pass was being read again after a "
+                          "failure (records were added or removed before the point reached); run again")
+
+
+def _vector_batches(ids_vecs: tuple[list[RecordId], np.ndarray]) -> int:
+    return len(ids_vecs[0])
+
+
+class RetryingStore(VectorStore):
+    """Any VectorStore, with :class:`RetryPolicy` around every call (see the module docstring).
+
+    Backend-specific attributes of the wrapped store (``write_path``, ``conn`` ...) stay reachable."""
+
+    def __init__(self, inner: VectorStore, policy: RetryPolicy):
+        self._inner = inner
+        self.policy = policy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_inner"), name)
+
+    @property
+    def inner(self) -> VectorStore:
+        return self._inner
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        return self.policy.call(what, fn)
+
+    def describe(self) -> CollectionInfo:
+        return self._call("describe", self._inner.describe)
+
+    def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:
+        return _restartable(self.policy, "read vectors", lambda: self._inner.iter_vectors(batch_size),
+                            _vector_batches, lambda b, k: (b[0][k:], b[1][k:]), lambda b, j: b[0][j])
+
+    def get_vectors(self, ids: Sequence[RecordId]) -> tuple[list[RecordId], np.ndarray, list[RecordId]]:
+        return self._call("get vectors", lambda: self._inner.get_vectors(ids))
+
+    def get_versioned(self, ids: Sequence[RecordId]) -> Versioned:
+        return self._call("get vectors and versions", lambda: self._inner.get_versioned(ids))
+
+    def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray, *, verify: bool = True) -> int:
+        return self._call("update vectors", lambda: self._inner.update_vectors(ids, vectors, verify=verify))
+
+    def update_vectors_if(self, ids: Sequence[RecordId], vectors: np.ndarray, versions: Sequence[Any]) -> int:
+        return self._call("conditional update of vectors",
+                          lambda: self._inner.update_vectors_if(ids, vectors, versions))
+
+    def search(self, queries: np.ndarray, k: int, exclude: Iterable[RecordId] = ()) -> SearchResult:
+        excluded = list(exclude)  # an iterator could not be consumed twice
+        return self._call("search", lambda: self._inner.search(queries, k, excluded))
+
+    def log_exists(self, name: str) -> bool:
+        return self._call("check the query log", lambda: self._inner.log_exists(name))
+
+    def read_log(self, name: str, batch_size: int = 1000) -> Iterator[LabelledQuery]:
+        batches = _restartable(self.policy, f"read query log {name!r}",
+                               lambda: ([e] for e in self._inner.read_log(name, batch_size)),
+                               len, lambda b, k: b[k:], lambda b, j: b[j].query_id)
+        return (entry for batch in batches for entry in batch)
+
+    def append_log(self, name: str, queries: Sequence[LabelledQuery]) -> int:
+        return self._call("append to the query log", lambda: self._inner.append_log(name, queries))
+
+    def state(self, name: str) -> StateCollection:
+        return RetryingState(self._inner.state(name), self.policy)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class RetryingState(StateCollection):
+    """A StateCollection with :class:`RetryPolicy` around every call."""
+
+    def __init__(self, inner: StateCollection, policy: RetryPolicy):
+        self._inner = inner
+        self.policy = policy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_inner"), name)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self._inner.name
+
+    @property
+    def inner(self) -> StateCollection:
+        return self._inner
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        return self.policy.call(f"{what} ({self._inner.name})", fn)
+
+    def exists(self) -> bool:
+        return self._call("state exists", self._inner.exists)
+
+    def create(self, dimension: int) -> None:
+        self._call("create state", lambda: self._inner.create(dimension))
+
+    def put(self, kind: str, records: Sequence[StateRecord]) -> None:
+        self._call("write state", lambda: self._inner.put(kind, records))
+
+    def put_meta(self, kind: str, records: Sequence[StateRecord]) -> None:
+        self._call("write state", lambda: self._inner.put_meta(kind, records))
+
+    def get(self, kind: str, keys: Sequence[str]) -> list[StateRecord]:
+        return self._call("read state", lambda: self._inner.get(kind, keys))
+
+    def scan(self, kind: str, batch_size: int = 1000) -> Iterator[list[StateRecord]]:
+        return _restartable(self.policy, f"scan state {self._inner.name!r}",
+                            lambda: self._inner.scan(kind, batch_size), len, lambda b, k: b[k:],
+                            lambda b, j: b[j].key)
+
+    def delete(self, kind: str, keys: Sequence[str]) -> None:
+        self._call("delete from state", lambda: self._inner.delete(kind, keys))
+
+    def drop(self) -> None:
+        self._call("drop state", self._inner.drop)

@@ -1,0 +1,73 @@
+"""Logging of the ``nudge-sync`` command: third-party log lines hidden unless asked for, and redacted.
+
+Client libraries log on their own: pymilvus prints an ``[ERROR]`` line with a whole traceback on
+stderr for every failed RPC (even one nudge-sync handles), and any of them may log a request or an
+answer holding a credential. The command line owns stderr: its own one-line messages go there, and
+everything logged through the stdlib ``logging`` module (nudge-sync's retries included) goes through
+one handler that redacts every configured secret. Our own warnings (a database call being retried)
+are shown; the client libraries' log lines only with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import connectors
+
+_FORMAT = "nudge-sync: %(levelname)s %(name)s: %(message)s"
+#: Loggers of this project (shown without --verbose from WARNING up).
+OURS = ("nudge_sync", "connectors")
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats a record (its traceback included) and removes every configured secret from it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return connectors.redact(super().format(record))
+
+
+class StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (click's test runner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # a log line must never break a command
+            self.handleError(record)
+
+
+_handler: logging.Handler | None = None
+_verbose = False
+
+
+def configure(verbose: bool) -> None:
+    """Route every logger through one redacting stderr handler, shown only when ``verbose``."""
+    global _handler, _verbose
+    _verbose = verbose
+    if _handler is None:
+        _handler = StderrHandler()
+        _handler.setFormatter(RedactingFormatter(_FORMAT))
+        connectors.on_backend_loaded(lambda backend: _take_over())
+    _take_over()
+
+
+def _take_over() -> None:
+    """Make the root logger ours again, and every other logger propagate to it without handlers
+    of its own (called again after a client library configured logging at import)."""
+    assert _handler is not None
+    root = logging.getLogger()
+    if _handler not in root.handlers:
+        root.addHandler(_handler)
+    # a logger's effective level decides whether a record is made at all: third-party loggers
+    # inherit the root's, ours have their own
+    root.setLevel(logging.WARNING if _verbose else logging.CRITICAL + 1)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and not name.startswith(OURS):
+            for handler in logger.handlers[:]:
+                logger.removeHandler(handler)
+            logger.propagate = True
+            logger.setLevel(logging.NOTSET)
+    for name in OURS:
+        logging.getLogger(name).setLevel(logging.INFO if _verbose else logging.WARNING)
