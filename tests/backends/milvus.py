@@ -271,13 +271,15 @@ def start_milvus_lite_server(data_dir: Path, log_dir: Path | None = None,
 
 
 def start_milvus_server(data_dir: Path, log_dir: Path | None = None, *, auth: bool = True,
-                        time_tick_ms: int | None = None, timeout: float = 180.0) -> tuple[ServerProcess, str, str | None]:
+                        time_tick_ms: int | None = None, timeout: float = 180.0,
+                        token: str | None = None) -> tuple[ServerProcess, str, str | None]:
     """PyPI milvus 2.3.5's ``milvus-server`` on loopback ports; returns (process, uri, token).
 
     ``time_tick_ms`` sets ``proxy.timeTickInterval`` (default 200 ms): a Strong read waits for the
     next tick, so 20 ms makes a test suite of many small Strong reads ~10x faster. Started again on
     the same ``data_dir`` (after a stop or a crash), the server keeps the ports it had, so its
-    clients find it where they left it."""
+    clients find it where they left it; ``token``: the root credentials it has by then, if they
+    are no longer the default."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     ports = _server_ports(data_dir)
@@ -301,7 +303,7 @@ def start_milvus_server(data_dir: Path, log_dir: Path | None = None, *, auth: bo
                          env={"ETCD_CONFIG_PATH": str(etcd_conf)})
     _start(proc)
     uri = f"http://127.0.0.1:{ports['proxy-port']}"
-    token = ROOT_TOKEN if auth else None
+    token = (token or ROOT_TOKEN) if auth else None
     _wait(proc, lambda: _answers(uri, token or "", "v2.3.5"), timeout)
     return proc, uri, token
 

@@ -89,9 +89,21 @@ class Reference:
     batches: list[list[RecordId]]
 
 
+#: references already computed in this process, by (backend, records, metric, URI options): the
+#: result is a function of the data and the engine, and each costs three nudge-sync processes
+_REFERENCES: dict[tuple[str, int, str, str], Reference] = {}
+
+
 def reference(coll: Collection, directory: Path) -> Reference:
     """Run and roll back, uninterrupted and traced, on a twin of ``coll`` (same ids, vectors and
     log, in the same database), then drop the twin."""
+    key = (coll.backend.name, len(coll.ids), coll.metric, repr(sorted(coll.uri_options.items())))
+    if key not in _REFERENCES:
+        _REFERENCES[key] = _reference(coll, directory)
+    return _REFERENCES[key]
+
+
+def _reference(coll: Collection, directory: Path) -> Reference:
     backend = coll.backend
     twin = make_collection(backend, coll.name + "r", directory, records=len(coll.ids), metric=coll.metric)
     twin = twin.with_options(**coll.uri_options)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -83,6 +84,7 @@ class CliProcess:
         return self.proc.poll() is None
 
     def wait(self, timeout: float = DEFAULT_TIMEOUT, expect: int | None = None) -> CliResult:
+        before = _children_cpu()
         try:
             out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -90,6 +92,8 @@ class CliProcess:
             out, err = self.proc.communicate()
             raise AssertionError(f"`{' '.join(self.argv[1:])}` still running after {timeout:.0f}s:\n{err[-3000:]}")
         _LIVE.discard(self)
+        COST["processes"] += 1
+        COST["cpu_s"] += _children_cpu() - before  # this child's CPU, reaped just now
         result = CliResult(self.argv, self.proc.returncode, out, err, time.monotonic() - self.started, self.proc.pid)
         found = leaks(err) + leaks(out)
         assert not found, f"a traceback / exception repr reached the user: {found[:3]}\n{result.describe()}"
@@ -108,6 +112,15 @@ class CliProcess:
         if self.alive():
             self.proc.kill()
         self.proc.communicate()
+
+
+#: nudge-sync processes run by this test process and the CPU seconds they used (the suite's cost)
+COST = {"processes": 0, "cpu_s": 0.0}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 #: processes started and not yet waited for: a failed test must not leave a paused run behind

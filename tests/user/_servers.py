@@ -110,15 +110,18 @@ class OwnMilvus(OwnServer):
         self.token_file = data_dir.parent / f"{data_dir.name}-token"
 
     def start(self) -> OwnMilvus:
-        from tests.backends.milvus import TEST_TIME_TICK_MS, start_milvus_lite_server, start_milvus_server
+        from tests.backends.milvus import (TEST_TIME_TICK_MS, _strong_root_password, start_milvus_lite_server,
+                                           start_milvus_server)
 
         if self.lite:
             self.proc, self.url = start_milvus_lite_server(self.data_dir, self.log_dir, port=self.port)
-        else:  # a restart on the same data dir keeps its ports (tests/backends/milvus.py)
-            self.proc, self.url, self.token = start_milvus_server(self.data_dir, self.log_dir,
-                                                                  time_tick_ms=TEST_TIME_TICK_MS)
-            self.token_file.write_text(self.token or "")
-            self.token_file.chmod(0o600)
+        else:  # a restart on the same data dir keeps its ports and password (tests/backends/milvus.py)
+            self.proc, self.url, token = start_milvus_server(self.data_dir, self.log_dir, token=self.token,
+                                                             time_tick_ms=TEST_TIME_TICK_MS)
+            if self.token is None:  # first start: not the default password, which redaction would blank out
+                self.token = _strong_root_password(self.url, token or "")
+                self.token_file.write_text(self.token)
+                self.token_file.chmod(0o600)
         return self
 
     @contextmanager

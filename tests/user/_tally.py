@@ -45,6 +45,14 @@ class Tally:
         if not ok:
             record["detail"] = detail[:2000]
             self.failures.append(f"{backend} {category} {fault or ''}: {detail}")
+        self._append(record)
+
+    def cost(self, processes: int, cpu_s: float, wall_s: float) -> None:
+        """What the test cost: nudge-sync processes, their CPU seconds, the test's wall time."""
+        self._append({"category": "cost", "test": self.test, "sweep": self.sweep, "processes": processes,
+                      "cpu_s": round(cpu_s, 2), "wall_s": round(wall_s, 2), "t": time.time()})
+
+    def _append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as fh:  # two xdist workers append to one file

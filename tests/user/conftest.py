@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from tests.backends.qdrant import fast_tmp_dir
 from tests.conftest import fixture_name, selected_harnesses
 from tests.user._data import SWEEP
 from tests.user._native import EMBEDDED, UserBackend, SharedServerBackend, embedded_backend
-from tests.user._runner import kill_leftovers
+from tests.user._runner import COST, kill_leftovers
 from tests.user._tally import TRIALS_FILE, Tally, trials_dir
 
 if SWEEP not in ("ci", "long"):
@@ -43,7 +44,11 @@ def tally(request, tmp_path_factory) -> Tally:
 
 
 @pytest.fixture(autouse=True)
-def _no_process_left_behind() -> Iterator[None]:
-    """A failed test must not leave a paused nudge-sync process waiting (they give up after 300 s)."""
+def _cost_and_cleanup(request, tmp_path_factory) -> Iterator[None]:
+    """Count what each test cost (nudge-sync processes, their CPU), and never leave a paused
+    nudge-sync process behind a failed test (a pause gives up only after 300 s)."""
+    processes, cpu, started = COST["processes"], COST["cpu_s"], time.monotonic()
     yield
     kill_leftovers()
+    tally = Tally(trials_dir(tmp_path_factory.getbasetemp()) / TRIALS_FILE, request.node.nodeid, SWEEP)
+    tally.cost(COST["processes"] - processes, COST["cpu_s"] - cpu, time.monotonic() - started)

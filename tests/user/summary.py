@@ -40,9 +40,11 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 def render(records: Iterable[dict[str, Any]]) -> str:
     """One row per backend: trials per column (faults injected, failures), then the totals."""
+    records = list(records)
     cells: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # trials, faults, failures
     phases: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     sweeps = set()
+    costs = [r for r in records if r["category"] == "cost"]
     for r in records:
         column = next((head for head, cats in COLUMNS if r["category"] in cats), None)
         if column is None:
@@ -74,6 +76,10 @@ def render(records: Iterable[dict[str, Any]]) -> str:
                  f"**{totals[2]}** | |")
     lines.append("")
     lines.append(f"Cells: trials (faults injected; failures when any). Sweep: {', '.join(sorted(sweeps)) or '-'}.")
+    if costs:
+        lines.append(f"Cost: {len(costs)} tests ran {sum(c['processes'] for c in costs)} `nudge-sync` processes "
+                     f"using {sum(c['cpu_s'] for c in costs):.0f} CPU-seconds; the tests' wall times add up to "
+                     f"{sum(c['wall_s'] for c in costs):.0f} s.")
     return "\n".join(lines)
 
 

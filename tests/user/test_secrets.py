@@ -60,7 +60,7 @@ def test_a_failing_server_that_echoes_credentials(case, backend, options, given,
     fake_cls = EchoGrpcServer if backend == "milvus" else EchoHTTPServer
     with tally.counting(f"{backend} (fake server)", "secrets", fault="echoing server"), fake_cls() as fake:
         user = "alice@" if case.endswith("user-in-uri") else ""
-        uri = (f"{backend}+http://{user}127.0.0.1:{fake.port}?collection=docs&timeout=3"
+        uri = (f"{backend}+http://{user}127.0.0.1:{fake.port}?collection=docs&timeout=3&retry_budget=0"
                + options.format(file=path))
         outputs = []
         for args, as_json in ((("status",), True), (("run", *BATCH_ARGS), False)):

