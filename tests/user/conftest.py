@@ -52,3 +52,13 @@ def _cost_and_cleanup(request, tmp_path_factory) -> Iterator[None]:
     kill_leftovers()
     tally = Tally(trials_dir(tmp_path_factory.getbasetemp()) / TRIALS_FILE, request.node.nodeid, SWEEP)
     tally.cost(COST["processes"] - processes, COST["cpu_s"] - cpu, time.monotonic() - started)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The user-level suite's long tests (marked ``slow``) first: under ``-n 2`` the shorter tests
+    then fill both workers at the end instead of one long test running alone (same order on every
+    worker, as xdist requires)."""
+    heavy = [item for item in items if item.get_closest_marker("slow") and "tests/user/" in item.nodeid]
+    if heavy:
+        first = set(heavy)
+        items[:] = heavy + [item for item in items if item not in first]

@@ -30,6 +30,7 @@ from tests.user._runner import CliProcess, CliResult, nudge, spawn
 from tests.user._servers import OwnServer, own_server
 from tests.user._tally import Tally
 
+pytestmark = pytest.mark.slow  # run first (tests/user/conftest.py)
 SERVERS = [n for n in ("chroma-http", "milvus-lite-server", "milvus-2.3.5") if n in selected_harnesses()]
 #: the client's per-call timeout and retry budget (seconds): generous when the server comes back,
 #: small when it stays down so the run gives up quickly

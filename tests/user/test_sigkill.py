@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.backends import RecordId
 from tests.user._data import (BATCH, BATCH_ARGS, SWEEP, Collection, Reference, differing, make_collection, max_abs_diff,
@@ -33,6 +34,7 @@ from tests.user._probes import PHASES, hits, kill_at, read_trace, traced
 from tests.user._runner import CliResult, nudge
 from tests.user._tally import Tally
 
+pytestmark = pytest.mark.slow  # run first (tests/user/conftest.py)
 #: kills per backend (run, rollback) and records per collection, per sweep
 KILL_TARGETS = {"ci": (26, 24), "long": (100, 100)}
 RECORDS = {"ci": 300, "long": 2000}
