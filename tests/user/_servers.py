@@ -116,8 +116,9 @@ class OwnMilvus(OwnServer):
         if self.lite:
             self.proc, self.url = start_milvus_lite_server(self.data_dir, self.log_dir, port=self.port)
         else:  # a restart on the same data dir keeps its ports and password (tests/backends/milvus.py)
+            # (timeout: a third Milvus on a busy 2-core machine, beside each worker's shared one)
             self.proc, self.url, token = start_milvus_server(self.data_dir, self.log_dir, token=self.token,
-                                                             time_tick_ms=TEST_TIME_TICK_MS)
+                                                             time_tick_ms=TEST_TIME_TICK_MS, timeout=300)
             if self.token is None:  # first start: not the default password, which redaction would blank out
                 self.token = _strong_root_password(self.url, token or "")
                 self.token_file.write_text(self.token)
