@@ -112,6 +112,8 @@ class StateCollection(ABC):
     """
 
     name: str
+    #: The largest ``meta`` (JSON text, UTF-8 bytes) a record can hold; None = no practical limit.
+    max_meta_bytes: int | None = None
 
     @abstractmethod
     def exists(self) -> bool: ...

@@ -246,6 +246,10 @@ class RetryingState(StateCollection):
     def inner(self) -> StateCollection:
         return self._inner
 
+    @property
+    def max_meta_bytes(self) -> int | None:  # type: ignore[override]
+        return self._inner.max_meta_bytes
+
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         return self.policy.call(f"{what} ({self._inner.name})", fn)
 

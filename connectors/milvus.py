@@ -978,6 +978,7 @@ class MilvusState(StateCollection):
     """The sync engine's companion collection (layout in the module docstring)."""
 
     KEY = "id"
+    max_meta_bytes = _STATE_META_BYTES
 
     def __init__(self, store: MilvusStore, name: str):
         self.store = store

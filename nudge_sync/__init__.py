@@ -15,7 +15,16 @@ thin layer over all of this.
 from ._answers import Answers
 from ._context import ValidationContext
 from ._engine import sync
-from ._errors import DatabaseError, ExitCode, LockHeld, NothingToDo, NudgeSyncError, RefusedInput, exit_code_for
+from ._errors import (
+    DatabaseError,
+    ExitCode,
+    LockHeld,
+    NothingToDo,
+    NudgeSyncError,
+    PartiallyWritten,
+    RefusedInput,
+    exit_code_for,
+)
 from ._metrics import METRICS, evaluate, evaluate_per_query, metric_per_query, parse_metric, rank, search_exact
 from ._nudge import NudgeM, NudgeN
 from ._ops import add_feedback, history, rollback, status
@@ -34,6 +43,7 @@ __all__ = [
     "NudgeM",
     "NudgeN",
     "NudgeSyncError",
+    "PartiallyWritten",
     "RefusedInput",
     "SyncOptions",
     "SyncReport",

@@ -32,7 +32,10 @@ Exit codes:
   3  nothing to do, or a gate held the run back (nothing written)
   4  refused input (dimension, NaN, metric, options)
   5  the collection's lock is held by another run
-  6  database error (unreachable, credentials, missing collection, write not verified)
+  6  database error (unreachable, credentials, missing collection, write not verified);
+     a run that had written puts it back first: the collection is as it was
+  7  partially written: a run (or rollback) failed part-way and could not put back what
+     it wrote; rerun, or `nudge-sync rollback --run ID`, completes it
 """
 
 
@@ -295,6 +298,13 @@ def _human_run(r: dict[str, Any]) -> str:
                      f"({c.get('to_restore', 0)} restores); {c.get('written', 0)} written and verified")
     if c.get("adopted_reembedded"):
         lines.append(f"  adopted     {c['adopted_reembedded']} records re-embedded by someone else (new originals)")
+    if c.get("adopted_during_run"):
+        lines.append(f"  adopted     {c['adopted_during_run']} records re-embedded by someone else during the run: "
+                     "not written (new originals; the next run plans from them)")
+    if r.get("took_over_lock"):
+        held = r["took_over_lock"]
+        lines.append(f"  lock        taken over from {held.get('owner')} (run {held.get('run_id')}), "
+                     "a process of this host that no longer runs")
     if r.get("finished"):
         lines.append(f"  time        {r['finished'] - r['started']:.1f} s")
     return "\n".join(lines)
@@ -321,7 +331,8 @@ def rollback_cmd(ctx: click.Context, store_uri: str, collection: str | None, sta
     _emit(ctx, report, lambda r: (
         f"rollback {r['run_id']}: {r['status']} — {r.get('restored', 0)} restored "
         f"({r.get('bit_exact', 0)} bit-for-bit), {r['to_restore']} to restore, "
-        f"{r['skipped_reembedded']} re-embedded by others left alone"))
+        f"{r.get('already_restored', 0)} already restored, "
+        f"{r['skipped_reembedded'] + r.get('adopted_during_rollback', 0)} re-embedded by others left alone"))
 
 
 @cli.command("status", epilog=EXIT_CODES_HELP)
@@ -342,7 +353,9 @@ def _human_status(s: dict[str, Any]) -> str:
     last = s["last_run"]
     lines = [
         f"collection  {s['collection']} ({s['backend']}, {s['count']} records, dim {s['dimension']}, {s['metric']})",
-        f"nudged      {s['nudged']} records ({s['pending']} pending, {s['originals_kept']} originals kept)",
+        f"nudged      {s['nudged']} records hold a nudged vector; {s['restored']} hold their original, "
+        f"{s['adopted']} were re-embedded by someone else since ({s['pending']} writes pending, "
+        f"{s['originals_kept']} originals kept)",
         f"runs        {s['runs']}" + (f"; last {last['run_id']} {last['status']}" if last else ""),
         f"watermark   {_fmt_time(s['watermark'])}",
         f"log         {s['log']} ({'present' if s['log_exists'] else 'absent'})",

@@ -1,14 +1,21 @@
 """One sync run: DESIGN.md section 3, steps 1-10.
 
-    describe -> lock -> read log -> check answer ids -> load state (adopt re-embedded records)
-    -> split -> base vectors from ORIGINALS -> validation context -> fit NUDGE -> gate
-    -> diff against stored vectors -> save originals -> write vectors -> read back, verify
+    describe -> read log, check answer ids, split (gates: enough new feedback, train and validation
+    queries) -> create the state, lock -> classify every state entry against what is stored
+    -> base vectors from ORIGINALS -> validation context -> fit NUDGE -> gate -> diff against
+    stored vectors -> write in batches (re-read, save originals with targets, write) -> read back
     -> fingerprints + run record -> unlock
 
-Invariants: nothing is written before every check has passed; originals are saved before the
-vectors they protect are overwritten; fingerprints are taken from what the database returns after
-the write (a database may re-normalise what we send); every run starts from the originals, so
-runs never compound and a repeated run writes nothing.
+Invariants: nothing is created before every check that needs no state has passed, and nothing is
+written before every check has passed (a run held back by a gate leaves no state collection it
+created); originals are saved before the vectors they protect are overwritten, with the target
+about to be written; a vector is only ever overwritten if it still holds what the run planned
+from (``nudge_sync._writer``), so a concurrent writer's vector is adopted, never overwritten;
+fingerprints are taken from what the database returns after the write (a database may
+re-normalise what we send); every run starts from the originals, so runs never compound and a
+repeated run writes nothing. A run that fails after writing puts back what it wrote (exit 6,
+"the collection is as it was before this run"), or, if the database will not let it, says so
+(exit 7: rerun or roll back that run).
 """
 
 from __future__ import annotations
@@ -20,24 +27,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from connectors import CollectionInfo, LabelledQuery, RecordId, VectorStore, WriteFailed
+from connectors import CollectionInfo, LabelledQuery, RecordId, VectorStore
 
-from ._answers import Answers
-from ._context import ValidationContext
 from . import _faults
-from ._errors import DatabaseError, NothingToDo, RefusedInput
+from ._answers import Answers
+from ._classify import ADOPTED, NUDGED, VANISHED, Verdict, classify, tolerance_of
+from ._context import ValidationContext
+from ._errors import NothingToDo, RefusedInput
 from ._feedback import Feedback, prepare_feedback
 from ._metrics import evaluate
 from ._nudge import NudgeM, NudgeN
 from ._options import AUTO_EXACT_MAX_FLOATS, SyncOptions, SyncReport
 from ._progress import Progress
-from ._state import Original, SyncState, fingerprint
+from ._state import Original, SyncState, pending_meta_bytes
 from ._views import IdSpace, View, exact_topk, search_topk
+from ._aftermath import after_failed_write, record_writes
+from ._writer import BatchWriter, WriteItem, fetch_vectors
 
 #: Metrics reported for validation before/after (the objective is added if missing).
 REPORT_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@1")
-#: A read-back vector may differ from what we sent by the database's own rounding/normalisation.
-VERIFY_TOLERANCE = 1e-5
+
+__all__ = ["check_collection", "check_state_room", "default_log_name", "default_state_name", "fetch_vectors",
+           "load_state", "new_run_id", "sync"]
 
 
 def default_log_name(collection: str) -> str:
@@ -62,15 +73,17 @@ def check_collection(info: CollectionInfo, method: str) -> None:
         )
 
 
-def fetch_vectors(store: VectorStore, ids: Sequence[RecordId], batch_size: int) -> tuple[dict[RecordId, np.ndarray], list[RecordId]]:
-    """Vectors by id in bounded batches: ({id: vector}, missing ids)."""
-    found: dict[RecordId, np.ndarray] = {}
-    missing: list[RecordId] = []
-    for start in range(0, len(ids), batch_size):
-        got, vecs, miss = store.get_vectors(ids[start : start + batch_size])
-        found.update(zip(got, vecs))
-        missing.extend(miss)
-    return found, missing
+def check_state_room(state: SyncState, info: CollectionInfo) -> None:
+    """A pending write records its target in the state entry's meta: refuse a dimension whose
+    targets the state collection cannot hold (Milvus keeps meta in a VARCHAR of 65,535 bytes)."""
+    limit = getattr(state.collection, "max_meta_bytes", None)
+    need = pending_meta_bytes(info.dimension)
+    if limit is not None and need > limit:
+        largest = next(d for d in range(info.dimension, 0, -1) if pending_meta_bytes(d) <= limit)
+        raise RefusedInput(
+            f"collection {info.collection!r} has {info.dimension}-d vectors: a write in flight records its target "
+            f"in the state collection, which would take up to {need:,} bytes of meta where {state.collection.name!r} "
+            f"holds {limit:,}; nudge-sync serves collections of up to {largest:,} dimensions on this backend")
 
 
 @dataclass
@@ -81,6 +94,16 @@ class _Plan:
     write_vectors: np.ndarray
     nudged_after: set[RecordId]
     restores: int
+
+
+@dataclass
+class _Inputs:
+    """What a run read before it created anything: the feedback and the answers' stored vectors."""
+
+    feedback: Feedback
+    current: dict[RecordId, np.ndarray]
+    missing: list[RecordId]
+    counts: dict[str, int]
 
 
 def sync(
@@ -97,7 +120,8 @@ def sync(
     ``entries`` replaces the log collection (e.g. a JSONL file's entries; ``log_source`` names them
     in error messages, e.g. "log file 'clicks.jsonl'"). Raises NothingToDo when
     the log is empty or a gate holds the run back (the report is attached as ``exc.report``),
-    RefusedInput / LockHeld / DatabaseError (or a connectors error) otherwise.
+    RefusedInput / LockHeld / DatabaseError (or a connectors error) otherwise; PartiallyWritten
+    (exit 7) when a failed run could not put back what it had written.
     """
     opts = (options or SyncOptions()).validate()
     progress = progress or Progress()
@@ -118,30 +142,30 @@ def sync(
         split={"val_fraction": opts.val_fraction, "salt": opts.split_salt},
     )
     state = SyncState(store.state(opts.state or default_state_name(info.collection)))
+    existed = state.exists()
+    check_state_room(state, info)
     token = None
-    created_state = False
-    if not opts.dry_run:
-        created_state = not state.exists()
-        state.ensure(info.dimension)
-        if opts.break_lock:
-            state.break_lock()
-        token = state.acquire(opts.lock_ttl)
-        state.set_lock_run(token, report.run_id)
-        _faults.probe("lock.acquired")
+    created = False
     try:
-        return _run(store, info, opts, state, report, entries, log_source, progress, timings, lap)
-    except RefusedInput:
-        # refused input is found before anything is written: leave no state collection behind
-        # if this run created it (it holds nothing but our lock)
-        if created_state and token is not None and next(state.originals(), None) is None:
-            state.collection.drop()
-            token = None
-        raise
-    except NothingToDo as exc:
-        # a gated run is history too ("why did last night's run not write?")
+        # every check that needs no state first: a refused or gated run creates nothing
+        inputs = _read_inputs(store, info, opts, state if existed else None, report, entries, log_source, progress)
+        lap("read_log")
+        if not opts.dry_run:
+            created = not existed
+            state.ensure(info.dimension)
+            if opts.break_lock:
+                state.break_lock()
+            token = state.acquire(opts.lock_ttl)
+            state.set_lock_run(token, report.run_id)
+            report.took_over_lock = state.took_over
+            _faults.probe("lock.acquired")
+        return _run(store, info, opts, state, report, inputs, progress, timings, lap)
+    except BaseException as exc:
+        if created and _drop_if_empty(state):
+            token = None  # held back before anything was written: the state it created is gone again
         gated = getattr(exc, "report", None)
-        if gated is not None and not opts.dry_run:
-            gated.timings = timings
+        if isinstance(exc, NothingToDo) and gated is not None and existed and not opts.dry_run:
+            gated.timings = timings  # a gated run is history too ("why did last night's run not write?")
             state.put_run(gated.run_id, gated.to_dict())
         raise
     finally:
@@ -149,8 +173,19 @@ def sync(
             state.release(token)
 
 
-def _run(store, info, opts, state, report, entries, log_source, progress, timings, lap) -> SyncReport:  # noqa: C901
-    # -- 3. the labelled query log ---------------------------------------------------------------
+def _drop_if_empty(state: SyncState) -> bool:
+    """Drop a state collection that holds no original (only our lock): True if dropped."""
+    try:
+        if next(state.originals(), None) is None:
+            state.collection.drop()
+            return True
+    except Exception:  # the error being raised matters more than this clean-up
+        pass
+    return False
+
+
+def _read_inputs(store, info, opts, state, report, entries, log_source, progress) -> _Inputs:
+    """The log, split, with the answers' stored vectors; the gates that need no state."""
     log_name = opts.log or default_log_name(info.collection)
     with progress.phase("reading feedback"):
         source = log_source or "log entries"
@@ -160,62 +195,69 @@ def _run(store, info, opts, state, report, entries, log_source, progress, timing
                 raise NothingToDo(f"the log collection {log_name!r} does not exist yet: add labelled queries "
                                   "with `nudge-sync feedback add|import`, or give --log / --log-file")
             entries = store.read_log(log_name)
-        last_watermark = _last_watermark(state)
         feedback = prepare_feedback(
             entries, info.dimension, val_fraction=opts.val_fraction, salt=opts.split_salt,
             # cosine and l2 scores are only on the scale the fit uses for unit queries
             normalize_queries=opts.normalize_queries or info.metric != "dot",
-            source=source, since=last_watermark,
+            source=source, since=_last_watermark(state) if state is not None else None,
         )
+    _faults.probe("run.read")
     report.watermark = feedback.watermark
     if opts.min_new_feedback and feedback.counts.get("new_since_watermark", 0) < opts.min_new_feedback:
         raise _gated(report, f"{feedback.counts.get('new_since_watermark', 0)} new labelled queries since the "
                      f"last run; waiting for {opts.min_new_feedback} (min_new_feedback)", feedback.counts)
-
     # answers that no longer exist are dropped and counted, not fatal
     current, missing = fetch_vectors(store, feedback.referenced_ids(), opts.batch_size)
     feedback = feedback.drop_ids(missing)
-    _faults.probe("run.read")
-    lap("read_log")
-
-    # -- state: originals, adoption of records re-embedded by someone else -------------------------
-    originals = state.all_originals() if state.exists() else {}
-    others = [i for i in originals if i not in current]
-    more, vanished = fetch_vectors(store, others, opts.batch_size)
-    current.update(more)
-    for i in vanished:
-        originals.pop(i)
-    _faults.probe("run.read")
-    adopted: list[Original] = []
-    for o in originals.values():
-        fp_now = fingerprint(current[o.record_id])
-        if o.fp is not None and fp_now != o.fp:
-            o.vector, o.fp, o.nudged, o.run = current[o.record_id], fp_now, False, None
-            adopted.append(o)
-        elif o.fp is None:
-            o.nudged = True  # a write was in flight when a run died: treat the record as ours
-    lap("read_state")
-
-    # -- 4. split, 5. base vectors from originals --------------------------------------------------
-    train = feedback.rows("train")
-    val = feedback.rows("val")
+    train, val = feedback.rows("train"), feedback.rows("val")
     counts = {**feedback.counts, "train_queries": len(train), "val_queries": len(val),
-              "test_queries": len(feedback.rows("test")), "answers_missing": len(missing),
-              "state_records": len(originals), "adopted_reembedded": len(adopted), "state_vanished": len(vanished)}
+              "test_queries": len(feedback.rows("test")), "answers_missing": len(missing)}
     report.counts = counts
     if len(train) == 0:
         raise _gated(report, "no training queries with known answers", counts)
     if len(val) < opts.min_val_queries:
         raise _gated(report, f"only {len(val)} validation queries; need at least {opts.min_val_queries} "
                      "(min_val_queries) to choose gamma safely", counts)
+    return _Inputs(feedback, current, missing, counts)
 
+
+def load_state(store: VectorStore, state: SyncState, info: CollectionInfo, current: dict[RecordId, np.ndarray],
+               batch_size: int, probe: str | None = None) -> tuple[dict[RecordId, Original], dict[RecordId, Verdict]]:
+    """Every state entry, classified against the vector stored now (``current`` is completed with
+    the vectors it lacks): ``(entries as stored, verdicts)``."""
+    olds = state.all_originals() if state.exists() else {}
+    if probe:
+        _faults.probe(probe)
+    more, _ = fetch_vectors(store, [i for i in olds if i not in current], batch_size)
+    current.update(more)
+    if probe:
+        _faults.probe(probe)
+    tol = tolerance_of(info)
+    return olds, {i: classify(o, current.get(i), tol) for i, o in olds.items()}
+
+
+def _run(store, info, opts, state, report, inputs: _Inputs, progress, timings, lap) -> SyncReport:  # noqa: C901
+    feedback, current, counts = inputs.feedback, inputs.current, inputs.counts
+
+    # -- state: each entry classified against what is stored (adoption, settled writes) -----------
+    _, verdicts = load_state(store, state, info, current, opts.batch_size, probe="run.read")
+    originals = {i: v.entry for i, v in verdicts.items() if v.entry is not None}
+    kinds = [v.kind for v in verdicts.values()]
+    counts.update(state_records=len(originals), adopted_reembedded=kinds.count(ADOPTED),
+                  state_vanished=kinds.count(VANISHED),
+                  pending_settled=sum(v.changed and v.kind not in (ADOPTED, VANISHED) for v in verdicts.values()))
+    lap("read_state")
+
+    # -- 4. split, 5. base vectors from originals --------------------------------------------------
+    train = feedback.rows("train")
+    val = feedback.rows("val")
     moving = list(dict.fromkeys(a for r in train for a in feedback.answers[r]))  # T: may move
     ids = IdSpace(moving)
     ids.add(feedback.referenced_ids())
     base = np.stack([(originals[i].vector if i in originals else current[i]) for i in moving]).astype(np.float32)
     _check_base_norms(info, moving, base)
     moving_set = set(moving)
-    restore = [i for i, o in originals.items() if o.nudged and i not in moving_set]  # labels gone: restore
+    restore = [i for i, v in verdicts.items() if v.kind == NUDGED and i not in moving_set]  # labels gone: restore
     counts["base_records"] = len(moving)
 
     # -- 6. validation context: records that will not move, as they will be after the run ---------
@@ -275,40 +317,31 @@ def _run(store, info, opts, state, report, entries, log_source, progress, timing
         report.written_ids = plan.write_ids
         return _finish(report, timings)
 
-    # -- 9. write: originals first, then vectors, then read back -------------------------------------
-    before_write = [_original_for(i, originals, current, pending=True) for i in plan.write_ids]
-    state.put_originals(before_write + [o for o in adopted if o.record_id not in set(plan.write_ids)])
-    _faults.probe("run.save", plan.write_ids)
-    with progress.phase("writing", len(plan.write_ids)) as p:
-        for start in range(0, len(plan.write_ids), opts.batch_size):
-            chunk = plan.write_ids[start : start + opts.batch_size]
-            _faults.probe("run.before_write", chunk)
-            # verify=False: _verify below reads every written vector back (it needs them for the
-            # fingerprints), so the connector's own read-back would be a second, identical read
-            store.update_vectors(chunk, plan.write_vectors[start : start + len(chunk)], verify=False)
-            _faults.probe("run.write", chunk)
-            p.advance(len(chunk))
-    lap("write")
-    readback = _verify(store, plan, opts.batch_size)
-    state.put_originals(
-        (Original(i, o.vector, fingerprint(readback[i]), i in plan.nudged_after, report.run_id)
-         for i, o in zip(plan.write_ids, before_write)),
-        vectors_stored=True,  # saved just above with these vectors; only the fingerprints are new
-    )
-    _faults.probe("run.record")
-    # a run that died mid-write left originals without fingerprints; those it did write before
-    # dying may need no rewrite now: settle them from what is stored
-    written = set(plan.write_ids)
-    settled = [Original(o.record_id, o.vector, fingerprint(current[o.record_id]), o.record_id in plan.nudged_after,
-                        report.run_id) for o in originals.values() if o.fp is None and o.record_id not in written]
-    state.put_originals(settled, vectors_stored=True)
-    if vanished:
-        state.collection.delete("original", [Original(i, np.zeros(1), None, False, None).record().key for i in vanished])
+    # -- 9. write, batch by batch (nudge_sync._writer), then read back --------------------------------
+    items = [WriteItem(i, t, current[i], originals.get(i), i in plan.nudged_after)
+             for i, t in zip(plan.write_ids, plan.write_vectors)]
+    writer = BatchWriter(store, state, info, report.run_id, "run", opts.batch_size)
+    try:
+        with progress.phase("writing", len(items)) as p:
+            writer.write(items, on_batch=p.advance)
+        lap("write")
+        landed, not_landed = writer.read_back(writer.written_ids())
+        if not_landed:
+            landed.update(writer.write_again(not_landed))
+        record_writes(state, report, writer, landed, originals, verdicts)
+    except Exception as exc:
+        if not writer.attempted:
+            raise
+        raise after_failed_write(writer, originals, exc, report, state, len(items)) from None
     lap("verify")
-    counts["written"] = len(plan.write_ids)
-    report.status = "written" if plan.write_ids else "unchanged"
-    report.reason = f"wrote {len(plan.write_ids)} vectors ({plan.restores} restores)"
-    report.written_ids = plan.write_ids
+    counts.update(written=len(landed), adopted_during_run=len(writer.adopted),
+                  vanished_during_run=len(set(writer.vanished)))
+    report.status = "written" if landed else "unchanged"
+    restores = sum(not writer.attempted[i].nudged_after for i in landed)
+    report.reason = f"wrote {len(landed)} vectors ({restores} restores)"
+    if writer.adopted:
+        report.reason += f"; {len(writer.adopted)} re-embedded by someone else during the run were adopted, not written"
+    report.written_ids = list(landed)
     _finish(report, timings)
     state.put_run(report.run_id, report.to_dict())
     _faults.probe("run.record")
@@ -389,28 +422,6 @@ def _plan(moving, base, moved_rows, moved_vectors, restore, originals, current, 
             restores += i not in nudged_after
     arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, base.shape[1]), np.float32)
     return _Plan(ids, arr, nudged_after, restores)
-
-
-def _original_for(i: RecordId, originals: dict[RecordId, Original], current, *, pending: bool) -> Original:
-    o = originals.get(i)
-    if o is None:  # first time we touch it: what is stored now IS the original
-        return Original(i, current[i], None, False, None)
-    return Original(i, o.vector, None if pending else o.fp, o.nudged, o.run)
-
-
-def _verify(store: VectorStore, plan: _Plan, batch_size: int) -> dict[RecordId, np.ndarray]:
-    got, missing = fetch_vectors(store, plan.write_ids, batch_size)
-    if missing:
-        raise DatabaseError(f"{len(missing)} records vanished while we wrote them, e.g. {missing[:5]}")
-    worst, worst_id = 0.0, None
-    for i, t in zip(plan.write_ids, plan.write_vectors):
-        d = float(np.max(np.abs(got[i].astype(np.float64) - t)))
-        if d > worst:
-            worst, worst_id = d, i
-    if worst > VERIFY_TOLERANCE:
-        raise DatabaseError(str(WriteFailed(
-            f"read-back check failed: record {worst_id!r} differs from what was written by {worst:.3g}")))
-    return got
 
 
 def _last_watermark(state: SyncState) -> float | None:

@@ -5,7 +5,12 @@
     ├── RefusedInput     exit 4  input nudge-sync will not use (dimension, NaN, metric, options)
     ├── LockHeld         exit 5  another run holds the collection's lock
     └── DatabaseError    exit 6  the database is unreachable, refused us, lacks the collection,
-                                 or a write could not be verified
+        │                        or a write could not be verified; a run that fails after writing
+        │                        first puts back what it wrote ("the collection is as it was")
+        └── PartiallyWritten
+                         exit 7  a run failed after writing and could not put back what it wrote
+                                 (the database stayed unreachable): the state says exactly what may
+                                 be written; rerun, or `nudge-sync rollback --run ID`, completes it
 
 Connector errors (``connectors.ConnectorError``) are mapped by :func:`exit_code_for`.
 """
@@ -26,6 +31,7 @@ class ExitCode(IntEnum):
     REFUSED_INPUT = 4
     LOCK_HELD = 5
     DATABASE_ERROR = 6
+    PARTIALLY_WRITTEN = 7  #: some of a failed run's vectors may be written: rerun or roll it back
 
 
 class NudgeSyncError(Exception):
@@ -54,6 +60,12 @@ class LockHeld(NudgeSyncError):
 
 class DatabaseError(NudgeSyncError):
     exit_code = ExitCode.DATABASE_ERROR
+
+
+class PartiallyWritten(DatabaseError):
+    """A run failed after writing some vectors and could not put them back."""
+
+    exit_code = ExitCode.PARTIALLY_WRITTEN
 
 
 _CONNECTOR_CODES: tuple[tuple[type[Exception], ExitCode], ...] = (

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from connectors import check_batch_size
+
 from ._errors import RefusedInput
 
 Method = Literal["nudge-n", "nudge-m"]
@@ -84,7 +86,8 @@ class SyncOptions:
 
 @dataclass
 class SyncReport:
-    """What a run did. ``status`` is one of: written, unchanged, dry-run, gated."""
+    """What a run did. ``status`` is one of: written, unchanged, dry-run, gated; and for a run that
+    failed after writing: undone (it put back what it wrote) or partial (it could not)."""
 
     run_id: str
     status: str
@@ -105,9 +108,19 @@ class SyncReport:
     #: how the log was split into train/validation: {"val_fraction": f, "salt": s} (eval reuses it)
     split: dict[str, Any] = field(default_factory=dict)
     written_ids: list[Any] = field(default_factory=list)
+    #: the lock this run took over: left by a process of this host that no longer runs
+    took_over_lock: dict[str, Any] | None = None
 
     def to_dict(self, *, with_ids: bool = False) -> dict[str, Any]:
         out = asdict(self)
         if not with_ids:
             out.pop("written_ids")
         return out
+
+
+def check_batch_size_option(batch_size: int) -> None:
+    """The connectors' batch-size rule, refused as the sync library's RefusedInput (exit code 4)."""
+    try:
+        check_batch_size(batch_size)
+    except ValueError as exc:
+        raise RefusedInput(str(exc)) from None

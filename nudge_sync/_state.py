@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,6 +151,10 @@ class SyncState:
         for start in range(0, len(recs), batch_size):
             put(ORIGINAL, recs[start : start + batch_size])
 
+    def delete_originals(self, record_ids: Sequence[RecordId]) -> None:
+        if record_ids:
+            self.collection.delete(ORIGINAL, [encode_id(i) for i in record_ids])
+
     # -- runs -----------------------------------------------------------------------------------
 
     def put_run(self, run_id: str, report: dict[str, Any]) -> None:
@@ -175,20 +180,28 @@ class SyncState:
     def acquire(self, ttl: float, settle: float = 0.2) -> str:
         """Take the lock or raise LockHeld. Returns our token.
 
+        A lock whose holder was a process of this very host and boot that no longer exists (a run
+        killed, or one that exited leaving it) is stale: it is taken over, and ``took_over`` says
+        whose it was. Locks of other hosts are honoured until they expire (or --break-lock).
+
         None of the databases offers compare-and-set, so this is write-then-verify: two runs
         racing within ``settle`` seconds could both pass; schedulers (cron with flock, systemd
         timers, Kubernetes ``concurrencyPolicy: Forbid``) are the first line of defence.
         """
         now = time.time()
         held = self.lock()
+        self.took_over: dict[str, Any] | None = None
         if held and held.get("expires", 0) > now:
-            raise LockHeld(
-                f"collection is locked by {held.get('owner')} (run {held.get('run_id')}) until "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(held['expires']))}; "
-                "wait for it, or pass --break-lock if that run is known to be dead"
-            )
+            if not holder_is_gone(held):
+                raise LockHeld(
+                    f"collection is locked by {held.get('owner')} (run {held.get('run_id')}) until "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(held['expires']))}; "
+                    "wait for it, or pass --break-lock if that run is known to be dead"
+                )
+            self.took_over = held
         token = uuid.uuid4().hex
-        meta = {"token": token, "owner": f"{socket.gethostname()}:{os.getpid()}", "acquired": now, "expires": now + ttl}
+        meta = {"token": token, "owner": f"{socket.gethostname()}:{os.getpid()}", "acquired": now,
+                "expires": now + ttl, **this_process()}
         self.collection.put(LOCK, [StateRecord("lock", None, meta)])
         time.sleep(settle)
         held = self.lock()
@@ -211,6 +224,54 @@ class SyncState:
         if held:
             self.collection.delete(LOCK, ["lock"])
         return held
+
+
+# -- who holds a lock ----------------------------------------------------------------------------
+
+
+def this_process() -> dict[str, Any]:
+    """What a lock records about its holder: host, boot, pid and the pid's start time."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "boot_id": boot_id(), "pid": pid, "pid_start": _proc_stat(pid)[1]}
+
+
+def boot_id() -> str | None:
+    """This boot of this machine (Linux), so a pid is only compared with pids of the same boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str | None, str | None]:
+    """(state letter, start time in clock ticks) of a process, from /proc; Nones when unknown."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None, None
+    fields = text[text.rfind(")") + 2 :].split()  # the command name may hold spaces and ')'
+    return (fields[0], fields[19]) if len(fields) > 19 else (None, None)
+
+
+def holder_is_gone(held: dict[str, Any]) -> bool:
+    """The lock was taken by a process of this host and boot that no longer runs (its pid is free,
+    a zombie, or now another process that started later)."""
+    pid = held.get("pid")
+    if held.get("host") != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool):
+        return False
+    mine = boot_id()
+    if mine is None or held.get("boot_id") != mine:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        pass
+    state, started = _proc_stat(pid)
+    if state == "Z":  # killed, not yet reaped by its parent
+        return True
+    return bool(held.get("pid_start")) and started is not None and started != held.get("pid_start")
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

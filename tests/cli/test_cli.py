@@ -152,7 +152,9 @@ def test_eval_uses_the_last_runs_split_and_pinned_test_queries(h, coll, tmp_path
                 for e in make_entries(coll["ids"], random_vectors(N, DIM, seed=5, normalize=True))]  # coll's vectors
     log_file = tmp_path / "unpinned.jsonl"
     connectors.write_log_file(log_file, unpinned)
-    # written or gated (both are recorded in the history with their split)
+    # a first run creates the state; a later run, written or gated, is recorded in the history with
+    # its split (a gated FIRST run leaves nothing behind: issue 10, defect 6)
+    as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"])
     out = CliRunner().invoke(cli, ["-q", "--json", "run", "--store", coll["uri"], "--log-file", str(log_file),
                                    "--val-fraction", "0.3", "--split-salt", "s1"], obj={})
     assert out.exit_code in (ExitCode.OK, ExitCode.NOTHING_TO_DO), out.output
@@ -252,3 +254,30 @@ def test_console_script_runs_the_demo(tmp_path):
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr
     assert "held-out test queries" in result.stdout and "ndcg@10" in result.stdout
+
+
+def test_a_run_that_cannot_put_back_its_writes_exits_7(h, coll, monkeypatch):
+    """Issue 10, defect 3: the database goes away mid-write and stays away."""
+    from connectors._retry import RetryingStore
+
+    real, calls = RetryingStore.update_vectors, []
+
+    def update_vectors(self, ids, vectors, **kwargs):
+        calls.append(1)
+        if len(calls) >= 3:
+            raise connectors.ConnectionFailed("lost the server")
+        return real(self, ids, vectors, **kwargs)
+
+    before = h.vectors(coll["name"])
+    monkeypatch.setattr(RetryingStore, "update_vectors", update_vectors)
+    out = as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"], "--batch-size", "10",
+                  expect=ExitCode.PARTIALLY_WRITTEN)
+    monkeypatch.undo()
+    assert out["status"] == "partial" and out["exit_code"] == 7 and out["error_type"] == "PartiallyWritten"
+    assert f"`nudge-sync rollback --run {out['run_id']}`, completes it" in out["error"]
+    status = invoke("status", "--store", coll["uri"]).stdout
+    assert "20 records hold a nudged vector" in status and "30 writes pending" in status
+    undone = as_json("rollback", "--store", coll["uri"], "--run", out["run_id"])
+    assert undone["restored"] == 20 and undone["already_restored"] == 10
+    after = h.vectors(coll["name"])  # a cosine collection: originals come back within one float32 ulp
+    assert max(float(np.max(np.abs(after[i] - before[i]))) for i in before) <= 2.0**-23

@@ -125,3 +125,33 @@ def test_auto_id_collection_is_refused(harness, collection_name):
             refused(store, ExitCode.REFUSED_INPUT, "auto", entries=[])
     finally:
         harness.drop(collection_name)
+
+
+def test_refused_and_held_back_runs_leave_no_collection_behind(harness, small):
+    """Issue 10, defect 6: every refusal and every gate, before or after the state would be
+    created, leaves the list of collections exactly as it was (and the collection unchanged: the
+    ``small`` fixture checks that)."""
+    name, ids, vectors = small
+    entries = make_entries(ids, vectors)
+    wide = make_entries(ids, np.hstack([vectors, vectors]), dim=2 * DIM)
+    cases = [
+        ("empty log", {"entries": []}),
+        ("no log collection", {}),
+        ("unknown objective", {"entries": entries, "objective": "foo@10"}),
+        ("NUDGE-M on cosine", {"entries": entries, "method": "nudge-m"}),
+        ("log of another dimension", {"entries": wide}),
+        ("too few validation queries", {"entries": entries, "min_val_queries": 500}),
+        ("not enough new feedback", {"entries": entries, "min_new_feedback": 10_000}),
+        ("no gain", {"entries": entries, "min_gain": 1.0}),
+        ("too large a share", {"entries": entries, "max_changed_fraction": 0.001}),
+    ]
+    before = sorted(harness.collections())
+    with connectors.open_store(harness.uri(name)) as store:
+        for label, kwargs in cases:
+            entries_of = kwargs.pop("entries", None)
+            with pytest.raises(Exception) as err:
+                nudge_sync.sync(store, SyncOptions(**kwargs), entries=entries_of)
+            assert exit_code_for(err.value) in (ExitCode.NOTHING_TO_DO, ExitCode.REFUSED_INPUT) or \
+                label == "unknown objective", (label, err.value)
+            assert sorted(harness.collections()) == before, label
+    assert len(cases) == 9

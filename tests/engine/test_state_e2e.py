@@ -11,20 +11,8 @@ import nudge_sync
 from nudge_sync import LockHeld, SyncOptions
 from nudge_sync._state import SyncState
 from tests.backends import random_vectors
+from tests.engine.conftest import DIM
 from tests.engine.test_refusals import make_entries
-
-N, DIM = 400, 16
-
-
-@pytest.fixture
-def coll(harness, collection_name):
-    ids = harness.make_ids(N)
-    vectors = random_vectors(N, DIM, seed=5, normalize=True)
-    harness.create(collection_name, ids, vectors, metric="dot", rich=True)
-    yield collection_name, ids, vectors
-    for name in harness.collections():
-        if name.startswith(collection_name):
-            harness.drop(name)
 
 
 def test_a_record_re_embedded_by_someone_else_is_adopted(harness, coll):

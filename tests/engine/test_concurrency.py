@@ -1,0 +1,176 @@
+"""An application writing the collection while a run or a rollback writes it (defects 2 and 4 of
+issue 10), on every real backend.
+
+The application is another client of the same database. Probes (``nudge_sync._faults``) make it
+write at exact points of the protocol: before a batch is re-read, between the re-read and the
+write (the one-batch window), after the write. nudge-sync must never overwrite or revert a vector
+it did not write; a record re-embedded under it is adopted as the record's new original.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import connectors
+import nudge_sync
+from nudge_sync import SyncOptions, _faults
+from nudge_sync._state import SyncState
+from tests.backends import random_vectors
+from tests.engine.test_refusals import make_entries
+from tests.engine.conftest import DIM, N
+
+BATCH = 10
+
+
+@pytest.fixture(autouse=True)
+def no_probes_left():
+    _faults.clear()
+    yield
+    _faults.clear()
+
+
+def fresh(seed: int) -> np.ndarray:
+    """An application's new embedding of a record (unit-norm, like the collection's)."""
+    return random_vectors(1, DIM, seed=seed, normalize=True)
+
+
+def originals(store, name):
+    return SyncState(store.state(f"{name}_nudge_state")).all_originals()
+
+
+def test_re_embeds_during_a_run_are_adopted_never_overwritten(harness, coll):
+    name, ids, vectors = coll
+    entries = make_entries(ids, vectors)
+    with connectors.open_store(harness.uri(name)) as store, connectors.open_store(harness.uri(name)) as app:
+        plan = nudge_sync.sync(store, SyncOptions(dry_run=True, batch_size=BATCH), entries=entries)
+        batches = [plan.written_ids[s:s + BATCH] for s in range(0, len(plan.written_ids), BATCH)]
+        later, written_first = batches[2][0], batches[0][1]
+        theirs = {later: fresh(101), written_first: fresh(102)}
+
+        def before_write(hit, batch_ids):  # batch 1 is about to be written: re-embed a record of batch 3
+            if hit == 1:
+                app.update_vectors([later], theirs[later])
+
+        def after_write(hit, batch_ids):  # batch 1 was just written: re-embed one of its records
+            if hit == 1:
+                app.update_vectors([written_first], theirs[written_first])
+
+        _faults.on("run.before_write", before_write)
+        _faults.on("run.write", after_write)
+        report = nudge_sync.sync(store, SyncOptions(batch_size=BATCH), entries=entries)
+        _faults.clear()
+        assert report.status == "written"
+        assert report.counts["adopted_during_run"] == 2
+        assert set(report.written_ids) == set(plan.written_ids) - set(theirs)
+        state = originals(store, name)
+        for i, v in theirs.items():  # their vectors are the records' new originals
+            assert state[i].vector.tobytes() == v[0].tobytes() and not state[i].nudged
+        status = nudge_sync.status(store)
+        assert status["adopted"] == 0 and status["nudged"] == len(report.written_ids) and status["pending"] == 0
+        # the next run plans from the new originals; a rollback returns them, not the old ones
+        nudge_sync.sync(store, SyncOptions(batch_size=BATCH), entries=entries)
+        undone = nudge_sync.rollback(store, batch_size=BATCH)
+        assert undone["skipped_reembedded"] == 0
+    stored = harness.vectors(name)
+    for i, v in theirs.items():
+        assert stored[i].tobytes() == v[0].tobytes()
+    assert all(stored[i].tobytes() == vectors[n].tobytes() for n, i in enumerate(ids) if i not in theirs)
+
+
+def test_a_rollback_never_reverts_a_re_embed_made_while_it_runs(harness, coll):
+    name, ids, vectors = coll
+    with connectors.open_store(harness.uri(name)) as store, connectors.open_store(harness.uri(name)) as app:
+        run = nudge_sync.sync(store, SyncOptions(), entries=make_entries(ids, vectors))
+        nudged = run.written_ids
+        later, restored_first = nudged[2 * BATCH], nudged[1]
+        theirs = {later: fresh(201), restored_first: fresh(202)}
+        _faults.on("rollback.before_write", lambda hit, b: hit == 1 and app.update_vectors([later], theirs[later]))
+        _faults.on("rollback.write",
+                   lambda hit, b: hit == 1 and app.update_vectors([restored_first], theirs[restored_first]))
+        undone = nudge_sync.rollback(store, batch_size=BATCH)
+        _faults.clear()
+        assert undone["restored"] == len(nudged) - 2 and undone["adopted_during_rollback"] == 2
+        status = nudge_sync.status(store)  # the two adopted ones hold their (new) originals too
+        assert status["nudged"] == 0 and status["restored"] == len(nudged) and status["pending"] == 0
+        again = nudge_sync.rollback(store, batch_size=BATCH)
+        assert again["status"] == "unchanged" and again["to_restore"] == 0
+    stored = harness.vectors(name)
+    for i, v in theirs.items():
+        assert stored[i].tobytes() == v[0].tobytes()
+    assert all(stored[i].tobytes() == vectors[n].tobytes() for n, i in enumerate(ids) if i not in theirs)
+
+
+class Died(BaseException):
+    """A process dying at a probe (no cleanup of ours runs after it but finally blocks)."""
+
+
+@pytest.mark.parametrize("point", ["rollback.before_write", "rollback.save", "rollback.write", "rollback.record"])
+def test_a_rollback_that_died_and_ran_again_counts_right(harness, coll, point):
+    name, ids, vectors = coll
+    with connectors.open_store(harness.uri(name)) as store:
+        run = nudge_sync.sync(store, SyncOptions(), entries=make_entries(ids, vectors))
+        n = len(run.written_ids)
+
+        def die(hit, batch_ids):
+            if hit == 3:
+                raise Died(point)
+
+        _faults.on(point, die)
+        with pytest.raises(Died):
+            nudge_sync.rollback(store, batch_size=BATCH)
+        _faults.clear()
+        # what the database holds decides, batch by batch
+        written_batches = 3 if point in ("rollback.write", "rollback.record") else 2
+        status = nudge_sync.status(store)
+        assert status["nudged"] == n - BATCH * written_batches and status["adopted"] == 0
+        undone = nudge_sync.rollback(store, batch_size=BATCH, break_lock=True)
+        assert undone["skipped_reembedded"] == 0
+        recorded = 3 if point == "rollback.record" else 2  # batches the dead rollback recorded
+        assert undone["restored"] + undone["already_restored"] == n - BATCH * recorded
+        assert undone["already_restored"] == (BATCH if point == "rollback.write" else 0)
+        assert nudge_sync.status(store)["nudged"] == 0
+    stored = harness.vectors(name)
+    assert all(stored[i].tobytes() == vectors[k].tobytes() for k, i in enumerate(ids))
+
+
+def test_the_window_is_one_batch_and_qdrant_version_field_closes_it(harness_qdrant_local, collection_name):
+    """Between a batch's re-read and its write a concurrent write can still be lost (README: the
+    window per backend); with version_field= Qdrant writes conditionally and nothing is lost."""
+    h = harness_qdrant_local
+    ids = h.make_ids(N)
+    vectors = random_vectors(N, DIM, seed=5, normalize=True)
+    h.create(collection_name, ids, vectors, metric="dot", rich=False)
+    for i in ids:
+        h.client.set_payload(collection_name, {"updated_at": 0}, points=[i], wait=True)
+    entries = make_entries(ids, vectors)
+    from qdrant_client import models
+
+    try:
+        outcomes = {}
+        for option in ("", "&version_field=updated_at"):
+            with connectors.open_store(h.uri(collection_name) + option) as store:
+                nudge_sync.rollback(store) if option else None
+                plan = nudge_sync.sync(store, SyncOptions(dry_run=True, batch_size=BATCH), entries=entries)
+                victim = plan.written_ids[BATCH + 3]  # in batch 2
+                theirs = fresh(300 + len(option))
+                stamp = 100 + len(option)  # a new version each time the application writes
+
+                def in_the_window(hit, batch_ids):  # batch 2 re-read and saved, not yet written
+                    if hit == 2:
+                        h.client.update_vectors(collection_name, points=[
+                            models.PointVectors(id=victim, vector=theirs[0].tolist())], wait=True)
+                        h.client.set_payload(collection_name, {"updated_at": stamp}, points=[victim], wait=True)
+
+                _faults.on("run.save", in_the_window)
+                report = nudge_sync.sync(store, SyncOptions(batch_size=BATCH), entries=entries)
+                _faults.clear()
+                outcomes[option] = (h.vectors(collection_name)[victim].tobytes() == theirs[0].tobytes(),
+                                    report.counts["adopted_during_run"])
+        assert outcomes[""] == (False, 0)  # lost: overwritten inside the one-batch window
+        assert outcomes["&version_field=updated_at"] == (True, 1)  # conditional write: kept and adopted
+    finally:
+        _faults.clear()
+        for name in h.collections():
+            if name.startswith(collection_name):
+                h.drop(name)
