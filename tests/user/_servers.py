@@ -110,6 +110,13 @@ class OwnMilvus(OwnServer):
         self.token_file = data_dir.parent / f"{data_dir.name}-token"
 
     def start(self) -> OwnMilvus:
+        try:
+            self._start()
+        except RuntimeError as exc:  # not ready: say why, from the server's own logs (the tmp dir rotates)
+            raise RuntimeError(f"{exc}\n--- last warnings of {self.data_dir} ---\n{_log_warnings(self.data_dir)}") from None
+        return self
+
+    def _start(self) -> None:
         from tests.backends.milvus import (TEST_TIME_TICK_MS, _strong_root_password, start_milvus_lite_server,
                                            start_milvus_server)
 
@@ -123,7 +130,6 @@ class OwnMilvus(OwnServer):
                 self.token = _strong_root_password(self.url, token or "")
                 self.token_file.write_text(self.token)
                 self.token_file.chmod(0o600)
-        return self
 
     @contextmanager
     def native(self) -> Iterator[Harness]:
@@ -132,6 +138,8 @@ class OwnMilvus(OwnServer):
         h = MilvusHarness(self.name, self.url, f"milvus+{self.url}", is_server=True, token=self.token,
                           token_file=self.token_file if self.token else None)
         try:
+            for name in h.client.list_collections():
+                h.client.load_collection(name)  # a restarted server has released them all
             yield h
         finally:
             h.close()  # proc=None: closes the client only
@@ -139,6 +147,15 @@ class OwnMilvus(OwnServer):
     def _base_uri(self, collection: str) -> str:
         secret = f"&secret_file={self.token_file}" if self.token else ""
         return f"milvus+{self.url}?collection={collection}&vector=vector{secret}"
+
+
+def _log_warnings(data_dir: Path, n: int = 15) -> str:
+    """The last WARN/ERROR lines of a Milvus server's logs under ``data_dir``."""
+    lines: list[str] = []
+    for path in sorted((data_dir / "logs").glob("*.log")):
+        lines += [line[:400] for line in path.read_text(errors="replace").splitlines()
+                  if "[WARN]" in line or "[ERROR]" in line or "panic" in line]
+    return "\n".join(lines[-n:]) or "(no warnings logged)"
 
 
 def own_server(name: str, base: Path) -> OwnServer:

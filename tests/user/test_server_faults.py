@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import selected_harnesses
-from tests.user._data import BATCH_ARGS, SWEEP, Collection, Reference, differing, make_collection, max_abs_diff, reference
+from tests.user._data import BATCH_ARGS, Collection, Reference, differing, make_collection, max_abs_diff, reference
 from tests.user._native import checksum
 from tests.user._probes import Pause
 from tests.user._runner import CliProcess, CliResult, nudge, spawn
@@ -87,9 +87,10 @@ class Faults:
     def assert_partial(self, result: CliResult, command: str) -> str:
         """Exit 7, never 6: what was written is accounted for and the message says how to finish."""
         assert result.code == 7, f"a {command} that lost its server mid-write must exit 7\n{result.describe()}"
-        report = result.report or {}
-        run_id = report.get("run_id")
-        assert run_id and f"rollback --run {run_id}" in result.stderr, result.describe()
+        run_id = (result.report or {}).get("run_id")
+        # a run names itself (`rollback --run ID` undoes exactly it); a rollback is simply run again
+        hint = f"rollback --run {run_id}" if command == "run" else "nudge-sync rollback"
+        assert run_id and hint in result.stderr, f"the message does not say `{hint}`\n{result.describe()}"
         return run_id
 
     def trial(self, name: str, scenario) -> None:
@@ -166,16 +167,18 @@ def scenarios(f: Faults) -> dict:
             "rollback: killed, stays down": rollback_killed_and_down}
 
 
-#: Milvus 2.3.5 takes ~10-20 s per restart and its components lose their etcd sessions when held
-#: stopped: in CI it gets the two kill scenarios and one short stop; the long sweep runs them all
-SLOW = {"milvus-2.3.5": ("killed, restarted", "stopped, continued", "killed, stays down")}
+#: Milvus 2.3.5 (standalone: embedded etcd and rocksmq) SIGKILLed while a client is connected did
+#: not answer within 5 minutes of a restart on these machines (its coordinators keep waiting on the
+#: dead components' sessions: "session idle for long time", "unhealthy node exist, node up will be
+#: delayed"), even with its session lease cut to 10 s and the restart delayed past it; killed with
+#: no client connected it restarts in ~10 s. A server that does not come back says nothing about
+#: nudge-sync, so Milvus 2.3.5 gets the SIGSTOP faults: hung and continued, hung past the budget.
+ONLY = {"milvus-2.3.5": ("stopped, continued", "stopped, stays down")}
 
 
 def test_server_faults_mid_write(server, collection_name, tmp_path, tally):
     coll = make_collection(server, collection_name, tmp_path)
     f = Faults(server, coll, reference(coll, tmp_path), tmp_path, tally)
-    chosen = scenarios(f)
-    if SWEEP == "ci" and server.name in SLOW:
-        chosen = {k: v for k, v in chosen.items() if k in SLOW[server.name]}
-    for name, scenario in chosen.items():
-        f.trial(name, scenario)
+    for name, scenario in scenarios(f).items():
+        if name in ONLY.get(server.name, (name,)):
+            f.trial(name, scenario)

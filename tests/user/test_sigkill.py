@@ -79,25 +79,22 @@ class KillChains:
         return out
 
     def chain(self, command: str, target: int) -> None:
-        """Kill ``command`` along its schedule until ``target`` kills, then converge."""
+        """Kill ``command`` along its schedule until ``target`` kills in all, then converge with an
+        unfaulted process (the one whose kill point lay past what was left to do, or a fresh one)."""
         start = self.coll.backend.vectors(self.coll.name)
-        last_killed = False
+        completed = None
         for point, n in self.schedule(command) * 3:
             if self.kills[command] >= target:
                 break
             result = self.process(command, kill_at(point, n))
             if not result.killed:  # the point lies past what is left to do: this process completed
-                problems = [] if result.code == 0 else [f"exited {result.code}: {result.stderr.strip()[-800:]}"]
-                self.tally.check(self.coll.backend.name, f"sigkill-{command}", problems)
-                last_killed = False
+                completed = result
                 break
             self.kills[command] += 1
-            last_killed = True
             fault = f"{point}@{n}"
             problems = self.check_reached(result.pid, point, n) + self.check_between(command, start)
             self.tally.check(self.coll.backend.name, f"sigkill-{command}", problems, fault=fault, phase=PHASES[point])
-        final = self.process(command, {}) if last_killed or self.kills[command] == 0 else None
-        self.converge(command, final)
+        self.converge(command, completed or self.process(command, {}))
 
     def process(self, command: str, env: dict[str, str]) -> CliResult:
         step = next(self.steps)
@@ -133,20 +130,19 @@ class KillChains:
                             f"an original, e.g. {stray[:3]}")
         return problems
 
-    def converge(self, command: str, final: CliResult | None) -> None:
+    def converge(self, command: str, final: CliResult) -> None:
         """After the chain: the collection and status as an uninterrupted command leaves them."""
         backend, coll, ref = self.coll.backend, self.coll, self.ref
         problems = []
-        if final is not None:
-            report = final.report or {}
-            if final.code != 0:
-                problems.append(f"the unfaulted {command} exited {final.code}: {final.stderr.strip()[-500:]}")
-            elif command == "run" and report.get("counts", {}).get("adopted_reembedded"):
-                problems.append(f"the rerun adopted {report['counts']['adopted_reembedded']} records as "
-                                "re-embedded by others: nobody else wrote")
-            elif command == "rollback" and report.get("skipped_reembedded"):
-                problems.append(f"the rollback left {report['skipped_reembedded']} records alone as re-embedded "
-                                "by others: nobody else wrote")
+        report = final.report or {}
+        if final.code != 0:
+            problems.append(f"the unfaulted {command} exited {final.code}: {final.stderr.strip()[-500:]}")
+        elif command == "run" and report.get("counts", {}).get("adopted_reembedded"):
+            problems.append(f"the rerun adopted {report['counts']['adopted_reembedded']} records as "
+                            "re-embedded by others: nobody else wrote")
+        elif command == "rollback" and report.get("skipped_reembedded"):
+            problems.append(f"the rollback left {report['skipped_reembedded']} records alone as re-embedded "
+                            "by others: nobody else wrote")
         vectors, snap = backend.read(coll.name)
         if checksum(snap) != coll.payloads:
             problems.append("payloads / metadata / documents changed")
@@ -160,7 +156,8 @@ class KillChains:
             off = [i for i in coll.ids if (vectors[i].tobytes() != coll.originals[i].tobytes() if exact
                                           else max_abs_diff(vectors[i], coll.originals[i]) > 2.0**-23)]
             if off:
-                problems.append(f"{len(off)} originals not restored, e.g. {off[:3]}")
+                said = {k: report.get(k) for k in ("status", "to_restore", "restored", "skipped_reembedded")}
+                problems.append(f"{len(off)} originals not restored, e.g. {off[:3]} (the last rollback reported {said})")
             want_nudged = 0
         status = nudge("status", "--store", coll.uri, expect=None)
         s = status.report or {}
