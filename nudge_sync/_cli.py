@@ -359,9 +359,18 @@ def _human_status(s: dict[str, Any]) -> str:
         f"runs        {s['runs']}" + (f"; last {last['run_id']} {last['status']}" if last else ""),
         f"watermark   {_fmt_time(s['watermark'])}",
         f"log         {s['log']} ({'present' if s['log_exists'] else 'absent'})",
-        f"lock        {'held by ' + str(s['lock'].get('owner')) if s['lock'] else 'free'}",
+        f"lock        {_lock_line(s)}",
     ]
     return "\n".join(lines)
+
+
+def _lock_line(s: dict[str, Any]) -> str:
+    if not s["lock"]:
+        return "free"
+    line = f"held by {s['lock'].get('owner')}"
+    if s.get("lock_stale"):
+        line += " (a process of this host that no longer runs: the next run or rollback takes it over)"
+    return line
 
 
 def _fmt_time(t: float | None) -> str:

@@ -161,8 +161,10 @@ def sync(
             _faults.probe("lock.acquired")
         return _run(store, info, opts, state, report, inputs, progress, timings, lap)
     except BaseException as exc:
-        if created and _drop_if_empty(state):
-            token = None  # held back before anything was written: the state it created is gone again
+        # held back before anything was written: the state this run created (and still holds the
+        # lock of: another first run racing it may be using it) is dropped again
+        if created and token is not None and _drop_if_empty(state):
+            token = None
         gated = getattr(exc, "report", None)
         if isinstance(exc, NothingToDo) and gated is not None and existed and not opts.dry_run:
             gated.timings = timings  # a gated run is history too ("why did last night's run not write?")

@@ -18,7 +18,7 @@ from ._metrics import evaluate as score_rankings
 from ._options import SyncOptions, check_batch_size_option
 from ._progress import Progress
 from ._rollback import rollback
-from ._state import SyncState
+from ._state import SyncState, holder_is_gone
 from ._views import IdSpace, View, exact_topk, search_topk
 from ._writer import fetch_vectors
 
@@ -38,6 +38,7 @@ def status(store: VectorStore, *, state_name: str | None = None, log_name: str |
     entries, verdicts = load_state(store, state, info, {}, 1000)
     kinds = [v.kind for v in verdicts.values()]
     runs = state.runs()
+    lock = state.lock()
     log = log_name or default_log_name(info.collection)
     last_written = next((r for r in reversed(runs) if r.get("status") in ("written", "unchanged")), None)
     return {
@@ -60,7 +61,9 @@ def status(store: VectorStore, *, state_name: str | None = None, log_name: str |
         "watermark": last_written.get("watermark") if last_written else None,
         "log": log,
         "log_exists": store.log_exists(log),
-        "lock": state.lock(),
+        "lock": lock,
+        # held by a process of this host that no longer runs: the next run or rollback takes it over
+        "lock_stale": bool(lock) and holder_is_gone(lock),
     }
 
 

@@ -194,7 +194,12 @@ def _rewrite(writer: BatchWriter, vectors: dict[RecordId, np.ndarray],
     """Write candidates over records that still hold what we last read back (ours), read them
     back; a record someone else wrote meanwhile is adopted instead."""
     store, tol = writer.store, writer.tolerance
-    now, _ = fetch_vectors(store, list(vectors), writer.batch_size)
+    conditional = writer.info.conditional_writes
+    if conditional:  # the same one-snapshot read and conditional write as every other write
+        snap = store.get_versioned(list(vectors))
+        now, versions = dict(zip(snap.ids, snap.vectors)), dict(zip(snap.ids, snap.versions))
+    else:
+        now, _ = fetch_vectors(store, list(vectors), writer.batch_size)
     mine = {}
     for i, v in vectors.items():
         if i in now and now[i].tobytes() == back[i].tobytes():
@@ -203,7 +208,11 @@ def _rewrite(writer: BatchWriter, vectors: dict[RecordId, np.ndarray],
             writer.adopted[i] = now[i] if i in now else back[i]
     for start in range(0, len(mine), writer.batch_size):
         chunk = list(mine)[start : start + writer.batch_size]
-        store.update_vectors(chunk, np.stack([mine[i] for i in chunk]), verify=False)  # read back just below
+        candidates = np.stack([mine[i] for i in chunk])
+        if conditional:
+            store.update_vectors_if(chunk, candidates, [versions[i] for i in chunk])
+        else:
+            store.update_vectors(chunk, candidates, verify=False)  # read back just below
     got, _ = fetch_vectors(store, list(mine), writer.batch_size)
     out = {}
     for i in mine:

@@ -76,3 +76,30 @@ def test_a_version_field_that_is_not_a_scalar_is_refused(versioned):
         with pytest.raises(UnsupportedCollection, match="version field 'updated_at' holds a list"):
             store.get_versioned(ids[:2])
     assert np.array_equal(h.vectors(name)[ids[0]], random_vectors(N, DIM, seed=2)[0])
+
+
+def test_a_run_and_a_rollback_through_conditional_writes(harness_qdrant_local, collection_name):
+    """The sync engine's whole write path with version_field= on a cosine collection (where the
+    rollback also spends corrective writes to land the originals bit for bit)."""
+    import nudge_sync
+    from nudge_sync import SyncOptions
+    from tests.engine.test_refusals import make_entries
+
+    h = harness_qdrant_local
+    ids = h.make_ids(400)
+    vectors = random_vectors(400, 16, seed=5, normalize=True)
+    h.create(collection_name, ids, vectors, metric="cosine", rich=False)
+    set_versions(h, collection_name, ids, [3] * len(ids))
+    before = h.vectors(collection_name)
+    try:
+        with connectors.open_store(h.uri(collection_name) + "&version_field=updated_at") as store:
+            run = nudge_sync.sync(store, SyncOptions(batch_size=16), entries=make_entries(ids, np.stack([before[i] for i in ids])))
+            assert run.status == "written" and run.counts["adopted_during_run"] == 0
+            undone = nudge_sync.rollback(store, batch_size=16)
+            assert undone["restored"] == len(run.written_ids) and undone["adopted_during_rollback"] == 0
+            assert nudge_sync.status(store)["nudged"] == 0
+        after = h.vectors(collection_name)
+        assert max(float(np.max(np.abs(after[i] - before[i]))) for i in ids) <= 2.0**-23
+    finally:
+        h.drop(collection_name)
+        h.drop(f"{collection_name}_nudge_state")

@@ -39,60 +39,46 @@ def originals(store, name):
     return SyncState(store.state(f"{name}_nudge_state")).all_originals()
 
 
-def test_re_embeds_during_a_run_are_adopted_never_overwritten(harness, coll):
+def test_re_embeds_during_a_run_and_a_rollback_are_adopted_never_overwritten(harness, coll):
     name, ids, vectors = coll
     entries = make_entries(ids, vectors)
+    theirs: dict = {}
     with connectors.open_store(harness.uri(name)) as store, connectors.open_store(harness.uri(name)) as app:
         plan = nudge_sync.sync(store, SyncOptions(dry_run=True, batch_size=BATCH), entries=entries)
-        batches = [plan.written_ids[s:s + BATCH] for s in range(0, len(plan.written_ids), BATCH)]
-        later, written_first = batches[2][0], batches[0][1]
-        theirs = {later: fresh(101), written_first: fresh(102)}
-
-        def before_write(hit, batch_ids):  # batch 1 is about to be written: re-embed a record of batch 3
-            if hit == 1:
-                app.update_vectors([later], theirs[later])
-
-        def after_write(hit, batch_ids):  # batch 1 was just written: re-embed one of its records
-            if hit == 1:
-                app.update_vectors([written_first], theirs[written_first])
-
-        _faults.on("run.before_write", before_write)
-        _faults.on("run.write", after_write)
+        later, written_first = plan.written_ids[2 * BATCH], plan.written_ids[1]  # in batches 3 and 1
+        theirs.update({later: fresh(101), written_first: fresh(102)})
+        # batch 1 is about to be written: re-embed a record of batch 3; batch 1 was written: one of its own
+        _faults.on("run.before_write", lambda hit, b: hit == 1 and app.update_vectors([later], theirs[later]))
+        _faults.on("run.write", lambda hit, b: hit == 1 and app.update_vectors([written_first], theirs[written_first]))
         report = nudge_sync.sync(store, SyncOptions(batch_size=BATCH), entries=entries)
         _faults.clear()
-        assert report.status == "written"
-        assert report.counts["adopted_during_run"] == 2
+        assert report.status == "written" and report.counts["adopted_during_run"] == 2
         assert set(report.written_ids) == set(plan.written_ids) - set(theirs)
         state = originals(store, name)
         for i, v in theirs.items():  # their vectors are the records' new originals
             assert state[i].vector.tobytes() == v[0].tobytes() and not state[i].nudged
         status = nudge_sync.status(store)
         assert status["adopted"] == 0 and status["nudged"] == len(report.written_ids) and status["pending"] == 0
-        # the next run plans from the new originals; a rollback returns them, not the old ones
+
+        # the next run plans from the new originals; then a rollback, with two more re-embeds under it
         nudge_sync.sync(store, SyncOptions(batch_size=BATCH), entries=entries)
-        undone = nudge_sync.rollback(store, batch_size=BATCH)
-        assert undone["skipped_reembedded"] == 0
-    stored = harness.vectors(name)
-    for i, v in theirs.items():
-        assert stored[i].tobytes() == v[0].tobytes()
-    assert all(stored[i].tobytes() == vectors[n].tobytes() for n, i in enumerate(ids) if i not in theirs)
+        all_nudged = nudge_sync.status(store)["nudged"]
+        candidates = [i for i in report.written_ids if i not in theirs]
 
+        def under_the_rollback(hit, batch_ids, *, later: bool):
+            if hit == 1:  # a record of a later batch, or one the first batch just restored
+                pick = next(i for i in candidates if (i not in batch_ids) == later and i not in theirs)
+                theirs[pick] = fresh(201 + len(theirs))
+                app.update_vectors([pick], theirs[pick])
 
-def test_a_rollback_never_reverts_a_re_embed_made_while_it_runs(harness, coll):
-    name, ids, vectors = coll
-    with connectors.open_store(harness.uri(name)) as store, connectors.open_store(harness.uri(name)) as app:
-        run = nudge_sync.sync(store, SyncOptions(), entries=make_entries(ids, vectors))
-        nudged = run.written_ids
-        later, restored_first = nudged[2 * BATCH], nudged[1]
-        theirs = {later: fresh(201), restored_first: fresh(202)}
-        _faults.on("rollback.before_write", lambda hit, b: hit == 1 and app.update_vectors([later], theirs[later]))
-        _faults.on("rollback.write",
-                   lambda hit, b: hit == 1 and app.update_vectors([restored_first], theirs[restored_first]))
+        _faults.on("rollback.before_write", lambda hit, b: under_the_rollback(hit, b, later=True))
+        _faults.on("rollback.write", lambda hit, b: under_the_rollback(hit, b, later=False))
         undone = nudge_sync.rollback(store, batch_size=BATCH)
         _faults.clear()
-        assert undone["restored"] == len(nudged) - 2 and undone["adopted_during_rollback"] == 2
-        status = nudge_sync.status(store)  # the two adopted ones hold their (new) originals too
-        assert status["nudged"] == 0 and status["restored"] == len(nudged) and status["pending"] == 0
+        assert undone["restored"] == all_nudged - 2 and undone["adopted_during_rollback"] == 2
+        assert undone["skipped_reembedded"] == 0
+        status = nudge_sync.status(store)  # the adopted ones hold their (new) originals too
+        assert status["nudged"] == 0 and status["pending"] == 0 and status["adopted"] == 0
         again = nudge_sync.rollback(store, batch_size=BATCH)
         assert again["status"] == "unchanged" and again["to_restore"] == 0
     stored = harness.vectors(name)
@@ -105,33 +91,40 @@ class Died(BaseException):
     """A process dying at a probe (no cleanup of ours runs after it but finally blocks)."""
 
 
-@pytest.mark.parametrize("point", ["rollback.before_write", "rollback.save", "rollback.write", "rollback.record"])
-def test_a_rollback_that_died_and_ran_again_counts_right(harness, coll, point):
+#: Where a rollback dies (at its third batch), and how many batches it had written / recorded.
+DEATHS = {"rollback.before_write": (2, 2), "rollback.save": (2, 2), "rollback.write": (3, 2), "rollback.record": (3, 3)}
+
+
+def test_a_rollback_that_died_and_ran_again_counts_right(harness, coll):
     name, ids, vectors = coll
+    entries = make_entries(ids, vectors)
+    # every point on every harness but Milvus 2.3.5, whose Strong reads make each cycle slow: there
+    # the two points where the database and the state disagree (marked, but not written; written,
+    # but not recorded)
+    points = ("rollback.save", "rollback.write") if harness.name == "milvus-2.3.5" else tuple(DEATHS)
     with connectors.open_store(harness.uri(name)) as store:
-        run = nudge_sync.sync(store, SyncOptions(), entries=make_entries(ids, vectors))
-        n = len(run.written_ids)
+        for point in points:
+            written, recorded = DEATHS[point]
+            n = len(nudge_sync.sync(store, SyncOptions(), entries=entries).written_ids)
 
-        def die(hit, batch_ids):
-            if hit == 3:
-                raise Died(point)
+            def die(hit, batch_ids, point=point):
+                if hit == 3:
+                    raise Died(point)
 
-        _faults.on(point, die)
-        with pytest.raises(Died):
-            nudge_sync.rollback(store, batch_size=BATCH)
-        _faults.clear()
-        # what the database holds decides, batch by batch
-        written_batches = 3 if point in ("rollback.write", "rollback.record") else 2
-        status = nudge_sync.status(store)
-        assert status["nudged"] == n - BATCH * written_batches and status["adopted"] == 0
-        undone = nudge_sync.rollback(store, batch_size=BATCH, break_lock=True)
-        assert undone["skipped_reembedded"] == 0
-        recorded = 3 if point == "rollback.record" else 2  # batches the dead rollback recorded
-        assert undone["restored"] + undone["already_restored"] == n - BATCH * recorded
-        assert undone["already_restored"] == (BATCH if point == "rollback.write" else 0)
-        assert nudge_sync.status(store)["nudged"] == 0
-    stored = harness.vectors(name)
-    assert all(stored[i].tobytes() == vectors[k].tobytes() for k, i in enumerate(ids))
+            _faults.on(point, die)
+            with pytest.raises(Died):
+                nudge_sync.rollback(store, batch_size=BATCH)
+            _faults.clear()
+            # what the database holds decides, batch by batch
+            status = nudge_sync.status(store)
+            assert status["nudged"] == n - BATCH * written and status["adopted"] == 0, point
+            undone = nudge_sync.rollback(store, batch_size=BATCH, break_lock=True)
+            assert undone["skipped_reembedded"] == 0, point
+            assert undone["restored"] + undone["already_restored"] == n - BATCH * recorded, point
+            assert undone["already_restored"] == BATCH * (written - recorded), point
+            assert nudge_sync.status(store)["nudged"] == 0, point
+            stored = harness.vectors(name)
+            assert all(stored[i].tobytes() == vectors[k].tobytes() for k, i in enumerate(ids)), point
 
 
 def test_the_window_is_one_batch_and_qdrant_version_field_closes_it(harness_qdrant_local, collection_name):
