@@ -62,12 +62,12 @@ def test_a_failing_server_that_echoes_credentials(case, backend, options, given,
         user = "alice@" if case.endswith("user-in-uri") else ""
         uri = (f"{backend}+http://{user}127.0.0.1:{fake.port}?collection=docs&timeout=3&retry_budget=0"
                + options.format(file=path))
-        outputs = []
-        for args, as_json in ((("status",), True), (("run", *BATCH_ARGS), False)):
-            result = nudge(*args, "--store", uri, env=env, expect=None, as_json=as_json)
-            assert result.code == 6, f"expected a database error (6)\n{result.describe()}"
-            assert f"127.0.0.1:{fake.port}" in result.stderr, f"the error does not name the server\n{result.describe()}"
-            outputs += [result.stdout, result.stderr]
+        # --json: the error is both the JSON report on stdout and the message on stderr
+        result = nudge("run", "--store", uri, *BATCH_ARGS, env=env, expect=None)
+        assert result.code == 6, f"expected a database error (6)\n{result.describe()}"
+        assert f"127.0.0.1:{fake.port}" in result.stderr, f"the error does not name the server\n{result.describe()}"
+        assert result.report["exit_code"] == 6 and result.report["error"], result.describe()
+        outputs = [result.stdout, result.stderr]
         assert fake.seen, "the fake server was never reached"
         assert find_secret(secret, fake.headers_seen()), f"the secret was not sent, so this proves nothing: {fake.seen[:2]}"
         leaked = find_secret(secret, *outputs)

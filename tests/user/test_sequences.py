@@ -119,9 +119,8 @@ def sequence(b: UserBackend, coll: Collection, uri: str, step: Steps) -> Steps:
 
     final = step("status", "--store", uri)
     assert (final["nudged"], final["pending"], final["lock"]) == (0, 0, None), final
-    runs = step("history", "--store", uri)
-    assert [r["status"] for r in runs] == ["written", "unchanged", "rolled-back"], runs
-    assert "rolled-back" in step("history", "--store", uri, as_json=False)
+    human = step("history", "--store", uri, as_json=False).splitlines()
+    assert [line.split()[1] for line in human] == ["written", "unchanged", "rolled-back"], human
     return step
 
 

@@ -38,6 +38,8 @@ BACK = {"timeout": 5, "retry_budget": 60}
 DOWN = {"timeout": 2, "retry_budget": 4}
 #: how long a stopped server stays stopped while the run waits on it: past one client timeout
 STOPPED_FOR = BACK["timeout"] * 1.5
+#: a run whose server stays down must give up well within this (its budget is DOWN's 4 s per call)
+GIVES_UP_WITHIN = 120
 #: Partial writes are restored to within this of the originals (cosine Chroma re-normalises).
 ULP = 2.0**-23
 
@@ -124,8 +126,10 @@ def scenarios(f: Faults) -> dict:
         proc, pause = f.paused("run", DOWN, "run.write")
         server.kill()
         pause.go()
-        result = proc.wait()
-        server.restart()
+        try:
+            result = proc.wait(timeout=GIVES_UP_WITHIN)  # must give up, not hang on the dead server
+        finally:
+            server.restart()
         run_id = f.assert_partial(result, "run")
         now = f.vectors()
         changed = differing(now, f.coll.originals)
@@ -144,7 +148,7 @@ def scenarios(f: Faults) -> dict:
         server.stop()
         pause.go()
         try:
-            result = proc.wait(timeout=120)  # must give up, not hang on the stopped server
+            result = proc.wait(timeout=GIVES_UP_WITHIN)  # must give up, not hang on the stopped server
         finally:
             server.cont()
         f.assert_partial(result, "run")
@@ -157,8 +161,10 @@ def scenarios(f: Faults) -> dict:
         proc, pause = f.paused("rollback", DOWN, "rollback.write")
         server.kill()
         pause.go()
-        result = proc.wait()
-        server.restart()
+        try:
+            result = proc.wait(timeout=GIVES_UP_WITHIN)
+        finally:
+            server.restart()
         f.assert_partial(result, "rollback")
         f.reset()
 
