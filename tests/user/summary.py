@@ -76,11 +76,24 @@ def render(records: Iterable[dict[str, Any]]) -> str:
                  f"**{totals[2]}** | |")
     lines.append("")
     lines.append(f"Cells: trials (faults injected; failures when any). Sweep: {', '.join(sorted(sweeps)) or '-'}.")
+    failed = [r for r in records if r["category"] != "cost" and not r["ok"]]
+    for r in failed:
+        lines.append(f"Failed: {r['backend']}, {r['category']}{', ' + r['fault'] if r.get('fault') else ''}: "
+                     f"{gist(r.get('detail') or '')}")
     if costs:
         lines.append(f"Cost: {len(costs)} tests ran {sum(c['processes'] for c in costs)} `nudge-sync` processes "
                      f"using {sum(c['cpu_s'] for c in costs):.0f} CPU-seconds; the tests' wall times add up to "
                      f"{sum(c['wall_s'] for c in costs):.0f} s.")
     return "\n".join(lines)
+
+
+def gist(detail: str, width: int = 220) -> str:
+    """A failed trial in one line: what was expected, the command's exit, and its error message."""
+    head = detail.split("\n")[0].split("`--json")[0].split("`")[0].strip(" :|")
+    ended = re.search(r"\` (exited -?\d+) after|(still running after \d+s)", detail)
+    error = re.search(r'"error": "((?:[^"\\]|\\.)*)"', detail)
+    parts = [head, (ended.group(1) or ended.group(2)) if ended else "", error.group(1) if error else ""]
+    return " ".join("; ".join(p for p in parts if p).split())[:width]
 
 
 def _cell(trials: int, faults: int, failures: int) -> str:

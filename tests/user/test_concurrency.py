@@ -178,12 +178,16 @@ def test_a_free_running_writer_loses_writes_only_inside_a_batch_window(user_back
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_lines(log, writer, 3)
-        run = nudge("run", "--store", coll.uri, *BATCH_ARGS, env={"NUDGE_SYNC_TRACE": str(trace)})
-        rollback = nudge("rollback", "--store", coll.uri, *BATCH_ARGS, env={"NUDGE_SYNC_TRACE": str(trace)})
+        results = [nudge(command, "--store", coll.uri, *BATCH_ARGS, env={"NUDGE_SYNC_TRACE": str(trace)}, expect=None)
+                   for command in ("run", "rollback")]
     finally:
         stop.touch()
         _, err = writer.communicate(timeout=60)
     assert writer.returncode == 0, err[-3000:]
+    for result in results:  # the run and the rollback must adopt what the application wrote, not fail
+        tally.check(b.name, "free-writer", [] if result.code == 0 else [result.describe()[-1500:]],
+                    fault=f"{result.argv[3]} beside a free-running writer")
+    run, rollback = results
     writes = [json.loads(line) for line in log.read_text().splitlines()]
     vectors, _ = b.read(coll.name)
     windows = batch_windows(read_trace(trace), {run.pid, rollback.pid})

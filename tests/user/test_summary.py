@@ -44,3 +44,11 @@ def test_readme_update_replaces_only_the_block(tmp_path):
     (tmp_path / "t.jsonl").write_text(json.dumps({"backend": "qdrant-local", "category": "sequence", "ok": True}) + "\n")
     assert summary.main([str(tmp_path / "t.jsonl"), "--readme", str(readme)]) == 0
     assert "| qdrant-local | 1 |" in readme.read_text()
+
+
+def test_a_failure_is_summed_up_in_one_line():
+    detail = ('a run that lost its server mid-write must exit 7\n`--json -q run --store x` exited 6 after 2.0s\n'
+              '--- stdout ---\n{\n  "error": "gave up after 5 attempts: lost \\"server\\"",\n  "exit_code": 6\n}')
+    assert summary.gist(detail) == 'a run that lost its server mid-write must exit 7; exited 6; gave up after 5 ' \
+                                   'attempts: lost \\"server\\"'
+    assert summary.gist("`--json -q run --store y` still running after 300s:\n") == "still running after 300s"
