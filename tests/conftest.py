@@ -61,3 +61,24 @@ def scifact_path() -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the scifact tests need ../shared/data beside the repository")
     return path
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """After the whole session (on the xdist controller): the user-level suite's counted trials as
+    the README's table (tests/user/summary.py), printed and saved beside the trials file."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from tests.user._tally import TRIALS_FILE, trials_dir
+    from tests.user.summary import load, render
+
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    path = trials_dir(factory.getbasetemp()) / TRIALS_FILE
+    if not path.exists():
+        return
+    table = render(load(path))
+    (path.parent / "user-suite-summary.md").write_text(table + "\n")
+    terminalreporter.write_sep("=", "user-level suite: counted trials (python -m tests.user.summary)")
+    terminalreporter.write_line(table)
+    terminalreporter.write_line(f"trials: {path}")

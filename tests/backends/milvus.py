@@ -256,9 +256,10 @@ def _answers(uri: str, token: str, version_prefix: str) -> bool:
 
 
 def start_milvus_lite_server(data_dir: Path, log_dir: Path | None = None,
-                             timeout: float = 90.0) -> tuple[ServerProcess, str]:
-    """``milvus-lite server`` on 127.0.0.1; returns (process, ``http://127.0.0.1:PORT``)."""
-    port = free_port()
+                             timeout: float = 90.0, port: int | None = None) -> tuple[ServerProcess, str]:
+    """``milvus-lite server`` on 127.0.0.1; returns (process, ``http://127.0.0.1:PORT``). ``port``:
+    restart a stopped server where its clients expect it (default: a free port)."""
+    port = port or free_port()
     data_dir = Path(data_dir)
     proc = ServerProcess(f"milvus-lite-{port}", [_binary("milvus-lite"), "server", "--data-dir", str(data_dir),
                                                   "--host", "127.0.0.1", "--port", str(port)],
@@ -270,16 +271,20 @@ def start_milvus_lite_server(data_dir: Path, log_dir: Path | None = None,
 
 
 def start_milvus_server(data_dir: Path, log_dir: Path | None = None, *, auth: bool = True,
-                        time_tick_ms: int | None = None, timeout: float = 180.0) -> tuple[ServerProcess, str, str | None]:
+                        time_tick_ms: int | None = None, timeout: float = 180.0,
+                        token: str | None = None) -> tuple[ServerProcess, str, str | None]:
     """PyPI milvus 2.3.5's ``milvus-server`` on loopback ports; returns (process, uri, token).
 
     ``time_tick_ms`` sets ``proxy.timeTickInterval`` (default 200 ms): a Strong read waits for the
-    next tick, so 20 ms makes a test suite of many small Strong reads ~10x faster."""
+    next tick, so 20 ms makes a test suite of many small Strong reads ~10x faster. Started again on
+    the same ``data_dir`` (after a stop or a crash), the server keeps the ports it had, so its
+    clients find it where they left it; ``token``: the root credentials it has by then, if they
+    are no longer the default."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    ports = {name: free_port() for name in SERVER_PORTS}
+    ports = _server_ports(data_dir)
     etcd_conf = data_dir / "embed-etcd.yaml"
-    client_url, peer_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    client_url, peer_url = f"http://127.0.0.1:{ports['etcd-client']}", f"http://127.0.0.1:{ports['etcd-peer']}"
     etcd_conf.write_text(
         "name: default\n"
         f"data-dir: {data_dir / 'data' / 'etcd.data'}\n"
@@ -288,8 +293,8 @@ def start_milvus_server(data_dir: Path, log_dir: Path | None = None, *, auth: bo
         f"initial-cluster: default={peer_url}\n"
     )
     argv = [_binary("milvus-server"), "--data", str(data_dir)]
-    for name, port in ports.items():
-        argv += [f"--{name}", str(port)]
+    for name in SERVER_PORTS:
+        argv += [f"--{name}", str(ports[name])]
     if auth:
         argv += ["--authorization-enabled", "true"]
     if time_tick_ms is not None:
@@ -298,9 +303,20 @@ def start_milvus_server(data_dir: Path, log_dir: Path | None = None, *, auth: bo
                          env={"ETCD_CONFIG_PATH": str(etcd_conf)})
     _start(proc)
     uri = f"http://127.0.0.1:{ports['proxy-port']}"
-    token = ROOT_TOKEN if auth else None
+    token = (token or ROOT_TOKEN) if auth else None
     _wait(proc, lambda: _answers(uri, token or "", "v2.3.5"), timeout)
     return proc, uri, token
+
+
+def _server_ports(data_dir: Path) -> dict[str, int]:
+    """Free ports for every component and the embedded etcd, chosen once per data dir (kept in
+    ``ports.json`` there): a restart on the same data must listen where the first start did."""
+    saved = data_dir / "ports.json"
+    if saved.exists():
+        return json.loads(saved.read_text())
+    ports = {name: free_port() for name in (*SERVER_PORTS, "etcd-client", "etcd-peer")}
+    saved.write_text(json.dumps(ports))
+    return ports
 
 
 def _start(proc: ServerProcess) -> None:
