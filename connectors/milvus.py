@@ -216,19 +216,27 @@ def engine_version(reported: str) -> tuple[int, ...] | None:
     return tuple(int(p or 0) for p in match.groups())
 
 
-def _status_code(exc: BaseException) -> grpc.StatusCode | None:
-    """The gRPC status code behind a pymilvus exception (it chains the RpcError), if any."""
+def _rpc_error(exc: BaseException) -> grpc.RpcError | None:
+    """The first gRPC error in ``exc``'s chain (pymilvus chains the RpcError). Each exception is
+    visited once: pymilvus can leave the chain cyclic (seen with a server killed mid-call), and a
+    walk without that guard looped forever."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if isinstance(cur, grpc.RpcError) and callable(getattr(cur, "code", None)):
-            try:
-                return cur.code()
-            except Exception:
-                return None
+        if isinstance(cur, grpc.RpcError):
+            return cur
         cur = cur.__cause__ or cur.__context__
     return None
+
+
+def _status_code(exc: BaseException) -> grpc.StatusCode | None:
+    """The gRPC status code behind a pymilvus exception, if any."""
+    rpc = _rpc_error(exc)
+    try:
+        return rpc.code() if rpc is not None and callable(getattr(rpc, "code", None)) else None
+    except Exception:
+        return None
 
 
 class _Connection:
@@ -365,15 +373,12 @@ def _released(exc: ConnectorError) -> bool:
 
 
 def _details(exc: BaseException) -> str:
-    cur: BaseException | None = exc
-    while cur is not None:
-        if isinstance(cur, grpc.RpcError) and callable(getattr(cur, "details", None)):
-            try:
-                return str(cur.details())
-            except Exception:
-                return ""
-        cur = cur.__cause__
-    return ""
+    """The gRPC details behind a pymilvus exception ("" if none)."""
+    rpc = _rpc_error(exc)
+    try:
+        return str(rpc.details()) if rpc is not None and callable(getattr(rpc, "details", None)) else ""
+    except Exception:
+        return ""
 
 
 def _check_name(name: str, what: str = "collection") -> None:

@@ -149,7 +149,7 @@ def sync(
     existed = state.exists()
     check_state_room(state, info)
     token = None
-    created = False
+    created = failed = False
     try:
         # every check that needs no state first: a refused or gated run creates nothing
         inputs = _read_inputs(store, info, opts, state if existed else None, report, entries, log_source, progress)
@@ -165,6 +165,7 @@ def sync(
             _faults.probe("lock.acquired")
         return _run(store, info, opts, state, report, inputs, progress, timings, lap)
     except BaseException as exc:
+        failed = True
         # held back before anything was written: the state this run created (and still holds the
         # lock of: another first run racing it may be using it) is dropped again
         if created and token is not None and _drop_if_empty(state):
@@ -176,7 +177,7 @@ def sync(
         raise
     finally:
         if token is not None:
-            state.release(token)
+            state.release(token, quiet=failed)
 
 
 def _drop_if_empty(state: SyncState) -> bool:
@@ -234,10 +235,9 @@ def load_state(store: VectorStore, state: SyncState, info: CollectionInfo, curre
     olds = state.all_originals() if state.exists() else {}
     if probe:
         _faults.probe(probe)
-    more, _ = fetch_vectors(store, [i for i in olds if i not in current], batch_size)
+    more, _ = fetch_vectors(store, [i for i in olds if i not in current], batch_size,
+                            on_batch=(lambda: _faults.probe(probe)) if probe else None)
     current.update(more)
-    if probe:
-        _faults.probe(probe)
     tol = tolerance_of(info)
     return olds, {i: classify(o, current.get(i), tol) for i, o in olds.items()}
 

@@ -53,17 +53,29 @@ def rollback(
     state = SyncState(store.state(state_name or default_state_name(info.collection)))
     if not state.exists():
         raise NothingToDo(f"collection {info.collection!r} has no nudge-sync state: nothing to roll back")
-    if run_id is not None and run_id not in {r.get("run_id") for r in state.runs()}:
+    if run_id is not None and not _known_run(state, run_id):
         raise RefusedInput(f"run {run_id!r} is not in the history of {info.collection!r} (see `nudge-sync history`)")
     broken = state.break_lock() if break_lock and not dry_run else None
     token = None if dry_run else state.acquire(lock_ttl)
     if token is not None:
         _faults.probe("lock.acquired")
+    failed = False
     try:
         return _rollback(store, info, state, run_id, dry_run, batch_size, progress, broken)
+    except BaseException:
+        failed = True
+        raise
     finally:
         if token is not None:
-            state.release(token)
+            state.release(token, quiet=failed)
+
+
+def _known_run(state: SyncState, run_id: str) -> bool:
+    """In the history, or named by a state entry: a run that lost its database before it could
+    record itself left its pending writes under its id (its exit-7 message names it)."""
+    if run_id in {r.get("run_id") for r in state.runs()}:
+        return True
+    return any(run_id in (o.run, o.target_run) for o in state.originals())
 
 
 def _rollback(store: VectorStore, info: CollectionInfo, state: SyncState, run_id: str | None, dry_run: bool,

@@ -214,10 +214,17 @@ class SyncState:
         if held and held.get("token") == token:
             self.collection.put(LOCK, [StateRecord("lock", None, {**held, "run_id": run_id})])
 
-    def release(self, token: str) -> None:
-        held = self.lock()
-        if held and held.get("token") == token:
-            self.collection.delete(LOCK, ["lock"])
+    def release(self, token: str, *, quiet: bool = False) -> None:
+        """Drop our lock. ``quiet``: an error is already on its way out and says more than a failed
+        release would (the database that failed the run often refuses this too); a lock left behind
+        expires with its TTL, or is taken over once its holder is gone."""
+        try:
+            held = self.lock()
+            if held and held.get("token") == token:
+                self.collection.delete(LOCK, ["lock"])
+        except Exception:
+            if not quiet:
+                raise
 
     def break_lock(self) -> dict[str, Any] | None:
         held = self.lock()

@@ -21,7 +21,7 @@ write; none where the store writes conditionally. Probes ``<phase>.before_write`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,14 +34,17 @@ from ._classify import adopted, same_vector, tolerance_of
 from ._state import Original, SyncState
 
 
-def fetch_vectors(store: VectorStore, ids: Sequence[RecordId], batch_size: int) -> tuple[dict[RecordId, np.ndarray], list[RecordId]]:
-    """Vectors by id in bounded batches: ({id: vector}, missing ids)."""
+def fetch_vectors(store: VectorStore, ids: Sequence[RecordId], batch_size: int,
+                  on_batch: Callable[[], None] | None = None) -> tuple[dict[RecordId, np.ndarray], list[RecordId]]:
+    """Vectors by id in bounded batches: ({id: vector}, missing ids); ``on_batch`` after each."""
     found: dict[RecordId, np.ndarray] = {}
     missing: list[RecordId] = []
     for start in range(0, len(ids), batch_size):
         got, vecs, miss = store.get_vectors(ids[start : start + batch_size])
         found.update(zip(got, vecs))
         missing.extend(miss)
+        if on_batch is not None:
+            on_batch()
     return found, missing
 
 

@@ -565,3 +565,23 @@ def test_loader_creates_a_milvus_lite_database(tmp_path, lite_selected):
     connectors.create_collection(f"milvus://{path}?collection=docs", [1, 2], random_vectors(2, 4), metric="l2")
     with connectors.open_store(f"milvus://{path}?collection=docs") as s:
         assert s.describe().count == 2
+
+
+def test_error_chains_that_cycle_are_walked_once():
+    """A server killed mid-call left pymilvus exceptions whose cause chain leads back to itself;
+    reading the gRPC status out of one looped forever (a run hung on a dead Milvus Lite server)."""
+    import grpc
+
+    class Unavailable(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self):
+            return "connection refused"
+
+    outer, middle, rpc = pymilvus.exceptions.MilvusException(message="outer"), RuntimeError("middle"), Unavailable()
+    outer.__cause__, middle.__cause__ = middle, outer  # a cycle without an RpcError in it
+    assert milvus_connector._details(outer) == "" and milvus_connector._status_code(outer) is None
+    middle.__cause__, rpc.__cause__ = rpc, outer  # the RpcError sits inside the cycle
+    assert milvus_connector._status_code(outer) is grpc.StatusCode.UNAVAILABLE
+    assert milvus_connector._details(outer) == "connection refused"
