@@ -277,6 +277,12 @@ class _Connection:
             return MilvusClient(uri=uri, token=self.config.secret or "", db_name=self.db_name,
                                 timeout=connect_timeout, dedicated=True)
         except Exception as exc:  # pymilvus wraps the gRPC error of its Connect call
+            if not self.config.is_server and "open local milvus failed" in str(exc).lower():
+                # Milvus Lite locks its file for one process; the lock error itself stays in its thread
+                raise ConnectionFailed(
+                    f"cannot open {self.where}: another process has it open (Milvus Lite admits one process "
+                    "per database file: wait for it to finish, or serve the file with `milvus-lite server`), "
+                    "or the file is not a Milvus Lite database").retryable(False) from None
             raise self.translate(exc, "connect", self.config.collection) from None
 
     def translate(self, exc: BaseException, what: str, collection: str, write: bool = False) -> ConnectorError:
