@@ -49,8 +49,21 @@ def problems(draw):
 def fit(est, p, base, rest, k):
     ctx = None
     if rest.size:
-        ctx = ValidationContext.from_corpus(p.vq, p.X[rest], k, ids=rest)
+        ctx = brute_context(p, rest, k)
     return est.fit(p.X[base], p.tq, p.ta, p.vq, p.va, base_ids=base, val_context=ctx)
+
+
+def brute_context(p, rest, k):
+    """The exact context of the records ``rest``, its scores taken from the brute-force product
+    that :func:`brute_score` ranks: two exact copies then tie to the bit in both. (A context from
+    another product, e.g. ``from_corpus``'s blocks, may put them an ulp apart, and then the
+    estimator rightly follows the context's order, not the brute force's.)"""
+    scores = (p.vq @ unit(p.X).T)[:, rest]
+    width = max(k, rest.size)
+    pad = width - rest.size
+    ids = np.pad(np.broadcast_to(rest, scores.shape), ((0, 0), (0, pad)), constant_values=-1)
+    scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return ValidationContext(ids, scores).truncate(k)
 
 
 def brute_score(p, Y, metric):
