@@ -85,6 +85,15 @@ def _lists(ptr, idx):
     return [idx[ptr[i]:ptr[i + 1]].tolist() for i in range(len(ptr) - 1)]
 
 
+def scifact():
+    """SciFact's corpus and, per split (train / dev / test), queries, answer lists and grades."""
+    d = np.load(SCIFACT)
+    q = {s: d[f"{s}_q_emb"] for s in ("train", "dev", "test")}
+    ans = {s: _lists(d[f"{s}_ans_ptr"], d[f"{s}_ans_idx"]) for s in ("train", "dev", "test")}
+    rel = {s: _lists(d[f"{s}_ans_ptr"], d[f"{s}_ans_rel"].astype(np.float64)) for s in ("train", "dev", "test")}
+    return d["doc_emb"], q, ans, rel
+
+
 def _save_split(folder: Path, name: str, q, answers, grades) -> None:
     np.save(folder / f"{name}q.npy", np.ascontiguousarray(q, dtype=np.float32))
     np.save(folder / f"{name}ptr.npy", np.concatenate([[0], np.cumsum([len(a) for a in answers])]).astype(np.int64))
@@ -99,11 +108,10 @@ def save_shape(shape: str, folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     if shape == "scifact":
-        d = np.load(SCIFACT)
-        np.save(folder / "X.npy", d["doc_emb"])
+        X, q, ans, rel = scifact()
+        np.save(folder / "X.npy", X)
         for ours, theirs in (("t", "train"), ("v", "dev"), ("e", "test")):
-            ptr, idx, rel = d[f"{theirs}_ans_ptr"], d[f"{theirs}_ans_idx"], d[f"{theirs}_ans_rel"]
-            _save_split(folder, ours, d[f"{theirs}_q_emb"], _lists(ptr, idx), _lists(ptr, rel.astype(np.float64)))
+            _save_split(folder, ours, q[theirs], ans[theirs], rel[theirs])
         return {"seconds": time.perf_counter() - t, "made": "../shared/data/scifact-minilm.npz"}
     if shape == "synthetic":
         kw = dict(n_records=200_000, dim=384, n_queries=29_000, seed=0)

@@ -53,6 +53,24 @@ class Items:
     def owner(self) -> np.ndarray:
         return np.repeat(np.arange(self.row.size), np.diff(self.ptr))
 
+    def slice(self, a: int, b: int) -> Items:
+        """Items a..b-1, with their elements (contiguous in the flat arrays)."""
+        p0, p1 = int(self.ptr[a]), int(self.ptr[b])
+        ranges = (self.lo[p0:p1], self.hi[p0:p1]) if self.lo is not None else (None, None)
+        return Items(self.row[a:b], self.cell[a:b], self.t0[a:b], self.t1[a:b], self.ptr[a : b + 1] - p0,
+                     self.el[p0:p1], *ranges)
+
+    def batches(self, max_elements: int) -> list[tuple[int, int]]:
+        """Consecutive item ranges of at most ``max_elements`` elements each (one item at least),
+        to bound the working memory of one step."""
+        out, a, n = [], 0, len(self)
+        while a < n:
+            b = int(np.searchsorted(self.ptr, self.ptr[a] + max_elements, side="right")) - 1
+            b = min(n, max(b, a + 1))
+            out.append((a, b))
+            a = b
+        return out
+
     def subset(self, keep: np.ndarray, which: np.ndarray, with_ranges: bool = False) -> Items:
         """Items ``which`` with only their elements ``keep`` (and their score ranges)."""
         owner = self.owner

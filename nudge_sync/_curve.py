@@ -40,6 +40,9 @@ from ._ragged import RaggedGroups
 LEAF_EXPANSION = 256
 #: Halving stops at this depth (cell width t_hi / 2**MAX_DEPTH); the item is then a leaf anyway.
 MAX_DEPTH = 48
+#: Elements bounded per step (a few arrays of this many doubles each); leaves take 1/16 of it,
+#: since they pair every answer with every element of their item.
+BATCH_ELEMENTS = 1 << 21
 #: Breakpoints closer than this (relative to the range) are merged (see :mod:`._leaves`).
 BREAK_TOL = 1e-11
 #: A cell is pruned when its upper bound (a sum over queries, each worth at most 1) is below the
@@ -156,7 +159,7 @@ def _refine_all(C, name: str, k: int, windows: np.ndarray, prune: bool, best: fl
     pruned: list[tuple[np.ndarray, np.ndarray]] = []
     depth = 0
     while len(items):
-        ub, lb, keep, expansion = bound_items(metric, items)
+        ub, lb, keep, expansion = _bound_in_batches(metric, items)
         settled = ub - lb <= SETTLE_TOL
         small = (expansion <= LEAF_EXPANSION) | (items.t1 - items.t0 <= 2 * tol) | (depth >= MAX_DEPTH)
         leaf, split = ~settled & small, ~settled & ~small
@@ -173,7 +176,11 @@ def _refine_all(C, name: str, k: int, windows: np.ndarray, prune: bool, best: fl
         regions.add(depth, items.cell[settled], ub[settled], ub[settled])
         if leaf.any():
             leaves = items.subset(keep, leaf, with_ranges=True)
-            p_item, p_t0, _, value = leaf_pieces(metric, leaves, tol)
+            spans = leaves.batches(BATCH_ELEMENTS // 16)
+            parts = [leaf_pieces(metric, leaves.slice(a, b), tol) for a, b in spans]
+            p_item = np.concatenate([p[0] + a for p, (a, _) in zip(parts, spans)])
+            p_t0 = np.concatenate([p[1] for p in parts])
+            value = np.concatenate([p[3] for p in parts])
             pieces.append((leaves.row[p_item], p_t0, value))
             top = np.full(len(leaves), -np.inf)
             bottom = np.full(len(leaves), np.inf)
@@ -186,6 +193,19 @@ def _refine_all(C, name: str, k: int, windows: np.ndarray, prune: bool, best: fl
             metric.count_twins(items.el)
         depth += 1
     return _assemble(pieces, pruned, windows, C.n_val, t_hi, tol)
+
+
+def _bound_in_batches(metric: QueryMetric, items: Items):
+    """:func:`bound_items` over batches of at most BATCH_ELEMENTS elements (bounded memory), the
+    score ranges set on ``items`` as one does."""
+    parts, lo, hi = [], [], []
+    for a, b in items.batches(BATCH_ELEMENTS):
+        part = items.slice(a, b)
+        parts.append(bound_items(metric, part))
+        lo.append(part.lo)
+        hi.append(part.hi)
+    items.lo, items.hi = np.concatenate(lo), np.concatenate(hi)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
 
 
 def _root_items(C, windows: np.ndarray) -> Items:

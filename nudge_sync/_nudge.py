@@ -11,8 +11,11 @@ validation queries. See NUDGE.md for the derivation; the closed forms used here 
 
 γ search: ``gamma_search="parity"`` reproduces the reference nudge-ft 0.1.2 (NUDGE-N: the grid
 0, 0.02, .., 0.48 scored by capped recall@val_k, smallest γ wins ties; NUDGE-M: the interval sweep
-on per-pair validation hit@1). ``gamma_search="fine"`` optimises ``objective`` exactly over a
-continuous range (see :mod:`nudge_sync._gamma`).
+on per-pair validation hit@1, decided at ties as the reference decides, :mod:`._m_parity`).
+``gamma_search="fine"`` (the default of the sync engine) optimises ``objective`` over a continuous
+range: the objective scored on a grid, then exactly around the best points; ``"exact"`` computes
+the exact curve over the whole range, a certified optimum at a few times the cost on dense labels
+(see :mod:`._search`, :mod:`._curve` and :mod:`._gamma`).
 """
 
 from __future__ import annotations
@@ -94,8 +97,10 @@ class _Nudge:
             unless it lists all such records.
 
         Learned: ``gamma_``; ``gammas_`` / ``validation_curve_`` (every γ evaluated and the
-        objective there; fine mode: the middle of each piece of the exact sweep plus γ = 0 and
-        the parity grid, see also ``plateaus_`` = rows (γ start, γ end, value)); ``objective_``
+        objective there; fine / exact mode: the points scored directly and the middle of every
+        computed piece of the exact curve, see also ``plateaus_`` = rows (γ start, γ end, value)
+        covering the range, value NaN where the search proved the objective below the best or,
+        in fine mode, did not look); ``objective_``
         (the criterion actually optimised); ``val_score_before_`` (γ = 0) and ``val_score_``;
         ``moved_ids_`` (sorted int64) with ``moved_vectors_`` (float32, aligned);
         ``n_train_dropped_`` / ``n_val_dropped_`` (queries without answers, ignored).
@@ -306,9 +311,10 @@ class NudgeN(_Nudge):
     Parameters
     ----------
     gamma : fixed γ (validation then only reports the score there), or None to search it.
-    gamma_search : "parity" (reference grid 0..0.48, capped recall@val_k, smallest γ on ties) or
-        "fine" (exact sweep of ``objective`` over γ in [0, min(max θ, gamma_max)]).
-    objective : metric optimised in fine mode ("hit@1", "ndcg@10", "recall@10", "mrr@10", ...).
+    gamma_search : "parity" (reference grid 0..0.48, capped recall@val_k, smallest γ on ties),
+        "fine" (``objective`` over γ in [0, min(max θ, gamma_max)]: scored on a grid, then the
+        exact curve around its best points) or "exact" (the exact curve over that whole range).
+    objective : metric optimised in fine / exact mode ("hit@1", "ndcg@10", "recall@10", "mrr@10", ...).
         Parity mode always uses the reference criterion (see ``objective_``).
     val_k : k of the reference criterion in parity mode.
     skip_negative_rho : the reference leaves records with v·G < 0 in place (until saturation).
@@ -419,7 +425,7 @@ class NudgeM(_Nudge):
 
     Parameters as :class:`NudgeN`; parity mode is the reference interval sweep on per-(query,
     answer) validation hit@1 (ties count as wins, smallest γ of the best count, 0 if none).
-    Fine mode searches [0, gamma_max] (default :data:`M_FINE_GAMMA_MAX`).
+    Fine and exact mode search [0, gamma_max] (default :data:`M_FINE_GAMMA_MAX`).
     """
 
     _family = "m"
