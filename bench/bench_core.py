@@ -352,7 +352,7 @@ def shapes(names: list[str], folder: Path, ref_timeout: float, reference_large: 
         info = save_shape(shape, folder / shape)
         ds = str(folder / shape)
         notes.append(f"{label}: {info['made']} (made in {info['seconds']:.1f} s); "
-                     f"{'every' if shape != 'synthetic' else 'the first 20,000 / 2,000 / 2,000'} train / val / test "
+                     f"{'every' if shape not in LARGE else 'the first 20,000 / 2,000 / 2,000'} train / val / test "
                      "queries used.")
         reps = 1 if shape in LARGE else OURS_REPEATS
         impls = ["parity-given", "fine-given"] + (["parity-streamed", "compat"] if shape in ("scifact", "synthetic") else [])
