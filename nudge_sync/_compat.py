@@ -23,6 +23,7 @@ import numpy as np
 
 from ._answers import Answers
 from ._context import ValidationContext
+from ._m_parity import rounded_topk
 from ._metrics import normalize_rows, parse_metric
 from ._nudge import NudgeM, NudgeN, _scalar
 
@@ -98,7 +99,11 @@ def finetune_embeddings(
             raise ValueError(f"nontrain_embeddings must be (m, {X.shape[1]}), got shape {nt.shape}")
         if nt.shape[0]:
             vqc = vq.astype(np.result_type(vq.dtype, nt.dtype, np.float32), copy=False)
-            ctx = ValidationContext.from_corpus(vqc, nt, int(k), ids=n + np.arange(nt.shape[0], dtype=np.int64))
+            nt_ids = n + np.arange(nt.shape[0], dtype=np.int64)
+            if m == "M" and gamma_search == "parity":  # exact copies must tie exactly (see _m_parity)
+                ctx = ValidationContext(*rounded_topk(vqc, nt, int(k), nt_ids))
+            else:
+                ctx = ValidationContext.from_corpus(vqc, nt, int(k), ids=nt_ids)
     est.fit(X, tq, ta, vq, va, val_context=ctx)
     dtype = X.dtype if X.dtype.kind == "f" else np.float32
     # the returned copy is normalised block by block: never a float64 copy of the whole corpus, and

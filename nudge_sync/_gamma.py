@@ -14,28 +14,24 @@ Everything else is a constant competitor, summarised per validation query by its
 matrix products (two products of n_val x moved x d, in blocks) every γ costs O(surviving pairs),
 with no d and no corpus-size factor.
 
-Pruning: for query j, thr_j = K-th largest of {constant scores} ∪ {min over the γ range of each
-moving record's score}. A moving record whose max over the range is below thr_j always has K
-records strictly above it, so it can never enter the top K and is dropped. (NUDGE-M applies the
-test on each of M_PRUNE_SEGMENTS pieces of its range: lines that lead at large γ would otherwise
-survive everywhere.)
+Pruning: the range is cut into pieces (N_PRUNE_SEGMENTS in φ, M_PRUNE_SEGMENTS in γ); for query
+j and piece s, thr_js = K-th largest of {constant scores} ∪ {min over the piece of each moving
+record's score}. A moving record whose max over every piece s is below thr_js always has K
+records strictly above it, so it can never enter the top K and is dropped. Over one wide piece
+every curve's minimum is low and the threshold weak: on the dense 200,000-record shape the whole
+range kept 17.4 million (query, record) pairs, four pieces 0.5 million.
+
+Ties: scores are compared as computed. Exact copies among the moving records (one product) or
+among the constant ones tie to the bit and are ordered by id; a moving record and an exact copy
+outside the table (validation context: another computation, possibly a database's) tie only up
+to their float noise, which may order them either way.
 
 The surviving (query, record) pairs form a *candidate table*: per validation query, a row of
-elements (surviving movers + top-K constants), each with its curve parameters, id, and answer
-flag. All metrics are then computed from the rank of each answer element within its row under
-the shared tie rule (score desc, id asc), the rule of :func:`nudge_sync._metrics.rank`:
-
-* ``rank``  = number of row elements that beat the answer (recall, ndcg),
-* ``rank'`` = number of NON-answer row elements that beat it; min over the query's answers is
-  the position of its first answer (hit, mrr).
-
-Fine search ("exact sweep"): a pair's rank only changes where its curve crosses a competitor's
-curve or at a saturation angle. For each answer pair we collect those points in closed form,
-evaluate its rank directly (not incrementally: robust to rounding) at the midpoint of each
-segment between them, and turn the rank changes into events. Summing events over pairs (through
-per-query level counters for hit/mrr) gives the validation objective on every open piece of the
-γ range. Breakpoints closer than BREAK_TOL are merged: mathematically coincident crossings come
-out a few ulps apart and the slivers between them have no reliably reproducible value.
+elements (surviving movers + top-K constants, in id order), each with its curve parameters, id,
+answer flag and grade. Every metric is computed from it under the shared tie rule (score desc,
+id asc), the rule of :func:`nudge_sync._metrics.rank`: at one γ by ranking each row
+(:class:`nudge_sync._curve.TableScorer`), and over the whole range as an exact piecewise-constant
+curve (:func:`nudge_sync._curve.exact_curve`, fine mode).
 """
 
 from __future__ import annotations
@@ -45,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._answers import Answers
+from ._curve import Sweep
 
 #: Parity grid of the reference NUDGE-N (same float values as ``[0.02*x for x in range(25)]``).
 PARITY_GRID_N = np.array([0.02 * x for x in range(25)], dtype=np.float64)
@@ -52,7 +49,6 @@ PARITY_GRID_N = np.array([0.02 * x for x in range(25)], dtype=np.float64)
 #: Work arrays (pairs x competitors, queries x records) are kept under this many elements.
 CHUNK_ELEMS = 1 << 19
 _ROUND = 12  # objective values are compared after rounding (they are sums of rationals)
-BREAK_TOL = 1e-11  # breakpoints closer than this (relative to the range) are merged
 
 
 # -- curve evaluation ----------------------------------------------------------------------------
@@ -101,20 +97,21 @@ class Candidates:
     n_answers: np.ndarray  # per query: distinct answers (all, not only candidates)
     answers: Answers  # kept validation answers (rows aligned with the table)
     t_hi: float  # end of the γ range in the family's parameter (φ for N, γ for M)
-    _x_pair: np.ndarray | None = field(default=None, repr=False)
-    _x_el: np.ndarray | None = field(default=None, repr=False)
+    _shape: dict | None = field(default=None, repr=False)
 
     @property
     def n_pairs(self) -> int:
         return int(self.pair_el.size)
 
-    def values(self, idx: np.ndarray, point) -> np.ndarray:
-        """Scores of elements ``idx`` at ``point`` (N: (cos φ, sin φ) arrays/scalars; M: γ)."""
+    def values(self, idx: np.ndarray | None, point) -> np.ndarray:
+        """Scores of elements ``idx`` (None: all) at ``point`` (N: (cos φ, sin φ) arrays aligned
+        with ``idx`` or scalars; M: γ)."""
+        sel = (lambda x: x) if idx is None else (lambda x: x[idx])
         if self.family == "m":
-            return self.alpha[idx] + point * self.beta[idx]
+            return sel(self.alpha) + point * sel(self.beta)
         c, s = point
-        lin = self.alpha[idx] * c + self.beta[idx] * s + self.delta[idx]
-        return np.where(self.cos_theta[idx] >= c, self.kappa[idx], lin)
+        lin = sel(self.alpha) * c + sel(self.beta) * s + sel(self.delta)
+        return np.where(sel(self.cos_theta) >= c, sel(self.kappa), lin)
 
     def point_of_gamma(self, gamma: float):
         return n_point(gamma) if self.family == "n" else float(gamma)
@@ -125,27 +122,29 @@ class Candidates:
     def gamma_of_t(self, t):
         return phi_to_gamma(t) if self.family == "n" else np.asarray(t, dtype=np.float64)
 
-    def expansion(self) -> tuple[np.ndarray, np.ndarray]:
-        """(pair index, competitor element) for every answer pair and every other row element."""
-        if self._x_pair is None:
-            starts = self.row_ptr[self.pair_row]
-            lens = self.row_ptr[self.pair_row + 1] - starts
-            owner, pos = _expand(starts, lens)
-            keep = pos != self.pair_el[owner]
-            self._x_pair, self._x_el = owner[keep], pos[keep]
-        return self._x_pair, self._x_el
+    def subset(self, keep: np.ndarray) -> Candidates:
+        """The same table with only the elements ``keep`` (rows, answers and range unchanged)."""
+        fields = ("el_row", "el_id", "alpha", "beta", "cos_theta", "theta", "kappa", "delta", "jump", "el_ans",
+                  "el_grade")
+        part = {f: getattr(self, f)[keep] for f in fields}
+        row_ptr = np.zeros(self.n_val + 1, dtype=np.int64)
+        np.cumsum(np.bincount(part["el_row"], minlength=self.n_val), out=row_ptr[1:])
+        pair_el = np.flatnonzero(part["el_ans"])
+        return Candidates(family=self.family, n_val=self.n_val, row_ptr=row_ptr, pair_el=pair_el,
+                          pair_row=part["el_row"][pair_el], n_answers=self.n_answers, answers=self.answers,
+                          t_hi=self.t_hi, **part)
 
-
-def _expand(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For ranges [starts[i], starts[i]+lens[i]): (owner i, position) for every position."""
-    lens = lens.astype(np.int64)
-    total = int(lens.sum())
-    owner = np.repeat(np.arange(lens.size, dtype=np.int64), lens)
-    offs = np.zeros(lens.size, dtype=np.int64)
-    np.cumsum(lens[:-1], out=offs[1:])
-    pos = np.arange(total, dtype=np.int64) - offs[owner] + starts[owner]
-    return owner, pos
-
+    def shape(self) -> dict[str, np.ndarray]:
+        """NUDGE-N curve features, computed once: amplitude R and phase ψ of α cos t + β sin t
+        (maximum R at t = ψ, minimum -R at ψ + π, both mod 2π) and the score just before the
+        saturation angle (α cos θ + β sin θ + δ: κ for a rotating record, δ for a jumping one)."""
+        if self._shape is None:
+            psi = np.mod(np.arctan2(self.beta, self.alpha), 2 * np.pi)
+            self._shape = {
+                "R": np.hypot(self.alpha, self.beta), "psi": psi, "psi_min": np.mod(psi + np.pi, 2 * np.pi),
+                "before_sat": self.alpha * np.cos(self.theta) + self.beta * np.sin(self.theta) + self.delta,
+            }
+        return self._shape
 
 # -- building the candidate table ----------------------------------------------------------------
 
@@ -170,19 +169,13 @@ class Movers:
         return self.v[r], self.w[r]
 
 
-def _pair_lookup(rows: np.ndarray, ids: np.ndarray, answers: Answers) -> tuple[np.ndarray, np.ndarray]:
-    """For (row, id) items: found in answers' row? and position in ``answers.ids``."""
-    found = np.zeros(rows.size, dtype=bool)
-    pos = np.zeros(rows.size, dtype=np.int64)
-    if rows.size == 0 or answers.ids.size == 0:
-        return found, pos
-    uniq = np.unique(np.concatenate([answers.ids, ids]))
-    m = np.int64(uniq.size + 1)
-    akey = answers.row_index() * m + np.searchsorted(uniq, answers.ids)
-    key = rows * m + np.searchsorted(uniq, ids)
-    p = np.minimum(np.searchsorted(akey, key), akey.size - 1)
-    found = akey[p] == key
-    return found, p
+def _answer_positions(keys: np.ndarray, answer_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For (row, id-rank) keys: is it an answer of that row, and its position in the answers
+    (whose keys are sorted: canonical CSR rows are sorted by id)."""
+    if keys.size == 0 or answer_keys.size == 0:
+        return np.zeros(keys.size, dtype=bool), np.zeros(keys.size, dtype=np.int64)
+    p = np.minimum(np.searchsorted(answer_keys, keys), answer_keys.size - 1)
+    return answer_keys[p] == keys, p
 
 
 #: NUDGE-M pruning splits [0, Γ] into this many pieces (lines are bounded piece by piece).
@@ -195,21 +188,57 @@ def _n_b(a, c, cos_t, sin_t):
     return (c - a * cos_t) / sin_t
 
 
-def _n_bounds(a, c, cT, sT, reached, jump, cos_t, sin_t):
-    """NUDGE-N: (max, min) of each score curve over φ in [0, t_hi]; cT, sT = cos/sin of
-    T = min(θ, t_hi), the end of the moving piece; ``reached``: θ <= t_hi, the record saturates
-    (score c = q·Ĝ) inside the range. Skip-rule records take the values a, then c if reached."""
-    b = _n_b(a, c, cos_t, sin_t)
-    fT = np.where(reached, c, a * cT + b * sT)
-    dT = -a * sT + b * cT
-    R = np.hypot(a, b)
-    hi = np.where((b > 0) & (dT < 0), R, np.maximum(a, fT))  # interior maximum of R cos(φ - ψ)
-    lo = np.where((b < 0) & (dT > 0), -R, np.minimum(a, fT))
+#: NUDGE-N pruning splits [0, t_hi] (in φ) into this many pieces: a record stays in the table
+#: only if it can reach its query's top K in some piece. One wide piece keeps far more: over it
+#: every curve's minimum is low, so the K-th largest minimum is a weak threshold (on the dense
+#: 200,000-record shape the whole range kept 17.4 million (query, record) pairs, four pieces 0.5
+#: million).
+N_PRUNE_SEGMENTS = 4
+
+
+def _n_piece_bounds(A, C, cos_t, sin_t, theta, jump, edges, margin=0.0):
+    """NUDGE-N: per piece [e_s, e_s+1] of the range, (max, min) bounds of every score curve;
+    shapes (S, *A.shape). Works on a dense (queries x block) block, the per-record arrays shaped
+    to broadcast as rows, and on gathered entries alike, in the arrays' precision.
+
+    A curve R cos(φ - ψ) (a = q·v, c = q·Ĝ, b = q·u) strays at most R (1 - cos(w/2)) beyond the
+    larger / smaller of its values at the ends of a piece of width w: the values at the ends
+    (the saturated score c from θ on) and the amplitude bound it, with no arctan per entry.
+    Skip-rule records score a before θ and c from θ on: a piece has a if it starts before θ, c if
+    it ends at or after θ. ``margin`` (relative) widens every bound, for the working precision's
+    rounding (of the scores, and of θ at a piece's end)."""
+    dt = A.dtype.type
+    b = (C - A * cos_t) / sin_t
+    R = np.sqrt(A * A + b * b)
+    S = edges.size - 1
+    hi = np.empty((S,) + A.shape, dtype=A.dtype)
+    lo = np.empty((S,) + A.shape, dtype=A.dtype)
+    prev = None
+    for s, e in enumerate(edges):
+        end = np.where(theta <= e, C, A * dt(np.cos(e)) + b * dt(np.sin(e)))
+        if prev is not None:
+            # |value| <= R, so margin * (1 + R) covers the rounding of every value
+            ex = R * dt(1.0 - np.cos((e - edges[s - 1]) / 2.0) + margin) + dt(margin)
+            np.add(np.maximum(prev, end), ex, out=hi[s - 1])
+            np.subtract(np.minimum(prev, end), ex, out=lo[s - 1])
+        prev = end
     if np.any(jump):
-        kap = np.where(reached, c, a)
-        hi = np.where(jump, np.maximum(a, kap), hi)
-        lo = np.where(jump, np.minimum(a, kap), lo)
-    return hi[None], lo[None]
+        eps = 10 * margin + 1e-12
+        lo_e, hi_e = edges[:-1, None] - eps, edges[1:, None] + eps
+        if A.ndim == 2:
+            lo_e, hi_e, theta = lo_e[:, None], hi_e[:, None], theta[None]
+        before, after = theta > lo_e, theta <= hi_e
+        pad = dt(margin) * (1 + np.maximum(np.abs(A), np.abs(C)))
+        jh = np.maximum(np.where(before, A[None], -np.inf), np.where(after, C[None], -np.inf)) + pad
+        jl = np.minimum(np.where(before, A[None], np.inf), np.where(after, C[None], np.inf)) - pad
+        hi = np.where(jump, jh, hi)
+        lo = np.where(jump, jl, lo)
+    return hi, lo
+
+
+#: Above this share of a block's entries passing the cheap test, NUDGE-N bounds the whole block
+#: densely in the working precision (cheaper than gathering most of it into float64).
+DENSE_SHARE = 0.3
 
 
 def _m_bounds(a, b, edges):
@@ -218,11 +247,25 @@ def _m_bounds(a, b, edges):
     return np.maximum(e[:-1], e[1:]), np.minimum(e[:-1], e[1:])
 
 
-def _merge_top(top: np.ndarray, rows: np.ndarray, vals: np.ndarray) -> np.ndarray:
-    """Per row, the K largest of ``top[row]`` and the sparse (row, val) items."""
+def _margin(t: np.ndarray, rel: float, dtype) -> np.ndarray:
+    """Thresholds lowered by a relative margin, as a column in the working precision: dense
+    tests in float32 must not drop an entry that the exact float64 test would keep."""
+    return (t - rel * (1.0 + np.abs(t))).astype(dtype)[:, None]
+
+
+def _merge_top(top: np.ndarray, rows: np.ndarray, vals: np.ndarray, cols: np.ndarray | None = None,
+               width: int = 0) -> np.ndarray:
+    """Per row, the K largest of ``top[row]`` and the sparse (row, val) items. Many items (they
+    come from a dense block: ``cols`` < ``width``) are merged by a row-wise partition of the
+    block instead of a sort of the items."""
     if rows.size == 0:
         return top
     n, K = top.shape
+    if cols is not None and rows.size > 4 * n * K:
+        dense = np.full((n, K + width), -np.inf)
+        dense[:, :K] = top
+        dense[rows, K + cols] = vals
+        return np.partition(dense, width, axis=1)[:, width:]
     touched = np.unique(rows)
     r_all = np.concatenate([np.repeat(touched, K), rows])
     v_all = np.concatenate([top[touched].ravel(), vals])
@@ -250,39 +293,34 @@ def build_candidates(
     """Candidate table for the range t in [0, t_hi] (φ for N, γ for M), for top-``k`` metrics.
 
     Pruning (see the module doc) runs per block of moving records on the dense (n_val x block)
-    score matrices with cheap necessary conditions only (a score can exceed thr only if its
-    amplitude R = hypot(a, b) does, N; or its piece maximum does, M; a minimum can exceed thr only
-    if the score at γ = 0 does), and evaluates exact bounds on the sparse remainder.
+    score matrices: a cheap necessary test (N: the curve's amplitude reaches the lowest piece
+    threshold; M: a piece's end reaches its threshold) selects the entries whose bounds per piece
+    are computed, in float64 when few pass, in the working precision over the whole block (widened
+    by a margin) when most do (dense labels). The thresholds only grow, block after block, and the
+    entries kept are filtered once more by the final ones.
     """
     n_val = qv.shape[0]
     m = movers.ids.size
     k = int(k)
     wdt = qv.dtype
     margin_rel = 1e-5 if wdt == np.float32 else 1e-12  # dense tests in the working precision
+    n_seg = (N_PRUNE_SEGMENTS if family == "n" else M_PRUNE_SEGMENTS) if t_hi > 0 else 1
+    edges = np.linspace(0.0, t_hi, n_seg + 1)
     if family == "n":
-        edges = None
-        n_seg = 1
         theta_m = np.arccos(np.clip(movers.cos_theta, -1.0, 1.0))
-        reached_m = theta_m <= t_hi
-        T = np.minimum(theta_m, t_hi)
-        cT, sT = np.cos(T), np.sin(T)
-        cos_w = movers.cos_theta.astype(wdt)[None, :]
-        sin_w = np.where(movers.sin_theta > 0, movers.sin_theta, 1.0).astype(wdt)[None, :]
-    else:
-        n_seg = M_PRUNE_SEGMENTS if t_hi > 0 else 1
-        edges = np.linspace(0.0, t_hi, n_seg + 1)
+        sin_m = np.where(movers.sin_theta > 0, movers.sin_theta, 1.0)
     # Running K-th largest "guaranteed" score per query and piece: constants and movers' minima.
     top = np.full((n_seg, n_val, k), -np.inf)
     kc = min(k, const_scores.shape[1])
     top[:, :, :kc] = const_scores[None, :, :kc]
 
     def bounds(a, b, idx):
+        """Exact-precision bounds of gathered entries (movers ``idx``): (S, n) max and min."""
         if family == "n":
-            return _n_bounds(a, b, cT[idx], sT[idx], reached_m[idx], movers.jump[idx], movers.cos_theta[idx],
-                             movers.sin_theta[idx])
+            return _n_piece_bounds(a, b, movers.cos_theta[idx], sin_m[idx], theta_m[idx], movers.jump[idx], edges)
         return _m_bounds(a, b, edges)
 
-    kept: list[tuple[np.ndarray, ...]] = []
+    kept: list[tuple[np.ndarray, ...]] = []  # (row, mover, a, b, max per piece (S, n))
     block = max(1, CHUNK_ELEMS // max(1, n_val))
     for r0 in range(0, m, block):
         sl = slice(r0, min(m, r0 + block))
@@ -292,51 +330,61 @@ def build_candidates(
         del vb, wb
         if skip_pruning:
             jj, ii = np.nonzero(np.ones(A.shape, dtype=bool))
-            kept.append((jj, ii + r0, A[jj, ii].astype(np.float64), Bm[jj, ii].astype(np.float64)))
+            a, b = A[jj, ii].astype(np.float64), Bm[jj, ii].astype(np.float64)
+            kept.append((jj, ii + r0, a, b, bounds(a, b, ii + r0)[0]))
             continue
-        def raise_thresholds(sgi, mask):
-            jj, ii = np.nonzero(mask)
-            if jj.size:
-                a = A[jj, ii].astype(np.float64)
-                b = Bm[jj, ii].astype(np.float64)
-                lo = bounds(a, b, ii + r0)[1][sgi]
-                ok = lo > top[sgi].min(axis=1)[jj]
-                top[sgi] = _merge_top(top[sgi], jj[ok], lo[ok])
-            t = top[sgi].min(axis=1)
-            return (t - margin_rel * (1.0 + np.abs(t))).astype(wdt)[:, None]
-
+        # A cheap dense test in the working precision (with a margin) selects the entries that may
+        # raise a piece's threshold or be kept in some piece: N: only if the amplitude (a bound of
+        # every value of the curve) reaches the lowest of the pieces' thresholds; M: only if a
+        # piece's end reaches that piece's threshold (lines). Thresholds only grow, so testing
+        # before this block raises them selects a superset.
+        t_low = _margin(top.min(axis=2).min(axis=0), margin_rel, wdt)
         if family == "n":
-            # only records scoring above thr at γ = 0 can raise it (min <= a); then a score can
-            # exceed thr only if its amplitude R = hypot(a, b) does
-            t = top[0].min(axis=1)
-            t = raise_thresholds(0, A > (t - margin_rel * (1.0 + np.abs(t))).astype(wdt)[:, None])
-            Bu = (Bm - A * cos_w[:, sl]) / sin_w[:, sl]  # q·u
-            cand = (t < 0) | (A * A + Bu * Bu >= t * t)
-            del Bu
+            cos_w, sin_w, th_w = (x[sl].astype(wdt) for x in (movers.cos_theta, sin_m, theta_m))
+            Bu = (Bm - A * cos_w) / sin_w  # q·u
+            amp = A * A + Bu * Bu
+            jump = movers.jump[sl]
+            if jump.any():
+                amp = np.where(jump, np.maximum(A * A, Bm * Bm), amp)
+            selected = (t_low < 0) | (amp >= t_low * t_low)
+            del Bu, amp
+            if np.count_nonzero(selected) > DENSE_SHARE * selected.size:
+                # most entries pass (dense labels): bound the whole block in the working precision,
+                # widened by the margin, rather than gathering most of it into float64
+                hi_d, lo_d = _n_piece_bounds(A, Bm, cos_w, sin_w, th_w, jump, edges.astype(wdt), margin_rel)
+                w = A.shape[1]
+                for sgi in range(n_seg):  # this block's K largest minima per query, merged
+                    best = lo_d[sgi] if w <= k else np.partition(lo_d[sgi], w - k, axis=1)[:, w - k :]
+                    both = np.concatenate([top[sgi], best.astype(np.float64)], axis=1)
+                    top[sgi] = np.partition(both, both.shape[1] - k, axis=1)[:, both.shape[1] - k :]
+                thr = top.min(axis=2).astype(wdt)[:, :, None]
+                jj, ii = np.nonzero(np.any(hi_d >= thr, axis=0))
+                a, b = A[jj, ii].astype(np.float64), Bm[jj, ii].astype(np.float64)
+                kept.append((jj, ii + r0, a, b, hi_d[:, jj, ii].astype(np.float64)))
+                continue
         else:
-            cand = np.zeros(A.shape, dtype=bool)
+            selected = np.zeros(A.shape, dtype=bool)
             e0 = A
             for sgi in range(n_seg):
                 e1 = A + wdt.type(edges[sgi + 1]) * Bm
-                t = top[sgi].min(axis=1)
-                t_w = (t - margin_rel * (1.0 + np.abs(t))).astype(wdt)[:, None]
-                t_w = raise_thresholds(sgi, np.minimum(e0, e1) > t_w)
-                cand |= np.maximum(e0, e1) >= t_w
+                t = _margin(top[sgi].min(axis=1), margin_rel, wdt)
+                selected |= (np.minimum(e0, e1) > t) | (np.maximum(e0, e1) >= t)
                 e0 = e1
-        thr = top.min(axis=2)
-        jj, ii = np.nonzero(cand)
-        a = A[jj, ii].astype(np.float64)
-        b = Bm[jj, ii].astype(np.float64)
-        hi, _ = bounds(a, b, ii + r0)
-        ok = np.any(hi >= thr[:, jj], axis=0)
-        kept.append((jj[ok], ii[ok] + r0, a[ok], b[ok]))
+        jj, ii = np.nonzero(selected)
+        a, b = A[jj, ii].astype(np.float64), Bm[jj, ii].astype(np.float64)
+        hi, lo = bounds(a, b, ii + r0)
+        for sgi in range(n_seg):  # raise the thresholds with this block's exact minima
+            up = lo[sgi] > top[sgi].min(axis=1)[jj]
+            top[sgi] = _merge_top(top[sgi], jj[up], lo[sgi][up], ii[up], A.shape[1])
+        ok = np.any(hi >= top.min(axis=2)[:, jj], axis=0)
+        kept.append((jj[ok], ii[ok] + r0, a[ok], b[ok], hi[:, ok]))
     if kept:
         j = np.concatenate([x[0] for x in kept])
         i = np.concatenate([x[1] for x in kept])
         a = np.concatenate([x[2] for x in kept])
         b = np.concatenate([x[3] for x in kept])
         if not skip_pruning:  # the final thresholds are the tightest
-            hi, _ = bounds(a, b, i)
+            hi = np.concatenate([x[4] for x in kept], axis=1)
             ok = np.any(hi >= top.min(axis=2)[:, j], axis=0)
             j, i, a, b = j[ok], i[ok], a[ok], b[ok]
     else:
@@ -347,9 +395,19 @@ def build_candidates(
     c_ids = const_ids[cj, cc]
     c_s = const_scores[cj, cc]
     rows = np.concatenate([j, cj])
-    order = np.argsort(rows, kind="stable")
+    ids_all = np.concatenate([movers.ids[i], c_ids])
+    # rows in id order: a row's positions then break score ties the way ids do (score desc, id
+    # asc). One int64 key per element, (row, rank of its id), sorted by a stable sort: the blocks
+    # above are already in row order, so it merges runs.
+    uniq = np.unique(np.concatenate([movers.ids, c_ids, answers.ids]))
+    rank_m = np.searchsorted(uniq, movers.ids)
+    rank = np.concatenate([rank_m[i], np.searchsorted(uniq, c_ids)])
+    n_rank = np.int64(uniq.size + 1)
+    key = rows * n_rank + rank
+    order = np.argsort(key, kind="stable")
+    key = key[order]
     el_row = rows[order]
-    el_id = np.concatenate([movers.ids[i], c_ids])[order]
+    el_id = ids_all[order]
     alpha = np.concatenate([a, c_s])[order]
     if family == "n":
         is_c = np.concatenate([np.zeros(j.size, bool), np.ones(cj.size, bool)])[order]
@@ -374,7 +432,7 @@ def build_candidates(
         delta = np.zeros(el_row.size)
     row_ptr = np.zeros(n_val + 1, dtype=np.int64)
     np.cumsum(np.bincount(el_row, minlength=n_val), out=row_ptr[1:])
-    found, pos = _pair_lookup(el_row, el_id, answers)
+    found, pos = _answer_positions(key, answers.row_index() * n_rank + np.searchsorted(uniq, answers.ids))
     grades = np.where(found, answers.all_grades()[pos], 0.0)
     pair_el = np.flatnonzero(found)
     return Candidates(
@@ -385,425 +443,27 @@ def build_candidates(
     )
 
 
-# -- objective from ranks --------------------------------------------------------------------------
-
-
-def ideal_dcg(answers: Answers, k: int) -> np.ndarray:
-    from ._metrics import _ideal_dcg
-
-    return _ideal_dcg(answers, k)
+# -- objective ------------------------------------------------------------------------------------
 
 
 @dataclass
 class Objective:
+    """The validation metric a γ search optimises: ``name@k`` (see :mod:`nudge_sync._metrics`)."""
+
     name: str
     k: int
 
-    @property
-    def uses_prime(self) -> bool:
-        """hit/mrr depend on the first answer's position: rank among non-answers."""
-        return self.name in ("hit", "mrr")
 
-    def pair_weights(self, C: Candidates) -> np.ndarray:
-        """Separable metrics: value = Σ_pairs weight_p · g(rank_p) / n_val."""
-        if self.name == "recall":
-            return 1.0 / np.maximum(np.minimum(C.n_answers[C.pair_row], self.k), 1)
-        if self.name == "ndcg":
-            idcg = ideal_dcg(C.answers, self.k)
-            return C.el_grade[C.pair_el] / np.where(idcg > 0, idcg, 1.0)[C.pair_row]
-        raise AssertionError
-
-    def pair_gain(self, rank: np.ndarray) -> np.ndarray:
-        r = np.asarray(rank, dtype=np.float64)
-        if self.name == "recall":
-            return (r < self.k).astype(np.float64)
-        return np.where(r < self.k, 1.0 / np.log2(r + 2.0), 0.0)
-
-    def level_weights(self) -> np.ndarray:
-        """hit/mrr: value_j = Σ_ℓ w_ℓ [min rank' <= ℓ] for ℓ < k."""
-        if self.name == "hit":
-            w = np.zeros(self.k)
-            w[-1] = 1.0
-            return w
-        g = np.append(1.0 / np.arange(1, self.k + 1), 0.0)
-        return g[:-1] - g[1:]
-
-    def per_query(self, C: Candidates, rank: np.ndarray, rank_p: np.ndarray) -> np.ndarray:
-        out = np.zeros(C.n_val)
-        if C.n_pairs == 0:
-            return out
-        if self.uses_prime:
-            best = np.full(C.n_val, np.inf)
-            np.minimum.at(best, C.pair_row, rank_p)
-            if self.name == "hit":
-                return (best < self.k).astype(np.float64)
-            return np.where(best < self.k, 1.0 / (best + 1.0), 0.0)
-        w = self.pair_weights(C) * self.pair_gain(rank)
-        return np.bincount(C.pair_row, weights=w, minlength=C.n_val)
-
-
-def ranks_at(C: Candidates, point) -> tuple[np.ndarray, np.ndarray]:
-    """(rank, rank') of every answer pair at one point (see module doc)."""
-    if C.n_pairs == 0:
-        z = np.zeros(0, dtype=np.int64)
-        return z, z
-    xp, xe = C.expansion()
-    s = C.values(np.arange(C.el_id.size), point)
-    sp = s[C.pair_el][xp]
-    sc = s[xe]
-    beats = (sc > sp) | ((sc == sp) & (C.el_id[xe] < C.el_id[C.pair_el][xp]))
-    rank = np.bincount(xp, weights=beats, minlength=C.n_pairs).astype(np.int64)
-    rank_p = np.bincount(xp, weights=beats & ~C.el_ans[xe], minlength=C.n_pairs).astype(np.int64)
-    return rank, rank_p
-
-
-def objective_at(C: Candidates, obj: Objective, gamma: float) -> float:
-    if C.n_val == 0:
-        return float("nan")
-    r, rp = ranks_at(C, C.point_of_gamma(gamma))
-    return float(obj.per_query(C, r, rp).sum() / C.n_val)
-
-
-# -- exact sweep (fine mode) ---------------------------------------------------------------------
-
-
-def _roots_sinusoid(A, B, Cc, lo, hi):
-    """Roots of A cos t + B sin t + C = 0 with lo < t < hi (two candidates, NaN when absent)."""
-    R = np.hypot(A, B)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = -Cc / R
-    ok = (R > 0) & (np.abs(x) <= 1.0)
-    psi = np.arctan2(B, A)
-    d = np.arccos(np.clip(x, -1.0, 1.0))
-    out = []
-    for t in (psi + d, psi - d):
-        t = np.mod(t, 2 * np.pi)
-        good = ok & (t > lo) & (t < hi)
-        out.append(np.where(good, t, np.nan))
-    return out
-
-
-def _pair_breakpoints(C: Candidates, xp: np.ndarray, xe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All t in (0, t_hi) where the answer of pair xp may change order with element xe."""
-    pe = C.pair_el[xp]
-    T = C.t_hi
-    if C.family == "m":
-        da = C.alpha[pe] - C.alpha[xe]
-        db = C.beta[pe] - C.beta[xe]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(db != 0, -da / db, np.nan)
-        ok = (t > 0) & (t < T)
-        return xp[ok], t[ok]
-    th_a, th_e = C.theta[pe], C.theta[xe]
-    t1 = np.minimum(np.minimum(th_a, th_e), T)
-    t2 = np.minimum(np.maximum(th_a, th_e), T)
-    owners, ts = [], []
-    for lo, hi in ((np.zeros_like(t1), t1), (t1, t2), (t2, np.full_like(t1, T))):
-        mid = (lo + hi) / 2.0
-        mov_a = mid < th_a
-        mov_e = mid < th_e
-        A = np.where(mov_a, C.alpha[pe], 0.0) - np.where(mov_e, C.alpha[xe], 0.0)
-        B = np.where(mov_a, C.beta[pe], 0.0) - np.where(mov_e, C.beta[xe], 0.0)
-        Cc = np.where(mov_a, C.delta[pe], C.kappa[pe]) - np.where(mov_e, C.delta[xe], C.kappa[xe])
-        nonempty = hi > lo
-        for r in _roots_sinusoid(A, B, Cc, lo, hi):
-            ok = nonempty & ~np.isnan(r)
-            owners.append(xp[ok])
-            ts.append(r[ok])
-    # Saturation angles are always breakpoints: jumps of skip-rule records are discontinuities,
-    # and a crossing can sit exactly on a piece boundary (two records with the same Ĝ meet at the
-    # later saturation and tie from there on), where the open-interval root search misses it.
-    for el in (pe, xe):
-        ok = (C.theta[el] > 0) & (C.theta[el] < T)
-        owners.append(xp[ok])
-        ts.append(C.theta[el][ok])
-    return np.concatenate(owners), np.concatenate(ts)
-
-
-@dataclass
-class Sweep:
-    """Objective on the open segments of [0, t_hi]: breaks (t) and the value on each segment."""
-
-    breaks: np.ndarray  # sorted interior breakpoints, length s
-    values: np.ndarray  # length s + 1
-    t_hi: float
-
-
-def exact_sweep(C: Candidates, obj: Objective) -> Sweep:
-    n_val = C.n_val
-    if C.n_pairs == 0 or n_val == 0:
-        return Sweep(np.zeros(0), np.zeros(1), C.t_hi)
-    xp, xe = C.expansion()
-    # 1. breakpoints per pair
-    bp_owner, bp_t = _pair_breakpoints(C, xp, xe)
-    order = np.lexsort((bp_t, bp_owner))
-    bp_owner, bp_t = bp_owner[order], bp_t[order]
-    if bp_t.size:
-        keep = np.ones(bp_t.size, dtype=bool)
-        keep[1:] = (bp_owner[1:] != bp_owner[:-1]) | (bp_t[1:] != bp_t[:-1])
-        bp_owner, bp_t = bp_owner[keep], bp_t[keep]
-    n_bp = np.bincount(bp_owner, minlength=C.n_pairs)
-    bp_ptr = np.zeros(C.n_pairs + 1, dtype=np.int64)
-    np.cumsum(n_bp, out=bp_ptr[1:])
-    # 2. segments per pair: boundaries 0, b1..bn, t_hi -> n+1 midpoints
-    n_seg = n_bp + 1
-    seg_ptr = np.zeros(C.n_pairs + 1, dtype=np.int64)
-    np.cumsum(n_seg, out=seg_ptr[1:])
-    seg_owner = np.repeat(np.arange(C.n_pairs), n_seg)
-    k_in = np.arange(seg_ptr[-1]) - seg_ptr[seg_owner]  # segment index within its pair
-    if bp_t.size:
-        last = bp_t.size - 1
-        left = np.where(k_in == 0, 0.0, bp_t[np.clip(bp_ptr[seg_owner] + k_in - 1, 0, last)])
-        right = np.where(k_in == n_bp[seg_owner], C.t_hi, bp_t[np.clip(bp_ptr[seg_owner] + k_in, 0, last)])
-    else:
-        left = np.zeros(seg_owner.size)
-        right = np.full(seg_owner.size, C.t_hi)
-    mid = (left + right) / 2.0
-    # 3. direct rank at each midpoint, chunked over segments
-    row_len = (C.row_ptr[C.pair_row + 1] - C.row_ptr[C.pair_row])
-    seg_cost = row_len[seg_owner]
-    rank = np.zeros(seg_owner.size, dtype=np.int64)
-    csum = np.cumsum(seg_cost)
-    start = 0
-    while start < seg_owner.size:
-        base = csum[start - 1] if start else 0
-        stop = int(np.searchsorted(csum, base + CHUNK_ELEMS, side="right"))
-        stop = max(stop, start + 1)
-        so = seg_owner[start:stop]
-        starts = C.row_ptr[C.pair_row[so]]
-        owner, pos = _expand(starts, row_len[so])
-        pe = C.pair_el[so]
-        point = C.point_of_t(mid[start:stop])
-        if C.family == "n":
-            pt_o = (point[0][owner], point[1][owner])
-            sa = C.values(pe, point)[owner]
-        else:
-            pt_o = point[owner]
-            sa = C.values(pe, point)[owner]
-        sc = C.values(pos, pt_o)
-        beats = (sc > sa) | ((sc == sa) & (C.el_id[pos] < C.el_id[pe][owner]))
-        beats &= pos != pe[owner]
-        if obj.uses_prime:
-            beats &= ~C.el_ans[pos]
-        rank[start:stop] = np.bincount(owner, weights=beats, minlength=stop - start).astype(np.int64)
-        start = stop
-    # 4. events: where a pair's rank differs from its previous segment
-    first = seg_ptr[:-1]
-    init_rank = rank[first]
-    change = np.ones(rank.size, dtype=bool)
-    change[first] = False
-    change[1:] &= rank[1:] != rank[:-1]
-    ev = np.flatnonzero(change)
-    ev_pair = seg_owner[ev]
-    ev_t = left[ev]
-    ev_old = rank[ev - 1]
-    ev_new = rank[ev]
-    # 5. combine into the objective's events
-    if not obj.uses_prime:
-        w = obj.pair_weights(C)
-        v0 = float(np.sum(w * obj.pair_gain(init_rank)))
-        g_t = ev_t
-        g_d = w[ev_pair] * (obj.pair_gain(ev_new) - obj.pair_gain(ev_old))
-    else:
-        levels = obj.level_weights()
-        q_of = C.pair_row
-        v0 = 0.0
-        g_t_l, g_d_l = [], []
-        order = np.lexsort((ev_t, q_of[ev_pair]))
-        eq = q_of[ev_pair][order]
-        et = ev_t[order]
-        eo, en = ev_old[order], ev_new[order]
-        for lvl, wl in enumerate(levels):
-            if wl == 0:
-                continue
-            cnt0 = np.bincount(q_of, weights=(init_rank <= lvl), minlength=n_val)
-            v0 += wl * np.count_nonzero(cnt0 > 0)
-            d = (en <= lvl).astype(np.int64) - (eo <= lvl).astype(np.int64)
-            nz = d != 0
-            if not nz.any():
-                continue
-            q, t, d = eq[nz], et[nz], d[nz]
-            # running count within each query (events sorted by query then t)
-            cs = np.cumsum(d)
-            qstart = np.ones(q.size, dtype=bool)
-            qstart[1:] = q[1:] != q[:-1]
-            offset = np.maximum.accumulate(np.where(qstart, np.arange(q.size), 0))
-            run = cs - (cs[offset] - d[offset])  # cumulative d within the query, up to this event
-            after = cnt0[q] + run
-            before = after - d
-            flip = (after > 0).astype(np.int64) - (before > 0).astype(np.int64)
-            f = flip != 0
-            g_t_l.append(t[f])
-            g_d_l.append(wl * flip[f].astype(np.float64))
-        g_t = np.concatenate(g_t_l) if g_t_l else np.zeros(0)
-        g_d = np.concatenate(g_d_l) if g_d_l else np.zeros(0)
-    if g_t.size == 0 or C.t_hi <= 0:
-        return Sweep(np.zeros(0), np.array([v0 / n_val]), C.t_hi)
-    order = np.argsort(g_t, kind="stable")
-    g_t, g_d = g_t[order], g_d[order]
-    # Events closer than BREAK_TOL are one event: crossings that coincide mathematically (e.g. the
-    # same two records crossing for several queries) come out a few ulps apart, and the sliver
-    # between them would carry a value that no representable γ reliably reproduces.
-    new = np.ones(g_t.size, dtype=bool)
-    new[1:] = np.diff(g_t) > BREAK_TOL * max(1.0, C.t_hi)
-    cluster = np.cumsum(new) - 1
-    ut = g_t[new]
-    dsum = np.bincount(cluster, weights=g_d, minlength=ut.size)
-    # Slivers at the ends of the range go the same way: an event within the tolerance of 0 sets
-    # the first piece's value, one within the tolerance of t_hi (typically a crossing exactly at
-    # the last saturation angle) is dropped.
-    tol = BREAK_TOL * max(1.0, C.t_hi)
-    head = ut <= tol
-    v0 += float(dsum[head].sum())
-    keep = ~head & (ut < C.t_hi - tol)
-    ut, dsum = ut[keep], dsum[keep]
-    vals = np.concatenate([[v0], v0 + np.cumsum(dsum)]) / n_val
-    return Sweep(ut, vals, C.t_hi)
+# -- fine mode: pieces of the exact curve (nudge_sync._curve) ---------------------------------------
 
 
 def plateaus(sw: Sweep) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merge adjacent segments with equal value: (start t, end t, value) arrays."""
+    """Merge adjacent segments with equal value (or both not computed, NaN): (start t, end t,
+    value) arrays."""
     edges = np.concatenate([[0.0], sw.breaks, [sw.t_hi]])
     v = np.round(sw.values, _ROUND)
     new = np.ones(v.size, dtype=bool)
-    new[1:] = v[1:] != v[:-1]
+    new[1:] = ~((v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1])))
     idx = np.flatnonzero(new)
     ends = np.append(idx[1:], v.size)
     return edges[idx], edges[ends], sw.values[idx]
-
-
-# -- NUDGE-M parity: interval sweep --------------------------------------------------------------
-#
-# For a validation pair (q, a) and a competitor j, a is at least as good as j at γ iff
-# Δs <= γ·Δg with Δs = s_j - s_a and Δg = c_a - c_j. The pair's interval [L, U] intersects these
-# half-lines over all j (with γ >= 0). Division is exact (no +1e-8), and Δs, Δg of the pair (q, a)
-# against j are the exact negations of those of (q, j) against a, because every score is read from
-# the same computed matrix entry: a crossing of two answers of one query therefore yields
-# bit-identical endpoints U_a == L_b.
-#
-# What the reference does at such a crossing is decided by its +1e-8 in float32: an endpoint whose
-# binding |Δg| is small enough for fl32(Δg + 1e-8) != fl32(Δg) (|Δg| < 0.25) is pushed outward by
-# an ulp (the interval is effectively closed there: both answers count at the crossing), otherwise
-# the endpoints stay equal and the reference's grouped sweep counts [L, U) (the ending answer no
-# longer counts). We keep exact values and reproduce that outcome with an infinitesimal shift in
-# the sweep's sort key, so parity holds for multi-answer validation queries too.
-
-def _shifted(dg: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """Would the reference's ``Δg + 1e-8``, computed in ``dtype`` (the inputs' precision: torch
-    keeps float32 arrays in float32), differ from Δg, i.e. move the endpoint outward?"""
-    dt = np.dtype(dtype).type
-    d = dg.astype(dt)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.isfinite(dg) & ((d + dt(1e-8)) != d)
-
-
-def m_parity_intervals(
-    qv: np.ndarray,
-    movers: Movers,
-    pair_row: np.ndarray,
-    pair_mover: np.ndarray,
-    pair_s: np.ndarray,
-    pair_id: np.ndarray,
-    best_const: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Intervals of the validation pairs (see the comment above).
-
-    ``pair_mover``: index into ``movers`` of the pair's answer, or -1 when the answer does not
-    move (its score is then ``pair_s`` and its slope 0). ``best_const``: per pair, the best
-    constant competitor score other than the answer (-inf if none). Returns a dict with L, U,
-    valid, and the binding Δg of each endpoint (dgL, dgU).
-    """
-    P = pair_row.size
-    m = movers.ids.size
-    s_a = pair_s.astype(np.float64).copy()
-    c_a = np.zeros(P)
-    block = max(1, CHUNK_ELEMS // max(P, qv.shape[0], 1))
-
-    def block_scores(sl):
-        vb, wb = movers.block(sl)
-        return (qv @ vb.T).astype(np.float64), (qv @ wb.T).astype(np.float64)
-
-    # pass 1: each moving answer's own (s, c), read from the block matrices used in pass 2
-    mv = pair_mover >= 0
-    for r0 in range(0, m, block):
-        sel = np.flatnonzero(mv & (pair_mover >= r0) & (pair_mover < r0 + block))
-        if sel.size == 0:
-            continue
-        S, G = block_scores(slice(r0, min(m, r0 + block)))
-        s_a[sel] = S[pair_row[sel], pair_mover[sel] - r0]
-        c_a[sel] = G[pair_row[sel], pair_mover[sel] - r0]
-
-    L = np.full(P, -np.inf)
-    U = np.full(P, np.inf)
-    dgL = np.full(P, np.nan)
-    dgU = np.full(P, np.nan)
-    bad = np.zeros(P, dtype=bool)
-
-    def absorb(ds: np.ndarray, dg: np.ndarray, mask: np.ndarray) -> None:
-        nonlocal bad
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = ds / dg
-        pos = mask & (dg > 0)
-        neg = mask & (dg < 0)
-        bad |= np.any(mask & (dg == 0) & (ds > 0), axis=1)
-        lo = np.where(pos, ratio, -np.inf)
-        hi = np.where(neg, ratio, np.inf)
-        il = np.argmax(lo, axis=1)
-        ih = np.argmin(hi, axis=1)
-        r = np.arange(P)
-        cl, ch = lo[r, il], hi[r, ih]
-        upl, uph = cl > L, ch < U
-        L[upl], dgL[upl] = cl[upl], dg[r, il][upl]
-        U[uph], dgU[uph] = ch[uph], dg[r, ih][uph]
-
-    if P:
-        has = np.isfinite(best_const)
-        absorb(np.where(has, best_const - s_a, 0.0)[:, None], c_a[:, None], has[:, None])
-    # pass 2: every moving competitor
-    for r0 in range(0, m, block):
-        if P == 0:
-            break
-        sl = slice(r0, min(m, r0 + block))
-        S, G = block_scores(sl)
-        ds = S[pair_row] - s_a[:, None]
-        dg = c_a[:, None] - G[pair_row]
-        notself = movers.ids[sl][None, :] != pair_id[:, None]
-        absorb(ds, dg, notself)
-    clamp = L <= 0
-    L = np.where(clamp, 0.0, L)
-    dgL = np.where(clamp, np.nan, dgL)
-    valid = ~bad & (U >= L)
-    dt = np.float64 if qv.dtype == np.float64 else np.float32
-    return {"L": L[valid], "U": U[valid], "shiftL": _shifted(dgL[valid], dt) & (L[valid] > 0),
-            "shiftU": _shifted(dgU[valid], dt)}
-
-
-def m_parity_sweep(iv: dict[str, np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
-    """The reference's point of most intersection: sweep the endpoints in order (starts before
-    ends at equal keys), and after each group of equal keys compare the running count with the
-    best so far (strict >). Returns (γ*, the distinct endpoint values, the count after each)."""
-    L, U = iv["L"], iv["U"]
-    if L.size == 0:
-        return 0.0, np.zeros(1), np.zeros(1)
-    # sort keys: (value, shift) with shift -1 for an L pushed down, +1 for a U pushed up
-    fin = np.isfinite(U)
-    vals = np.concatenate([L, U[fin]])
-    shift = np.concatenate([np.where(iv["shiftL"], -1, 0), np.where(iv["shiftU"][fin], 1, 0)])
-    sign = np.concatenate([np.ones(L.size, np.int64), -np.ones(int(fin.sum()), np.int64)])
-    order = np.lexsort((shift, vals))
-    v, sh, sg = vals[order], shift[order], sign[order]
-    run = np.cumsum(sg)
-    last = np.ones(v.size, dtype=bool)
-    last[:-1] = (v[1:] != v[:-1]) | (sh[1:] != sh[:-1])
-    gv, gc = v[last], run[last]
-    best = gc.max()
-    g = float(gv[np.argmax(gc == best)]) if best > 0 else 0.0
-    return g, gv, gc.astype(np.float64)
-
-
-def m_parity_count(iv: dict[str, np.ndarray], gamma: float) -> float:
-    """Number of pairs counted at γ by the sweep: L <= γ, and γ < U (γ <= U when the reference's
-    float32 +1e-8 pushes that U up, see above)."""
-    L, U = iv["L"], iv["U"]
-    ended = np.where(iv["shiftU"], U < gamma, U <= gamma)
-    return float(np.count_nonzero((L <= gamma) & ~ended))

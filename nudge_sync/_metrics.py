@@ -334,20 +334,27 @@ def metric_per_query(ranked_ids: np.ndarray, answers: Any, spec: str) -> np.ndar
     top = ranked_ids[:, :k]
     rel = _relevance(top, answers)
     n_ans = answers.lengths()
+    idcg = _ideal_dcg(answers, k) if name == "ndcg" else None
+    return np.where(n_ans > 0, metric_from_relevance(rel, n_ans, idcg, name, k), np.nan)
+
+
+def metric_from_relevance(rel: np.ndarray, n_answers: np.ndarray, idcg: np.ndarray | None, name: str,
+                          k: int) -> np.ndarray:
+    """Per-query value of metric ``name@k`` from the grades of the ranked results ``rel``
+    (queries x ranks, 0 for a non-answer or padding), the queries' answer counts and, for ndcg,
+    their ideal DCG. The one definition shared by evaluation and the γ search."""
+    rel = rel[:, :k]
     if name == "recall":
-        out = (rel > 0).sum(axis=1) / np.maximum(np.minimum(n_ans, k), 1)
-    elif name == "hit":
-        out = (rel > 0).any(axis=1).astype(np.float64)
-    elif name == "mrr":
+        return (rel > 0).sum(axis=1) / np.maximum(np.minimum(n_answers, k), 1)
+    if name == "hit":
+        return (rel > 0).any(axis=1).astype(np.float64)
+    if name == "mrr":
         hit = rel > 0
         first = np.argmax(hit, axis=1)
-        out = np.where(hit.any(axis=1), 1.0 / (first + 1.0), 0.0)
-    else:  # ndcg
-        disc = 1.0 / np.log2(np.arange(top.shape[1]) + 2.0)
-        dcg = rel @ disc
-        idcg = _ideal_dcg(answers, k)
-        out = np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
-    return np.where(n_ans > 0, out, np.nan)
+        return np.where(hit.any(axis=1), 1.0 / (first + 1.0), 0.0)
+    disc = 1.0 / np.log2(np.arange(rel.shape[1]) + 2.0)
+    dcg = rel @ disc
+    return np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
 
 
 def evaluate_per_query(ranked_ids: np.ndarray, answers: Any, metrics: str | Sequence[str]) -> dict[str, np.ndarray]:

@@ -11,8 +11,11 @@ validation queries. See NUDGE.md for the derivation; the closed forms used here 
 
 γ search: ``gamma_search="parity"`` reproduces the reference nudge-ft 0.1.2 (NUDGE-N: the grid
 0, 0.02, .., 0.48 scored by capped recall@val_k, smallest γ wins ties; NUDGE-M: the interval sweep
-on per-pair validation hit@1). ``gamma_search="fine"`` optimises ``objective`` exactly over a
-continuous range (see :mod:`nudge_sync._gamma`).
+on per-pair validation hit@1, decided at ties as the reference decides, :mod:`._m_parity`).
+``gamma_search="fine"`` (the default of the sync engine) optimises ``objective`` over a continuous
+range: the objective scored on a grid, then exactly around the best points; ``"exact"`` computes
+the exact curve over the whole range, a certified optimum at a few times the cost on dense labels
+(see :mod:`._search`, :mod:`._curve` and :mod:`._gamma`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ import numpy as np
 from . import _gamma as gm
 from ._answers import Answers, as_answers
 from ._context import ValidationContext
+from ._curve import TableScorer
 from ._metrics import canonical_metric, merge_topk, normalize_rows, parse_metric, stream_topk
+from ._m_parity import binding_slope, m_parity_count, m_parity_intervals, m_parity_sweep, rounded_topk
+from ._search import choose_gamma
 
 __all__ = ["NudgeN", "NudgeM"]
 
@@ -43,8 +49,8 @@ class _Nudge:
 
     # -- parameters ---------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.gamma_search not in ("parity", "fine"):
-            raise ValueError(f"gamma_search must be 'parity' or 'fine', got {self.gamma_search!r}")
+        if self.gamma_search not in ("parity", "fine", "exact"):
+            raise ValueError(f"gamma_search must be 'parity', 'fine' or 'exact', got {self.gamma_search!r}")
         parse_metric(self.objective)
         if self.gamma is not None:
             self._user_gamma = _check_gamma(self.gamma, self._family)
@@ -91,8 +97,10 @@ class _Nudge:
             unless it lists all such records.
 
         Learned: ``gamma_``; ``gammas_`` / ``validation_curve_`` (every γ evaluated and the
-        objective there; fine mode: the middle of each piece of the exact sweep plus γ = 0 and
-        the parity grid, see also ``plateaus_`` = rows (γ start, γ end, value)); ``objective_``
+        objective there; fine / exact mode: the points scored directly and the middle of every
+        computed piece of the exact curve, see also ``plateaus_`` = rows (γ start, γ end, value)
+        covering the range, value NaN where the search proved the objective below the best or,
+        in fine mode, did not look); ``objective_``
         (the criterion actually optimised); ``val_score_before_`` (γ = 0) and ``val_score_``;
         ``moved_ids_`` (sorted int64) with ``moved_vectors_`` (float32, aligned);
         ``n_train_dropped_`` / ``n_val_dropped_`` (queries without answers, ignored).
@@ -187,14 +195,14 @@ class _Nudge:
         sin_t = np.zeros(m)
         rho_neg = np.zeros(m, dtype=bool)
         ok = np.zeros(m, dtype=bool)  # G != 0 (and, for N, not parallel to v)
+        # one float64 copy of the (few) training queries, gathered per pair below: converting
+        # every gathered pair row instead costs twice the memory traffic
+        tq64 = normalize_rows(tq) if self.normalize_queries else tq.astype(np.float64)
+        weighted = bool(getattr(self, "grade_weighting", False))
         for b0 in range(0, m, _REC_BLOCK):
             b1 = min(m, b0 + _REC_BLOCK)
             p0, p1 = bounds[b0], bounds[b1]
-            qs = tq[qq[p0:p1]].astype(np.float64)
-            if self.normalize_queries:
-                qs = normalize_rows(qs)
-            qs *= ww[p0:p1, None]
-            G = np.add.reduceat(qs, bounds[b0:b1] - p0, axis=0) if p1 > p0 else np.zeros((b1 - b0, d))
+            G = _sum_rows_by_record(tq64, qq, ww if weighted else None, bounds[b0 : b1 + 1])
             v = base[uniq_rows[b0:b1]].astype(np.float64)
             vn = np.linalg.norm(v, axis=1)
             zero = np.flatnonzero(vn == 0)
@@ -242,10 +250,14 @@ class _Nudge:
         return gm.Movers(ids=g["ids"][active], v=g["v"], w=g["w"], cos_theta=g["cos_theta"][active],
                          sin_theta=g["sin_theta"][active], jump=jump[active], rows=rows)
 
-    def _constants(self, base, ids, qv, ctx, active_rows, K) -> tuple[np.ndarray, np.ndarray]:
-        """Top-K per validation query over base records that never move, merged with the context."""
+    def _constants(self, base, ids, qv, ctx, active_rows, K, rounded=False) -> tuple[np.ndarray, np.ndarray]:
+        """Top-K per validation query over base records that never move, merged with the context.
+        ``rounded``: scores formed as NUDGE-M parity needs them (:func:`_m_parity.rounded_topk`)."""
         exclude = ids[active_rows]
-        c_ids, c_s = stream_topk(qv, base, K, ids=ids, exclude=exclude, normalize=True)
+        if rounded:
+            c_ids, c_s = rounded_topk(qv, base, K, ids, exclude=exclude)
+        else:
+            c_ids, c_s = stream_topk(qv, base, K, ids=ids, exclude=exclude, normalize=True)
         if ctx is not None:
             c_ids, c_s = merge_topk(c_ids, c_s, ctx.ids, ctx.scores, K, dedupe=True)
         return c_ids, c_s
@@ -299,9 +311,10 @@ class NudgeN(_Nudge):
     Parameters
     ----------
     gamma : fixed γ (validation then only reports the score there), or None to search it.
-    gamma_search : "parity" (reference grid 0..0.48, capped recall@val_k, smallest γ on ties) or
-        "fine" (exact sweep of ``objective`` over γ in [0, min(max θ, gamma_max)]).
-    objective : metric optimised in fine mode ("hit@1", "ndcg@10", "recall@10", "mrr@10", ...).
+    gamma_search : "parity" (reference grid 0..0.48, capped recall@val_k, smallest γ on ties),
+        "fine" (``objective`` over γ in [0, min(max θ, gamma_max)]: scored on a grid, then the
+        exact curve around its best points) or "exact" (the exact curve over that whole range).
+    objective : metric optimised in fine / exact mode ("hit@1", "ndcg@10", "recall@10", "mrr@10", ...).
         Parity mode always uses the reference criterion (see ``objective_``).
     val_k : k of the reference criterion in parity mode.
     skip_negative_rho : the reference leaves records with v·G < 0 in place (until saturation).
@@ -355,26 +368,33 @@ class NudgeN(_Nudge):
             if self.gamma_max is not None:
                 t_top = min(t_top, float(gm.gamma_to_phi(float(self.gamma_max))))
             t_hi = t_top
-        # Records whose vector changes somewhere in [0, t_hi]: rotating ones, and skip-rule ones
-        # that saturate within the range. The others are constant competitors.
-        active = np.where(jump, theta <= t_hi, t_hi > 0)
+        # Every record that may move is scored as one, even one that stays put over [0, t_hi] (a
+        # skip-rule record saturating beyond it: a flat curve): all their scores then come out of
+        # the same products, so exact copies among them tie to the bit, as the tie rule needs.
+        active = np.ones(theta.size, dtype=bool)
         self._check_context_depth(ctx, obj.k)
         c_ids, c_s = self._constants(base, ids, qv, ctx, g["rows"][active], obj.k)
         C = gm.build_candidates("n", qv, self._movers(active), c_ids, c_s, val, obj.k, t_hi)
         self._candidates = C
-        before = gm.objective_at(C, obj, 0.0)
+        scorer = TableScorer(C, obj.name, obj.k)
         extra: dict[str, Any] = {}
         if self._user_gamma is not None:
             gam = self._user_gamma
             gammas = np.array([gam])
-            curve = np.array([gm.objective_at(C, obj, gam)])
+            curve = np.array([scorer.value_at(gam)])
+            before = scorer.value_at(0.0)
         elif parity:
             gammas = gm.PARITY_GRID_N.copy()
-            curve = np.array([gm.objective_at(C, obj, x) for x in gammas])
+            curve = np.array([scorer.value_at(x) for x in gammas])
             gam = float(gammas[int(np.argmax(curve))])  # first maximum: strict >, smallest γ
+            before = float(curve[0])
         else:
-            gam, gammas, curve, extra = _fine_choice(C, obj, gm.PARITY_GRID_N)
-        after = float(curve[np.flatnonzero(gammas == gam)[0]]) if np.any(gammas == gam) else gm.objective_at(C, obj, gam)
+            # on the reference's own criterion (capped recall@k, for any val_k = k; hit@1 is
+            # recall@1), scoring its grid too keeps the search from ever doing worse than parity
+            grid = gm.PARITY_GRID_N if obj.name == "recall" or (obj.name, obj.k) == ("hit", 1) else None
+            gam, gammas, curve, extra = choose_gamma(C, obj, scorer, self.gamma_search, grid)
+            before = extra.pop("before")
+        after = float(curve[np.flatnonzero(gammas == gam)[0]]) if np.any(gammas == gam) else scorer.value_at(gam)
         self._finish(gam, gammas, curve, before, after, name, extra)
 
     def _vectors_at(self, gamma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -405,7 +425,7 @@ class NudgeM(_Nudge):
 
     Parameters as :class:`NudgeN`; parity mode is the reference interval sweep on per-(query,
     answer) validation hit@1 (ties count as wins, smallest γ of the best count, 0 if none).
-    Fine mode searches [0, gamma_max] (default :data:`M_FINE_GAMMA_MAX`).
+    Fine and exact mode search [0, gamma_max] (default :data:`M_FINE_GAMMA_MAX`).
     """
 
     _family = "m"
@@ -428,18 +448,19 @@ class NudgeM(_Nudge):
         active = np.ones(g["ids"].size, dtype=bool)
         if self.gamma_search == "parity":
             self._check_context_depth(ctx, 1)
-            c_ids, c_s = self._constants(base, ids, qv, ctx, g["rows"], 2)
+            c_ids, c_s = self._constants(base, ids, qv, ctx, g["rows"], 2, rounded=True)
             iv = self._parity_intervals(base, ids, qv, val, c_ids, c_s)
             P = max(1, val.ids.size)  # denominator: all validation pairs
-            before = gm.m_parity_count(iv, 0.0) / P
+            before = m_parity_count(iv, 0.0) / P
             if self._user_gamma is not None:
                 gam = self._user_gamma
                 gammas = np.array([gam])
-                curve = np.array([gm.m_parity_count(iv, gam) / P])
+                curve = np.array([m_parity_count(iv, gam) / P])
             else:
-                gam, gammas, counts = gm.m_parity_sweep(iv)
+                gam, gammas, counts = m_parity_sweep(iv)
                 curve = counts / P
-            after = gm.m_parity_count(iv, gam) / P
+            after = m_parity_count(iv, gam) / P
+            self._binding_slope = binding_slope(iv, gam)  # for tests: γ's float32 sensitivity
             self._finish(gam, gammas, curve, before, after, "pair_hit@1")
             return
         name = canonical_metric(self.objective)
@@ -450,15 +471,17 @@ class NudgeM(_Nudge):
         c_ids, c_s = self._constants(base, ids, qv, ctx, g["rows"], obj.k)
         C = gm.build_candidates("m", qv, self._movers(active), c_ids, c_s, val, obj.k, t_hi)
         self._candidates = C
-        before = gm.objective_at(C, obj, 0.0)
+        scorer = TableScorer(C, obj.name, obj.k)
         extra: dict[str, Any] = {}
         if self._user_gamma is not None:
             gam = self._user_gamma
             gammas = np.array([gam])
-            curve = np.array([gm.objective_at(C, obj, gam)])
+            curve = np.array([scorer.value_at(gam)])
+            before = scorer.value_at(0.0)
         else:
-            gam, gammas, curve, extra = _fine_choice(C, obj, None)
-        after = gm.objective_at(C, obj, gam)
+            gam, gammas, curve, extra = choose_gamma(C, obj, scorer, self.gamma_search)
+            before = extra.pop("before")
+        after = scorer.value_at(gam)
         self._finish(gam, gammas, curve, before, after, name, extra)
 
     def _parity_intervals(self, base, ids, qv, val: Answers, c_ids, c_s):
@@ -486,13 +509,13 @@ class NudgeM(_Nudge):
         in_base = (pmov < 0) & ~hit_c & (ids[border][bpos] == pid)
         if np.any(in_base):
             rows = border[bpos[in_base]]
-            vb = normalize_rows(base[rows]).astype(qv.dtype)
-            s_a[in_base] = np.einsum("ij,ij->i", qv[prow[in_base]], vb).astype(np.float64)
+            vb = normalize_rows(base[rows]).astype(qv.dtype).astype(np.float64)
+            s_a[in_base] = np.einsum("ij,ij->i", qv[prow[in_base]].astype(np.float64), vb).astype(qv.dtype)
         # answers only in the context beyond its top: they can never be top-1
         ok = ~np.isnan(s_a)
         top1_is_a = c_ids[prow, 0] == pid
         best = np.where(top1_is_a, c_s[prow, 1], c_s[prow, 0])
-        return gm.m_parity_intervals(qv, movers, prow[ok], pmov[ok], s_a[ok], pid[ok], best[ok])
+        return m_parity_intervals(qv, movers, prow[ok], pmov[ok], s_a[ok], pid[ok], best[ok])
 
     def _vectors_at(self, gamma: float) -> tuple[np.ndarray, np.ndarray]:
         g = self._geo
@@ -508,37 +531,27 @@ class NudgeM(_Nudge):
 # -- fine-mode choice ------------------------------------------------------------------------------
 
 
-def _fine_choice(C: gm.Candidates, obj: gm.Objective, grid: np.ndarray | None):
-    """Exact sweep, then: the best value over open segments and a few exact points (γ = 0 and,
-    for NUDGE-N, the parity grid). Tie rule: γ = 0 if it is among the best (nothing moves without
-    validation evidence); else the first (smallest-γ) best open plateau, at its middle (the left
-    end is a tie point, NUDGE.md H4/§4.6); else the smallest best point."""
-    sw = gm.exact_sweep(C, obj)
-    ts, te, vals = gm.plateaus(sw)
-    gs, ge = C.gamma_of_t(ts), C.gamma_of_t(te)
-    mids = (gs + ge) / 2.0
-    pts = [0.0]
-    if grid is not None:
-        g_hi = float(C.gamma_of_t(C.t_hi))
-        pts += [float(x) for x in grid if 0 < x <= g_hi + 1e-15]
-    pts_arr = np.array(pts)
-    pvals = np.array([gm.objective_at(C, obj, x) for x in pts_arr])
-    r_plat = np.round(vals, gm._ROUND)
-    r_pts = np.round(pvals, gm._ROUND)
-    nonempty = ge > gs
-    best = max(r_plat[nonempty].max(initial=-np.inf), r_pts.max())
-    cand = np.flatnonzero(nonempty & (r_plat == best))
-    if r_pts[0] == best:
-        gam = 0.0  # no validation evidence for any move
-    elif cand.size:
-        gam = float(mids[cand[0]])
-    else:
-        gam = float(pts_arr[np.flatnonzero(r_pts == best)[0]])
-    gammas = np.concatenate([mids[nonempty], pts_arr])
-    curve = np.concatenate([vals[nonempty], pvals])
-    order = np.argsort(gammas, kind="stable")
-    extra = {"plateaus_": np.stack([gs, ge, vals], axis=1)}
-    return gam, gammas[order], curve[order], extra
+#: Pair rows gathered at once when summing G: small enough for the gathered block to stay in cache
+#: (4x faster than one gather per record block on the dense shape).
+_PAIR_BLOCK = 1024
+
+
+def _sum_rows_by_record(q: np.ndarray, rows: np.ndarray, weights: np.ndarray | None, bounds: np.ndarray) -> np.ndarray:
+    """G for consecutive records: record i sums (weighted) rows ``q[rows[bounds[i]:bounds[i+1]]]``
+    (``bounds`` non-decreasing; every record has at least one row)."""
+    n = bounds.size - 1
+    out = np.empty((n, q.shape[1]))
+    i = 0
+    while i < n:
+        j = int(np.searchsorted(bounds, bounds[i] + _PAIR_BLOCK, side="right")) - 1
+        j = min(n, max(j, i + 1))
+        p0, p1 = bounds[i], bounds[j]
+        block = q[rows[p0:p1]]
+        if weights is not None:
+            block *= weights[p0:p1, None]
+        out[i:j] = np.add.reduceat(block, bounds[i:j] - p0, axis=0)
+        i = j
+    return out
 
 
 def _compact(x: np.ndarray, keep: np.ndarray) -> np.ndarray:

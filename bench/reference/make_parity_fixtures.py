@@ -17,8 +17,19 @@ cases, the versions and the command). Keys:
   every other row the script asserts, before saving, that the reference returned normalize(X) to
   within 1e-6, and the test checks those rows against normalize(X).
 
-The SciFact slice's inputs are stored as float16 to keep the fixtures small; the reference ran on
-their exact float32 up-cast, which is what the tests feed to our implementation too.
+The SciFact slice's and the dense cases' inputs are stored as float16 to keep the fixtures small;
+the reference ran on their exact float32 up-cast, which is what the tests feed to our
+implementation too.
+
+Dense cases (issue #12): make_corpus(labels="dense") problems, tens of graded answers per training
+and validation query, with a share of exact-duplicate records, one in distribution and one under
+the paper's out-of-distribution protocol (k-means k=2 on the training queries, cluster 0 for
+training and validation) with nontrain records. Their seeds are ones where the reference's
+NUDGE-M sweep met degenerate intervals [0, 0] (an exact copy of an answer with a larger slope)
+and where counting them at γ = 0, as parity mode used to, chose γ = 0 instead of the reference's
+γ. For NUDGE-M the manifest records what the reference's sweep saw (``reference_sweep``: its
+count at 0 and at the chosen γ, and the degenerate intervals), captured from its own
+``_get_point_of_most_intersection`` call.
 
 Recovering gamma. nudge-ft returns only the embeddings. gamma is captured by wrapping the
 reference's own methods while it runs: NUDGE-N calls ``_sol_maxm(gamma, ...)`` once per grid value
@@ -44,7 +55,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # our deterministic generator makes the synthetic inputs
-from nudge_sync.synthetic import make_corpus  # noqa: E402
+from nudge_sync.synthetic import kmeans_labels, make_corpus  # noqa: E402
 
 OUT = ROOT / "tests" / "core" / "fixtures" / "parity"
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact-minilm.npz"
@@ -64,9 +75,10 @@ def captured_gamma(method: str, run):
     else:
         real = nudge.NUDGEM._get_point_of_most_intersection
 
-        def spy(self, *args):
-            g = real(self, *args)
+        def spy(self, mins, maxs):
+            g = real(self, mins, maxs)
             box.append(float(g))
+            SWEEP.update(mins=np.asarray(mins), maxs=np.asarray(maxs))  # the intervals it swept
             return g
 
         nudge.NUDGEM._get_point_of_most_intersection = spy
@@ -82,6 +94,20 @@ def captured_gamma(method: str, run):
     else:
         assert len(box) == 1
     return np.asarray(out), box[-1]
+
+
+#: The last NUDGE-M run's intervals (lows, highs), as the reference swept them.
+SWEEP: dict = {}
+
+
+def sweep_facts(gamma: float) -> dict:
+    """What the reference's sweep saw: its count at γ = 0 and at the γ it chose (the count at v
+    is #{low <= v} - #{high <= v}), and the degenerate intervals [0, 0] (an exact copy of an answer
+    with a larger slope) that it never counts."""
+    lo, hi = SWEEP["mins"], SWEEP["maxs"]
+    count = lambda v: int(np.count_nonzero(lo <= v) - np.count_nonzero(hi <= v))  # noqa: E731
+    return {"pairs_kept": int(lo.size), "count_at_0": count(0.0), "count_at_gamma": count(gamma),
+            "degenerate_at_0": int(np.count_nonzero((lo == 0) & (hi == 0)))}
 
 
 def cross_check(method, gamma, X, out, trained):
@@ -114,17 +140,45 @@ def problem(seed, n, d, n_queries, max_ans, with_nontrain=False, val_unrelated=F
         trained = {r for a in ta for r in a}
         keep = [j for j, a in enumerate(vans) if not set(a) & trained]
         va, vans = va[keep], [vans[j] for j in keep]
-    X = data.vectors
-    nt = None
+    X, nt = data.vectors, None
     if with_nontrain:
-        used = sorted({r for a in ta + vans for r in a})
-        rest = np.setdiff1d(np.arange(n), used)
-        remap = {r: j for j, r in enumerate(used)}
-        nt = X[rest]
-        X = X[used]
-        ta = [[remap[r] for r in a] for a in ta]
-        vans = [[remap[r] for r in a] for a in vans]
+        X, ta, vans, nt = split_nontrain(X, ta, vans)
     return X, data.queries[tr], ta, data.queries[va], vans, nt
+
+
+def dense_problem(seed, n, d, n_queries, duplicate_share, ood, with_nontrain=False):
+    """Dense, graded, duplicate-bearing labels (make_corpus labels="dense": tens of answers per
+    query, validation queries as dense, ``duplicate_share`` of the records exact copies of
+    another), float16-rounded. ``ood``: the NUDGE paper's out-of-distribution protocol: k-means
+    (k=2) on the training queries, train on cluster 0, validation queries of cluster 0 (nearest
+    centre). with_nontrain: records no train/val query answers go to ``nontrain_embeddings``."""
+    data = make_corpus(n_records=n, dim=d, n_queries=n_queries, labels="dense", seed=seed,
+                       duplicate_share=duplicate_share)
+    tr, va = data.rows("train"), data.rows("val")
+    if ood:
+        tr, va = cluster_zero(data.queries, tr, va, seed)
+    ta, vans = [data.answers[q] for q in tr], [data.answers[q] for q in va]
+    f16 = lambda a: a.astype(np.float16).astype(np.float32)  # noqa: E731
+    X, nt = f16(data.vectors), None
+    if with_nontrain:
+        X, ta, vans, nt = split_nontrain(X, ta, vans)
+    return X, f16(data.queries[tr]), ta, f16(data.queries[va]), vans, nt
+
+
+def cluster_zero(queries, tr, va, seed):
+    """Training and validation queries of k-means cluster 0 of the training queries."""
+    lab = kmeans_labels(queries[tr], 2, seed=seed)
+    centres = np.stack([queries[tr][lab == j].mean(0) for j in range(2)])
+    v_lab = np.argmin(((queries[va][:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    return tr[lab == 0], va[v_lab == 0]
+
+
+def split_nontrain(X, ta, vans):
+    """Rows no train/val query answers become nontrain; answers renumbered."""
+    used = sorted({r for a in ta + vans for r in a})
+    rest = np.setdiff1d(np.arange(len(X)), used)
+    remap = {r: j for j, r in enumerate(used)}
+    return X[used], [[remap[r] for r in a] for a in ta], [[remap[r] for r in a] for a in vans], X[rest]
 
 
 def scifact_slice(n_docs=1000, n_train=250, n_dev=80):
@@ -158,7 +212,21 @@ CASES = {
     "m_gamma_zero": ("M", lambda: problem(6, 300, 16, 200, 1, val_unrelated=True), {}),
     "n_scifact_slice": ("N", scifact_slice, {"f16": True, "moved_only": True}),
     "m_scifact_slice": ("M", "n_scifact_slice", {"moved_only": True}),
+    # dense labels with exact duplicates (issue #12): the seeds are ones where a copy of an answer
+    # with a larger slope gives the interval [0, 0] and decides NUDGE-M's γ
+    "m_dense_dup": ("M", lambda: dense_problem(4, 1000, 64, 1100, 0.1, ood=False), {"f16": True}),
+    "n_dense_dup": ("N", "m_dense_dup", {}),
+    "m_dense_ood_nontrain": ("M", lambda: dense_problem(1, 600, 48, 700, 0.25, ood=True, with_nontrain=True),
+                             {"f16": True}),
+    "n_dense_ood_nontrain": ("N", "m_dense_ood_nontrain", {}),
+    "n_dense_ood_nontrain_valk3": ("N", "m_dense_ood_nontrain", {"val_k": 3}),
 }
+
+
+def duplicate_rows(X) -> int:
+    """Rows that have an exact copy elsewhere in X."""
+    _, inverse, counts = np.unique(X, axis=0, return_inverse=True, return_counts=True)
+    return int(np.count_nonzero(counts[inverse.reshape(-1)] > 1))
 
 
 def ragged(lists):
@@ -219,7 +287,12 @@ def main() -> None:
             "train": len(ta), "val": len(va), "multi_answer": any(len(a) > 1 for a in ta + va),
             "nontrain": 0 if nt is None else len(nt), "moved_rows": int(trained.size),
             "stored_rows": "trained" if opts.get("moved_only") else "all", "inputs": shared or name,
-            "input_dtype": "float16" if (opts.get("f16") or (shared and CASES[shared][2].get("f16"))) else "float32"}
+            "input_dtype": "float16" if (opts.get("f16") or (shared and CASES[shared][2].get("f16"))) else "float32",
+            "val_answers_per_query": round(float(np.mean([len(set(a)) for a in va])), 2),
+            "duplicate_rows": duplicate_rows(X if nt is None else np.concatenate([X, nt])),
+            "ood_split": "ood" in (shared or name)}
+        if method == "M":
+            manifest["cases"][name]["reference_sweep"] = sweep_facts(gamma)
         print(name, method, gamma, file=sys.stderr)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     total = sum(p.stat().st_size for p in out_dir.glob("*.npz"))

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from nudge_sync import _gamma as gm
 from nudge_sync._context import ValidationContext
 from nudge_sync._metrics import evaluate, rank
+from nudge_sync._m_parity import m_parity_count, m_parity_sweep
 from nudge_sync._nudge import M_FINE_GAMMA_MAX, NudgeM
 
 from ._data import make_problem
@@ -29,21 +29,32 @@ def test_interval_by_hand():
 
 
 def test_sweep_counts_like_the_reference():
-    iv = {"L": np.array([0.0, 0.2, 0.5]), "U": np.array([0.3, np.inf, 0.6]),
-          "shiftL": np.zeros(3, bool), "shiftU": np.zeros(3, bool)}
-    g, vals, counts = gm.m_parity_sweep(iv)
-    assert g == 0.2
-    assert vals.tolist() == [0.0, 0.2, 0.3, 0.5, 0.6] and counts.tolist() == [1, 2, 1, 2, 1]
-    assert ref_sweep(iv["L"], iv["U"]) == 0.2
-    # a shared endpoint: [0, x] ends where [x, inf) starts. Unshifted: the reference's grouped sweep
-    # never counts both; shifted (its +1e-8 moved them apart in float32): both count at x.
-    iv = {"L": np.array([0.0, 0.4]), "U": np.array([0.4, np.inf]),
-          "shiftL": np.array([False, False]), "shiftU": np.array([False, False])}
-    assert gm.m_parity_sweep(iv)[0] == 0.0
-    iv["shiftL"][1] = iv["shiftU"][0] = True
-    assert gm.m_parity_sweep(iv)[0] == 0.4 and gm.m_parity_count(iv, 0.4) == 2
-    empty = {"L": np.zeros(0), "U": np.zeros(0), "shiftL": np.zeros(0, bool), "shiftU": np.zeros(0, bool)}
-    assert gm.m_parity_sweep(empty)[0] == 0.0
+    f32 = lambda *x: np.array(x, dtype=np.float32)  # noqa: E731
+    iv = {"L": f32(0.0, 0.2, 0.5), "U": f32(0.3, 1e8, 0.6)}
+    g, vals, counts = m_parity_sweep(iv)
+    assert g == np.float32(0.2)
+    assert vals.tolist() == f32(0.0, 0.2, 0.3, 0.5, 0.6, 1e8).astype(float).tolist()
+    assert counts.tolist() == [1, 2, 1, 2, 1, 0]
+    assert ref_sweep(iv["L"], iv["U"]) == g
+    # a shared end point: [0, x) ends where [x, ...) starts, the grouped sweep never counts both
+    iv = {"L": f32(0.0, 0.4), "U": f32(0.4, 1e8)}
+    assert m_parity_sweep(iv)[0] == 0.0 == ref_sweep(iv["L"], iv["U"]) and m_parity_count(iv, 0.4) == 1
+    # a degenerate interval [0, 0] (an exact copy of the answer with a larger slope) never counts
+    iv = {"L": f32(0.0, 0.0, 0.25), "U": f32(0.0, 0.3, 1e8)}
+    assert m_parity_count(iv, 0.0) == 1 and m_parity_sweep(iv)[0] == np.float32(0.25) == ref_sweep(iv["L"], iv["U"])
+    assert m_parity_sweep({"L": f32(), "U": f32()})[0] == 0.0
+
+
+def test_ratios_use_the_reference_arithmetic():
+    """Δs / (Δg + 1e-8) in float32, max with 0, 1e8 without an upper constraint, drop on Δg = 0
+    with Δs > 0: a float64 emulation of the same formulas agrees bit for bit."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        p = make_problem(int(rng.integers(1 << 20)), n=40, nt=30, nv=15, max_ans=3, dtype=np.float32)
+        p.X[5] = p.X[3]  # exact copies: Δs = 0 against each other
+        est = NudgeM().fit(p.X, p.tq, p.ta, p.vq, p.va)
+        lows, highs = ref_m_intervals(p.X, p.tq, p.ta, p.vq, p.va, None, dtype=np.float32)[2:]
+        assert est.gamma_ == pytest.approx(ref_sweep(lows, highs), rel=1e-5, abs=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -84,14 +95,20 @@ def test_answers_in_the_context_and_in_the_base_that_do_not_move():
 
 def test_fine_mode_curve_matches_brute_force():
     p = make_problem(10, n=60, nt=30, nv=30)
-    est = NudgeM(gamma_search="fine", objective="ndcg@5").fit(p.X, p.tq, p.ta, p.vq, p.va)
-    assert 0 <= est.gamma_ <= M_FINE_GAMMA_MAX
-    assert est.val_score_ >= est.val_score_before_
     Gh = unit(g_sums(len(p.X), p.tq, p.ta))
-    pl = est.plateaus_
-    for s, e, value in pl[:: max(1, len(pl) // 15)]:
-        g = (s + e) / 2
-        Y = unit(p.X) + g * Gh
-        ids, _ = rank(p.vq @ Y.T, None, 5)
-        assert value == pytest.approx(evaluate(ids, p.va, ["ndcg@5"])["ndcg@5"], abs=1e-12)
+
+    def brute(g):
+        ids, _ = rank(p.vq @ (unit(p.X) + g * Gh).T, None, 5)
+        return evaluate(ids, p.va, ["ndcg@5"])["ndcg@5"]
+
+    exact = NudgeM(gamma_search="exact", objective="ndcg@5").fit(p.X, p.tq, p.ta, p.vq, p.va)
+    fine = NudgeM(gamma_search="fine", objective="ndcg@5").fit(p.X, p.tq, p.ta, p.vq, p.va)
+    for est in (exact, fine):
+        assert 0 <= est.gamma_ <= M_FINE_GAMMA_MAX
+        assert est.val_score_ >= est.val_score_before_
+        assert est.val_score_ == pytest.approx(brute(est.gamma_), abs=1e-12)
+        pl = est.plateaus_
+        for s, e, value in pl[np.isfinite(pl[:, 2])][:: max(1, len(pl) // 15)]:
+            assert value == pytest.approx(brute((s + e) / 2), abs=1e-12)
+    assert fine.val_score_ <= exact.val_score_ + 1e-12  # exact is the optimum over the range
     assert NudgeM(gamma_search="fine", gamma_max=0.05).fit(p.X, p.tq, p.ta, p.vq, p.va).gamma_ <= 0.05

@@ -141,7 +141,7 @@ def test_input_errors_name_the_argument():
     with pytest.raises(ValueError, match="gamma must be given"):
         NudgeN().fit(p.X, p.tq, p.ta)
     with pytest.raises(ValueError, match="gamma_search"):
-        NudgeN(gamma_search="grid").fit(p.X, p.tq, p.ta, p.vq, p.va)
+        NudgeN(gamma_search="grid").fit(p.X, p.tq, p.ta, p.vq, p.va)  # fine, exact or parity
     with pytest.raises(ValueError, match="unknown metric"):
         NudgeN(objective="ndcg").fit(p.X, p.tq, p.ta, p.vq, p.va)
     with pytest.raises(ValueError, match="val_k"):
@@ -177,23 +177,24 @@ def test_near_parallel_g_never_gives_nan_rows():
         np.testing.assert_allclose(est.transform(unit(X)), unit(X), atol=1e-5)  # parallel: x = Ĝ = v
 
 
-def test_fine_mode_respects_gamma_max_and_reports_plateaus():
+@pytest.mark.parametrize("search", ["fine", "exact"])
+def test_fine_and_exact_modes_respect_gamma_max_and_report_plateaus(search):
     p = make_problem(6, nv=30)
-    est = NudgeN(gamma_search="fine", objective="ndcg@10", gamma_max=0.1).fit(p.X, p.tq, p.ta, p.vq, p.va)
+    est = NudgeN(gamma_search=search, objective="ndcg@10", gamma_max=0.1).fit(p.X, p.tq, p.ta, p.vq, p.va)
     assert 0 <= est.gamma_ <= 0.1
     pl = est.plateaus_
     assert pl[0, 0] == 0 and pl[-1, 1] == pytest.approx(0.1)
     assert np.all(pl[1:, 0] == pl[:-1, 1])  # contiguous pieces
-    assert est.val_score_ == pytest.approx(pl[:, 2].max())
+    assert est.val_score_ == pytest.approx(np.nanmax(pl[:, 2]))  # NaN: not computed, below the best
     assert est.objective_ == "ndcg@10"
     assert np.all(np.diff(est.gammas_) >= 0)
 
 
-def test_fine_choice_is_the_middle_of_the_first_best_plateau():
+def test_exact_choice_is_the_middle_of_the_first_best_plateau():
     p = make_problem(7, nv=30)
-    est = NudgeN(gamma_search="fine", objective="recall@5").fit(p.X, p.tq, p.ta, p.vq, p.va)
+    est = NudgeN(gamma_search="exact", objective="recall@5").fit(p.X, p.tq, p.ta, p.vq, p.va)
     pl = est.plateaus_
-    best = np.round(pl[:, 2], 12).max()
+    best = np.round(np.nanmax(pl[:, 2]), 12)
     first = np.flatnonzero((np.round(pl[:, 2], 12) == best) & (pl[:, 1] > pl[:, 0]))[0]
     assert est.gamma_ == pytest.approx((pl[first, 0] + pl[first, 1]) / 2)
 
