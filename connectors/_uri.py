@@ -271,9 +271,12 @@ def _backend_module(backend: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith(("qdrant_client", "pymilvus", "milvus_lite", "chromadb")):
+        # anything missing that is not ours is a client library or one of its own dependencies
+        # (pymilvus needs orjson and grpc): the extra installs them all
+        if exc.name and not exc.name.startswith(("connectors", "nudge_sync")):
             raise MissingDependency(
-                f"the {backend} backend needs {exc.name}; install it with: pip install 'nudge-sync[{extra}]'"
+                f"the {backend} backend needs {exc.name.split('.')[0]}; install it with: pip install "
+                f"'nudge-sync[{extra}]' (from a checkout of nudge-sync: pip install '.[{extra}]')"
             ) from exc
         raise
     for hook in _loaded_hooks:

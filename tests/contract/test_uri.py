@@ -110,3 +110,26 @@ def test_missing_client_library_names_the_extra(monkeypatch):
     with pytest.raises(MissingDependency, match=r"pip install 'nudge-sync\[chroma\]'"):
         connectors.open_store("chroma:///tmp/x?collection=a")
     assert _uri.BACKENDS["chroma"][1] == "chroma"
+
+
+def test_a_missing_dependency_of_a_client_library_is_named_with_the_extra(monkeypatch, tmp_path):
+    """pymilvus needs orjson and grpc: with only another extra installed, a milvus: URI said
+    'internal error (a bug)' instead of naming what to install."""
+    import builtins
+    import sys
+
+    import connectors
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "orjson":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    for module in [m for m in sys.modules if m == "connectors.milvus" or m.startswith("connectors.milvus.")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(MissingDependency, match=r"needs orjson; install it with: pip install 'nudge-sync\[milvus\]' "
+                                                 r"\(from a checkout of nudge-sync: pip install '\.\[milvus\]'\)"):
+        connectors.open_store(f"milvus:///{tmp_path}/x.db?collection=a")
