@@ -9,11 +9,11 @@ from typing import Any
 import chromadb
 import numpy as np
 
+from .._arrays import chunks
 from .._base import RecordId, as_vectors, check_ids
 from .._errors import InvalidVectors, UnsupportedCollection
 from .._uri import StoreConfig
 from .client import SPACE_TO_METRIC, _Connection, _check_name
-from .layout import _chunks
 
 
 def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any, *, metric: str,
@@ -46,7 +46,7 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
         with conn.calls("create_collection", name, write=True):
             coll = conn.client.create_collection(name, embedding_function=None,
                                                  configuration={"hnsw": {"space": space}})
-        for part in _chunks(len(ids), conn.rows_per_write(vecs.shape[1])):
+        for part in chunks(len(ids), conn.rows_per_write(vecs.shape[1])):
             with conn.calls("add", name, write=True):
                 coll.add(ids=ids[part], embeddings=vecs[part],
                          metadatas=[dict(p) for p in payloads[part]] if payloads else None,

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 from pymilvus import DataType, MilvusClient
 
+from .._arrays import chunks
 from .._base import RecordId, as_vectors, check_ids
 from .._errors import InvalidURI, InvalidVectors, UnsupportedCollection
 from .._uri import StoreConfig
 from .client import METRIC_TO_MILVUS, STRONG, _Connection, _check_name
-from .layout import _chunks, _rows_per_page
+from .layout import _rows_per_page
 
 
 # -- loader ------------------------------------------------------------------------------------------
@@ -68,7 +69,7 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
             client.create_collection(name, schema=schema, index_params=index, consistency_level=STRONG,
                                      timeout=conn.timeout)
         step = max(1, min(5000, _rows_per_page(vecs.shape[1])))
-        for part in _chunks(len(ids), step):
+        for part in chunks(len(ids), step):
             rows = []
             for j in range(part.start, part.stop):
                 row = dict(payloads[j]) if payloads else {}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pymilvus import DataType
 
+from .._arrays import chunks
 from .._base import (
     StateCollection,
     StateRecord,
@@ -22,7 +23,7 @@ from .._base import (
 )
 from .._errors import CollectionNotFound, InvalidVectors, UnsupportedCollection
 from .client import _Connection, _ID_CHUNK, _ROWS_PER_UPSERT, _STATE_META_BYTES
-from .layout import _chunks, _in, _literal, _rows_per_page
+from .layout import _in, _literal, _rows_per_page
 
 if TYPE_CHECKING:
     from .store import MilvusStore
@@ -96,7 +97,7 @@ class MilvusState(StateCollection):
                                      f"the Milvus state collection holds at most {_STATE_META_BYTES}")
             rows.append({self.KEY: rid, "vector": vec.tolist(), "kind": kind, "meta": text,
                          "has_vector": r.vector is not None})
-        for part in _chunks(len(rows), max(1, min(_ROWS_PER_UPSERT, _rows_per_page(dim)))):
+        for part in chunks(len(rows), max(1, min(_ROWS_PER_UPSERT, _rows_per_page(dim)))):
             with self.conn.calls("upsert state", self.name, write=True):
                 self.store.client.upsert(self.name, rows[part], timeout=self.conn.timeout)
 
@@ -112,7 +113,7 @@ class MilvusState(StateCollection):
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
         out: list[StateRecord] = []
-        for part in _chunks(len(ids), _ID_CHUNK):
+        for part in chunks(len(ids), _ID_CHUNK):
             rows = self.store._query(self.name, _in(self.KEY, ids[part]), [self.KEY, "vector", "meta", "has_vector"],
                                      what="get state")
             out.extend(self._record(r) for r in rows)
@@ -133,7 +134,7 @@ class MilvusState(StateCollection):
         ids = self._ids(kind, keys)
         if not ids or not self.exists():
             return
-        for part in _chunks(len(ids), _ID_CHUNK):
+        for part in chunks(len(ids), _ID_CHUNK):
             with self.conn.calls("delete state", self.name, write=True):
                 self.store.client.delete(self.name, filter=_in(self.KEY, ids[part]), timeout=self.conn.timeout)
 

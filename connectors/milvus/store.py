@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from pymilvus import MilvusClient
 
+from .._arrays import chunks, float32_rows
 from .._base import (
     CollectionInfo,
     RecordId,
@@ -42,17 +43,7 @@ from .client import (
     _check_name,
     _released,
 )
-from .layout import (
-    _Layout,
-    _analyse,
-    _chunks,
-    _fingerprint,
-    _float32,
-    _in,
-    _increasing,
-    _literal,
-    _rows_per_page,
-)
+from .layout import _Layout, _analyse, _fingerprint, _in, _increasing, _literal, _rows_per_page
 from .log import MilvusQueryLog
 from .search import MilvusSearch
 from .state import MilvusState
@@ -205,7 +196,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         """Rows by primary key (unknown ids absent), in ``pk in [...]`` chunks."""
         lay = self.layout()
         out: dict[RecordId, dict[str, Any]] = {}
-        for part in _chunks(len(ids), _ID_CHUNK):
+        for part in chunks(len(ids), _ID_CHUNK):
             rows = self._query(self.name, _in(lay.pk, ids[part]), fields, what=what, partition=partition)
             out.update((r[lay.pk], r) for r in rows)
         return out
@@ -249,9 +240,9 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         # Large pages: a Strong read costs a time tick on a server, whatever its size.
         page = max(min(batch_size, MAX_WINDOW), _rows_per_page(lay.dim))
         for rows in self._pages(self.name, lay.pk, [lay.pk, lay.vector], page, what="read vectors"):
-            for part in _chunks(len(rows), batch_size):
+            for part in chunks(len(rows), batch_size):
                 chunk = rows[part]
-                yield [r[lay.pk] for r in chunk], _float32([r[lay.vector] for r in chunk], lay.dim)
+                yield [r[lay.pk] for r in chunk], float32_rows([r[lay.vector] for r in chunk], lay.dim)
 
     def get_vectors(self, ids: Sequence[RecordId]) -> tuple[list[RecordId], np.ndarray, list[RecordId]]:
         lay = self.layout()
@@ -259,7 +250,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         got = self._fetch(lay.valid(wanted), [lay.pk, lay.vector], "get vectors")
         found = [i for i in wanted if i in got]
         missing = [i for i in wanted if i not in got]
-        return found, _float32([got[i][lay.vector] for i in found], lay.dim), missing
+        return found, float32_rows([got[i][lay.vector] for i in found], lay.dim), missing
 
     def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray, *, verify: bool = True) -> int:
         lay = self.layout()
@@ -285,7 +276,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         step = _ROWS_PER_UPSERT if path == "rows" else max(1, min(_ID_CHUNK, _rows_per_page(lay.dim)))
         prints: dict[RecordId, str] = {}
         for partition, positions in groups.items():
-            for part in _chunks(len(positions), step):
+            for part in chunks(len(positions), step):
                 sel = positions[part]
                 chunk_ids, chunk_vecs = [ids[j] for j in sel], vecs[sel]
                 if path == "partial_update":

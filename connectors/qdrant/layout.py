@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 from qdrant_client import models
 
+from .._arrays import RENORMALISED_TOLERANCE
 from .._base import RecordId
-from .._errors import InvalidURI, InvalidVectors, UnsupportedCollection
+from .._errors import InvalidURI, UnsupportedCollection
 from .client import DISTANCE_TO_METRIC, _MAX_ID, _NAMESPACE
 
 
@@ -108,7 +109,7 @@ class _Layout:
         if self.distance == "Cosine":
             norms = np.linalg.norm(sent, axis=1, keepdims=True).astype(np.float32)  # float32, like Qdrant
             want = np.where(norms > 1e-30, sent / np.where(norms > 1e-30, norms, 1), sent).astype(np.float32)
-            tol = 1e-6
+            tol = RENORMALISED_TOLERANCE
         if self.datatype == "float16":
             want = want.astype(np.float16).astype(np.float32)
             tol = max(tol, 1e-3 * float(np.max(np.abs(want), initial=0.0)))
@@ -150,20 +151,6 @@ def _layout(collection: str, name: str | None, params: Any) -> _Layout:
         raise UnsupportedCollection(f"{what} stores {datatype} vectors, which cannot hold a nudged vector; "
                                     "nudge-sync writes float32 or float16 vectors only")
     return _Layout(name, int(params.size), distance, datatype)
-
-
-def _float32(rows: Sequence[Any], dim: int) -> np.ndarray:
-    if not rows:
-        return np.zeros((0, dim), dtype=np.float32)
-    return np.ascontiguousarray(np.asarray(rows, dtype=np.float32).reshape(len(rows), -1))
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise InvalidVectors(f"k must be a non-negative int, got {k!r}")
-    return int(k)
-
-
 
 
 #: Characters Qdrant refuses in collection names (qdrant-client's local mode and the server alike).
