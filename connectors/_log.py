@@ -19,6 +19,7 @@ log back as it was.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,8 @@ from ._errors import InvalidEntry, UnsupportedCollection, WriteFailed
 __all__ = ["MAX_ENTRY_BYTES", "SPLITS", "check_entry_sizes", "check_log_dimension", "chunks_by_bytes",
            "entries_to_append", "entry_fields", "entry_from_fields", "fields_bytes", "log_entries",
            "write_or_put_back"]
+
+logger = logging.getLogger(__name__)
 
 #: The most bytes one entry's fields (ids, grades, ...) may take as JSON on Qdrant and Chroma: half the
 #: smallest request a server accepts by default (Qdrant 32 MiB, ``service.max_request_size_mb``;
@@ -116,16 +119,18 @@ def entry_from_fields(log: str, qid: str, vector: np.ndarray, fields: Mapping[st
 def write_or_put_back(log: str, writes: Sequence[Callable[[], None]], put_back: Callable[[], str]) -> None:
     """Run ``writes`` in order; if one fails, call ``put_back`` (which restores the log as it was before
     the first write and says what it did) and raise WriteFailed saying whether that worked."""
-    for write in writes:
+    for n, write in enumerate(writes, 1):
         try:
             write()
         except Exception as exc:
+            logger.info("query log %r: write %d of %d failed (%s); putting the log back", log, n, len(writes), exc)
             try:
                 done = put_back()
             except Exception as undo:
                 raise WriteFailed(f"{exc}; putting query log {log!r} back failed as well ({undo}): it may hold part "
                                   "of this append; run the same append again to complete it") from exc
             raise WriteFailed(f"{exc}; query log {log!r} was put back as it was ({done})") from exc
+    logger.info("query log %r: appended in %d write(s)", log, len(writes))
 
 
 def chunks_by_bytes(sizes: Sequence[int], max_rows: int, max_bytes: int) -> list[slice]:

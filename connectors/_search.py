@@ -10,6 +10,7 @@ window limits and its raw search call.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from ._base import RecordId
 from ._errors import InvalidVectors
 
 __all__ = ["Hits", "check_k", "search_excluding"]
+
+logger = logging.getLogger(__name__)
 
 #: One query's hits, best first: ``(id, similarity)``.
 Hits = list[tuple[RecordId, float]]
@@ -73,6 +76,9 @@ def search_excluding(
                     filtered |= {h[0] for h in hits if h[0] in excluded}
                 again.append(qi)
         todo, n = again, min(ceiling, n * growth)
+        if todo:
+            logger.debug("%d of %d queries short of k=%d survivors: asking again for %d hits, %d ids filtered",
+                         len(todo), n_queries, k, n, len(filtered))
     return rows
 
 

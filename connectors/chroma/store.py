@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +39,8 @@ from .log import ChromaQueryLog
 from .state import ChromaState
 
 
+
+logger = logging.getLogger(__name__)
 class ChromaStore(ChromaQueryLog, VectorStore):
     """One Chroma collection (see the module docstring for the write path and its guarantees)."""
 
@@ -206,6 +209,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
                 coll.update(ids=chunk_ids, embeddings=chunk_vecs)
             if verify:
                 self._verify(coll, chunk_ids, chunk_vecs, dim)
+        logger.info("%r: %d vector(s) written%s", self.name, len(keys), " and read back" if verify else "")
         return len(keys)
 
     def _verify(self, coll: Any, ids: list[str], vecs: np.ndarray, dim: int) -> None:

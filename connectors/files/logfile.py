@@ -3,6 +3,7 @@ by name, the atomic write (temp file in the same directory, fsync, rename)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -16,6 +17,8 @@ from .npz import read_npz, write_npz
 from .parquet import pyarrow_modules, read_parquet, write_parquet
 
 __all__ = ["read_log_file", "read_log_places", "write_log_file"]
+
+logger = logging.getLogger(__name__)
 
 
 def read_log_file(path: str | Path, *, format: str | None = None, unique_ids: bool = True) -> Iterator[LabelledQuery]:
@@ -82,5 +85,6 @@ def write_log_file(path: str | Path, queries: Iterable[LabelledQuery], *, format
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    logger.info("%s: written, %d entries (%s)", path, count, fmt)
     return count
 

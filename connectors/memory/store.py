@@ -11,6 +11,7 @@ so engine tests on this store exercise the paths the re-normalising databases ne
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -36,6 +37,8 @@ from .log import append_log, read_log
 from .state import MemoryState
 
 __all__ = ["MemoryStore", "stored_form"]
+
+logger = logging.getLogger(__name__)
 
 
 def stored_form(vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -102,6 +105,7 @@ class MemoryStore(VectorStore):
         self.client.set_vectors(self.name, ids, stored_form(vecs, coll.metric))
         if verify:
             self._verify(ids, vecs, RENORMALISED_TOLERANCE if coll.metric == "cosine" else 0.0)
+        logger.info("%r: %d vector(s) written%s", self.name, len(ids), " and read back" if verify else "")
         return len(ids)
 
     def _verify(self, ids: list[RecordId], sent: np.ndarray, tolerance: float) -> None:

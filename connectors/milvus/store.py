@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -49,6 +50,8 @@ from .search import MilvusSearch
 from .state import MilvusState
 
 
+
+logger = logging.getLogger(__name__)
 class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
     """One Milvus collection (see the module docstring for the write path and its guarantees).
 
@@ -287,6 +290,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         if verify or path == "rows":  # the full-row rewrite always re-checks the fields it carried back
             for partition, positions in groups.items():
                 self._verify([ids[j] for j in positions], vecs[positions], partition, prints if path == "rows" else None)
+        logger.info("%r: %d vector(s) written by %s%s", self.name, len(ids), path, " and read back" if verify else "")
         return len(ids)
 
     def _locate(self, ids: list[RecordId]) -> dict[RecordId, str | None]:

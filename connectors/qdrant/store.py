@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -56,6 +57,8 @@ from .log import QdrantQueryLog
 from .state import QdrantState
 
 
+
+logger = logging.getLogger(__name__)
 class QdrantStore(QdrantQueryLog, VectorStore):
     """One Qdrant collection (see the module docstring for the write path and its checks)."""
 
@@ -195,6 +198,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
                           for j in positions]
                 with self._calls("update_vectors (conditional)", write=True):
                     self.conn.client.update_vectors(self.name, points=points, update_filter=flt, wait=True)
+        logger.info("%r: %d vector(s) sent on condition of their version", self.name, len(keys))
         return len(keys)
 
     # Writing ---------------------------------------------------------------------------------
@@ -229,6 +233,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
                 self.conn.client.update_vectors(self.name, points=points, wait=True)
             if verify:
                 self._verify(keys[part], vecs[part], lay)
+        logger.info("%r: %d vector(s) written%s", self.name, len(keys), " and read back" if verify else "")
         return len(keys)
 
     def _verify(self, keys: list[Any], sent: np.ndarray, lay: _Layout) -> None:
