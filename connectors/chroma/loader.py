@@ -13,7 +13,7 @@ from .._arrays import chunks
 from .._base import RecordId, as_vectors, check_ids
 from .._errors import InvalidVectors, UnsupportedCollection
 from .._uri import StoreConfig
-from .client import SPACE_TO_METRIC, _Connection, _check_name
+from .client import Connection, SPACE_TO_METRIC, check_name
 
 
 def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any, *, metric: str,
@@ -25,13 +25,13 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
     Chroma metadata, documents Chroma documents; the collection has no embedding function.
     """
     name = config.collection
-    _check_name(name)
+    check_name(name)
     if config.transport not in ("memory", "http", "https"):
         path = Path(config.location)
         path.mkdir(parents=True, exist_ok=True)
         if not (path / "chroma.sqlite3").exists():
             chromadb.PersistentClient(path=str(path)).heartbeat()  # initialises the database files
-    conn = _Connection(config)
+    conn = Connection(config)
     try:
         if conn.collection_exists(name):
             raise UnsupportedCollection(f"collection {name!r} already exists in {conn.where}; not overwriting it")

@@ -22,7 +22,7 @@ from .._log import (
     fields_bytes,
     write_or_put_back,
 )
-from .client import LIST_ELEMENTS, LOG_SPACE, _Connection, _LOG_FIELDS, _PAYLOAD_BUDGET, _check_name
+from .client import Connection, LIST_ELEMENTS, LOG_SPACE, _LOG_FIELDS, _PAYLOAD_BUDGET, check_name
 
 
 class ChromaQueryLog:
@@ -45,7 +45,7 @@ class ChromaQueryLog:
         queries, rows = entries_to_append(queries, name, batch_size)
         if not queries:
             return 0
-        _check_name(name)
+        check_name(name)
         log = self.conn.get_collection(name) if self.log_exists(name) else None
         dim = self._log_dimension(log, name, queries)
         check_log_dimension(name, queries, dim)
@@ -142,7 +142,7 @@ def _entry_from_record(log: str, qid: str, vec: np.ndarray, meta: Mapping[str, A
     return entry_from_fields(log, qid, vec, fields)
 
 
-def _log_records(log: Any, name: str, ids: list[str], conn: _Connection) -> dict[str, Any]:
+def _log_records(log: Any, name: str, ids: list[str], conn: Connection) -> dict[str, Any]:
     """The log's records among ``ids`` as they are now, to put back after a failed append."""
     out: dict[str, Any] = {"ids": [], "embeddings": [], "metadatas": []}
     step = conn.max_batch()

@@ -22,7 +22,7 @@ from .._base import (
     state_vector,
 )
 from .._errors import CollectionNotFound, UnsupportedCollection
-from .client import STATE_SPACE, _Connection
+from .client import Connection, STATE_SPACE
 
 if TYPE_CHECKING:
     from .store import ChromaStore
@@ -39,7 +39,7 @@ class ChromaState(StateCollection):
         self.name = name
 
     @property
-    def conn(self) -> _Connection:
+    def conn(self) -> Connection:
         return self.store.conn
 
     def _coll(self) -> Any:

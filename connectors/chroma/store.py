@@ -33,7 +33,7 @@ from .._errors import (
 )
 from .._search import Hits, check_k, search_excluding
 from .._uri import StoreConfig
-from .client import SPACE_TO_METRIC, _Connection, _QUERY_ROWS, _check_name
+from .client import Connection, SPACE_TO_METRIC, _QUERY_ROWS, check_name
 from .layout import _ef_name, _same_vector, _space_of, _to_scores
 from .log import ChromaQueryLog
 from .state import ChromaState
@@ -45,10 +45,10 @@ class ChromaStore(ChromaQueryLog, VectorStore):
     """One Chroma collection (see the module docstring for the write path and its guarantees)."""
 
     def __init__(self, config: StoreConfig):
-        _check_name(config.collection)
+        check_name(config.collection)
         self.config = config
         self.name = config.collection
-        self._conn: _Connection | None = _Connection(config)
+        self._conn: Connection | None = Connection(config)
         self._coll: Any = None
         self._space: str | None = None
         self._dimension: int | None = None
@@ -56,7 +56,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
     # Plumbing --------------------------------------------------------------------------------
 
     @property
-    def conn(self) -> _Connection:
+    def conn(self) -> Connection:
         if self._conn is None:
             raise ConnectorError(f"the Chroma store for {self.name!r} is closed")
         return self._conn
@@ -260,7 +260,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
     # State -----------------------------------------------------------------------------------
 
     def state(self, name: str) -> ChromaState:
-        _check_name(name)
+        check_name(name)
         return ChromaState(self, name)
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from .client import INT64_RANGE, MAX_WINDOW, _PAGE_BYTES, _ROUND_TRIP_TYPES
 # -- expressions -------------------------------------------------------------------------------------
 
 
-def _literal(value: RecordId) -> str:
+def literal(value: RecordId) -> str:
     """An expression literal for a key. Strings are escaped with the escapes every engine knows
     (Milvus Lite's parser accepts only \\" \\' \\\\ \\n \\r \\t)."""
     if isinstance(value, int):
@@ -28,8 +28,8 @@ def _literal(value: RecordId) -> str:
     return f'"{escaped}"'
 
 
-def _in(field_name: str, ids: Sequence[RecordId], negate: bool = False) -> str:
-    return f"{field_name} {'not in' if negate else 'in'} [{', '.join(_literal(i) for i in ids)}]"
+def in_expression(field_name: str, ids: Sequence[RecordId], negate: bool = False) -> str:
+    return f"{field_name} {'not in' if negate else 'in'} [{', '.join(literal(i) for i in ids)}]"
 
 
 def _rows_per_page(dim: int) -> int:
@@ -40,7 +40,7 @@ def _rows_per_page(dim: int) -> int:
 
 
 @dataclass
-class _Layout:
+class Layout:
     """What a user collection's schema and index say, checked once per store."""
 
     pk: str

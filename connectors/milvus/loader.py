@@ -13,7 +13,7 @@ from .._arrays import chunks
 from .._base import RecordId, as_vectors, check_ids
 from .._errors import InvalidURI, InvalidVectors, UnsupportedCollection
 from .._uri import StoreConfig
-from .client import METRIC_TO_MILVUS, STRONG, _Connection, _check_name
+from .client import Connection, METRIC_TO_MILVUS, STRONG, check_name
 from .layout import _rows_per_page
 
 
@@ -30,7 +30,7 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
     (VARCHAR, when documents are given; None becomes ""), payload keys as dynamic fields; Strong
     consistency. A Milvus Lite ``.db`` is created if needed (``open_store`` never creates one).
     """
-    _check_name(config.collection)
+    check_name(config.collection)
     ids = check_ids(ids)
     vecs = np.asarray(vectors)
     if vecs.ndim != 2 or len(vecs) != len(ids):
@@ -48,7 +48,7 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             MilvusClient(str(path)).close()  # creates the Milvus Lite database
-    conn = _Connection(config)
+    conn = Connection(config)
     name = config.collection
     try:
         if conn.exists(name):

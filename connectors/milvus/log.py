@@ -23,8 +23,8 @@ from .._log import (
     write_or_put_back,
 )
 from .log_schema import LogSchema
-from .client import STRONG, _ID_CHUNK, _PAGE_BYTES, _ROWS_PER_UPSERT, _check_name
-from .layout import _in, _rows_per_page
+from .client import STRONG, _ID_CHUNK, _PAGE_BYTES, _ROWS_PER_UPSERT, check_name
+from .layout import _rows_per_page, in_expression
 
 
 class MilvusQueryLog:
@@ -32,7 +32,7 @@ class MilvusQueryLog:
     connection and layout)."""
 
     def log_exists(self, name: str) -> bool:
-        _check_name(name, "query log")
+        check_name(name, "query log")
         return self.conn.exists(name)
 
     def _log_schema(self, name: str) -> LogSchema:
@@ -46,7 +46,7 @@ class MilvusQueryLog:
         return schema.pk, schema.vector, schema.dim
 
     def read_log(self, name: str, batch_size: int = 1000) -> Iterator[LabelledQuery]:
-        _check_name(name, "query log")
+        check_name(name, "query log")
         batch_size = check_batch_size(batch_size)
         if not self.conn.exists(name):
             raise self.conn.not_found(name, "query log")
@@ -60,7 +60,7 @@ class MilvusQueryLog:
         queries, step = entries_to_append(queries, name, batch_size, _ROWS_PER_UPSERT)
         if not queries:
             return 0
-        _check_name(name, "query log")
+        check_name(name, "query log")
         exists = self.conn.exists(name)
         schema = self._log_schema(name) if exists else LogSchema.ours(self._new_log_dimension(queries))
         check_log_dimension(name, queries, schema.dim)
@@ -90,7 +90,7 @@ class MilvusQueryLog:
         self._ensure_loaded(name)
         found: list[dict[str, Any]] = []
         for part in chunks(len(keys), _ID_CHUNK):
-            found += self._query(name, _in(schema.pk, keys[part]), ["*"], what="read query log")
+            found += self._query(name, in_expression(schema.pk, keys[part]), ["*"], what="read query log")
         return found
 
     def _put_log_back(self, name: str, schema: LogSchema, existed: bool, keys: list[str],
@@ -105,7 +105,7 @@ class MilvusQueryLog:
         added = [k for k in keys if k not in kept]
         for part in chunks(len(added), _ID_CHUNK):
             with self.conn.calls("delete from query log", name, write=True):
-                self.client.delete(name, filter=_in(schema.pk, added[part]), timeout=self.conn.timeout)
+                self.client.delete(name, filter=in_expression(schema.pk, added[part]), timeout=self.conn.timeout)
         for part in chunks(len(before), _ROWS_PER_UPSERT):
             with self.conn.calls("restore query log", name, write=True):
                 self.client.upsert(name, before[part], timeout=self.conn.timeout)

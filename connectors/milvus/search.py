@@ -10,7 +10,7 @@ from .._arrays import chunks
 from .._base import RecordId, SearchResult, as_vectors, check_ids, dedupe, pad_results
 from .._search import Hits, check_k, search_excluding
 from .client import MAX_WINDOW, STRONG, _FILTER_IDS, _SEARCH_ROWS
-from .layout import _hit_id, _in
+from .layout import _hit_id, in_expression
 
 
 class MilvusSearch:
@@ -34,7 +34,7 @@ class MilvusSearch:
 
     def _search(self, qs: np.ndarray, limit: int, excluded: Sequence[RecordId]) -> list[Hits]:
         lay = self.layout()
-        expr = _in(lay.pk, excluded, negate=True) if excluded else ""
+        expr = in_expression(lay.pk, excluded, negate=True) if excluded else ""
         negate = lay.metric == "L2"  # squared distance -> similarity
         out: list[Hits] = []
         per_call = max(1, min(1024, _SEARCH_ROWS // max(limit, 1)))

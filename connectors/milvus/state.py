@@ -22,8 +22,8 @@ from .._base import (
     state_vector,
 )
 from .._errors import CollectionNotFound, InvalidVectors, UnsupportedCollection
-from .client import _Connection, _ID_CHUNK, _ROWS_PER_UPSERT, _STATE_META_BYTES
-from .layout import _in, _literal, _rows_per_page
+from .client import Connection, _ID_CHUNK, _ROWS_PER_UPSERT, _STATE_META_BYTES
+from .layout import _rows_per_page, in_expression, literal
 
 if TYPE_CHECKING:
     from .store import MilvusStore
@@ -43,7 +43,7 @@ class MilvusState(StateCollection):
         self.name = name
 
     @property
-    def conn(self) -> _Connection:
+    def conn(self) -> Connection:
         return self.store.conn
 
     def _ids(self, kind: str, keys: Iterable[str]) -> list[str]:
@@ -114,7 +114,7 @@ class MilvusState(StateCollection):
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
         out: list[StateRecord] = []
         for part in chunks(len(ids), _ID_CHUNK):
-            rows = self.store._query(self.name, _in(self.KEY, ids[part]), [self.KEY, "vector", "meta", "has_vector"],
+            rows = self.store._query(self.name, in_expression(self.KEY, ids[part]), [self.KEY, "vector", "meta", "has_vector"],
                                      what="get state")
             out.extend(self._record(r) for r in rows)
         return out
@@ -125,7 +125,7 @@ class MilvusState(StateCollection):
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
         fields = [self.KEY, "vector", "meta", "has_vector"]
-        for rows in self.store._pages(self.name, self.KEY, fields, batch_size, expr=f"kind == {_literal(kind)}",
+        for rows in self.store._pages(self.name, self.KEY, fields, batch_size, expr=f"kind == {literal(kind)}",
                                       what="scan state"):
             yield [self._record(r) for r in rows]
 
@@ -136,7 +136,7 @@ class MilvusState(StateCollection):
             return
         for part in chunks(len(ids), _ID_CHUNK):
             with self.conn.calls("delete state", self.name, write=True):
-                self.store.client.delete(self.name, filter=_in(self.KEY, ids[part]), timeout=self.conn.timeout)
+                self.store.client.delete(self.name, filter=in_expression(self.KEY, ids[part]), timeout=self.conn.timeout)
 
     def drop(self) -> None:
         if self.exists():

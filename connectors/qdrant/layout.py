@@ -85,7 +85,7 @@ def _impossible(ids: Sequence[RecordId]) -> str:
 # -- vector layout -----------------------------------------------------------------------------------
 
 
-class _Layout:
+class Layout:
     """The vector nudge-sync works on: its name (None = unnamed), dimension, distance, datatype."""
 
     def __init__(self, name: str | None, dim: int, distance: str, datatype: str):
@@ -116,7 +116,7 @@ class _Layout:
         return want, tol
 
 
-def _pick_vector(collection: str, vectors: Any, wanted: str | None) -> _Layout:
+def _pick_vector(collection: str, vectors: Any, wanted: str | None) -> Layout:
     """The unnamed vector, the only named one, or the one ``vector=`` names; refuses ambiguity."""
     if isinstance(vectors, models.VectorParams):
         if wanted not in (None, ""):
@@ -138,7 +138,7 @@ def _pick_vector(collection: str, vectors: Any, wanted: str | None) -> _Layout:
     return _layout(collection, wanted, named[wanted])
 
 
-def _layout(collection: str, name: str | None, params: Any) -> _Layout:
+def _layout(collection: str, name: str | None, params: Any) -> Layout:
     what = f"vector {name!r} of {collection!r}" if name is not None else f"the vector of {collection!r}"
     if getattr(params, "multivector_config", None) is not None:
         raise UnsupportedCollection(f"{what} is a multivector; NUDGE needs one vector per record")
@@ -150,14 +150,14 @@ def _layout(collection: str, name: str | None, params: Any) -> _Layout:
     if datatype not in ("float32", "float16"):
         raise UnsupportedCollection(f"{what} stores {datatype} vectors, which cannot hold a nudged vector; "
                                     "nudge-sync writes float32 or float16 vectors only")
-    return _Layout(name, int(params.size), distance, datatype)
+    return Layout(name, int(params.size), distance, datatype)
 
 
 #: Characters Qdrant refuses in collection names (qdrant-client's local mode and the server alike).
 _NAME_FORBIDDEN = ("<", ">", ":", '"', "/", "\\", "|", "?", "*", "\x00", "\x1f")
 
 
-def _check_name(name: str, what: str) -> None:
+def check_name(name: str, what: str) -> None:
     """Refuse a name Qdrant would refuse, before anything is written (as the other backends do)."""
     if (not isinstance(name, str) or name in ("", ".", "..") or len(name) > 255
             or any(c in name for c in _NAME_FORBIDDEN)):

@@ -35,23 +35,23 @@ from .._errors import (
 from .._search import Hits, check_k, search_excluding
 from .._uri import StoreConfig
 from .client import (
+    Connection,
     DISTANCE_TO_METRIC,
     QUERY_BATCH,
     READ_BATCH,
     WRITE_BATCH,
     _CLIENT_VERSION,
-    _Connection,
     _FILTER_IDS_PER_CALL,
 )
 from .layout import (
-    _Layout,
-    _check_name,
+    Layout,
     _impossible,
     _key,
     _pick_vector,
     _point_id,
     _version_filters,
     _version_of,
+    check_name,
 )
 from .log import QdrantQueryLog
 from .state import QdrantState
@@ -65,11 +65,11 @@ class QdrantStore(QdrantQueryLog, VectorStore):
     def __init__(self, config: StoreConfig):
         self.config = config
         self.name = config.collection
-        self._conn: _Connection | None = _Connection(config)
-        self._layout_cache: _Layout | None = None
+        self._conn: Connection | None = Connection(config)
+        self._layout_cache: Layout | None = None
 
     @property
-    def conn(self) -> _Connection:
+    def conn(self) -> Connection:
         if self._conn is None:
             raise ConnectorError("the Qdrant store is closed")
         return self._conn
@@ -77,7 +77,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
     def _calls(self, what: str, *, write: bool = False):
         return self.conn.calls(what, self.name, write=write)
 
-    def _layout(self) -> _Layout:
+    def _layout(self) -> Layout:
         if self._layout_cache is None:
             self._layout_cache = _pick_vector(self.name, self.conn.vectors_config(self.name),
                                               self.config.option("vector"))
@@ -127,7 +127,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
             if offset is None:
                 return
 
-    def _vectors_of(self, points: Sequence[Any], lay: _Layout) -> np.ndarray:
+    def _vectors_of(self, points: Sequence[Any], lay: Layout) -> np.ndarray:
         rows = [lay.unwrap(p.vector) for p in points]
         absent = [p.id for p, r in zip(points, rows) if r is None]
         if absent:  # a named vector is optional per point in Qdrant
@@ -135,7 +135,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
                                         f"{lay.name or '(unnamed)'!r}: {absent[:10]}")
         return float32_rows(rows, lay.dim)
 
-    def _retrieve(self, keys: Sequence[int | str], lay: _Layout | None) -> dict[int | str, Any]:
+    def _retrieve(self, keys: Sequence[int | str], lay: Layout | None) -> dict[int | str, Any]:
         """Points by canonical id: their vector (``lay`` given) or True (existence only)."""
         out: dict[int | str, Any] = {}
         for start in range(0, len(keys), READ_BATCH):
@@ -203,7 +203,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
 
     # Writing ---------------------------------------------------------------------------------
 
-    def _checked_update(self, ids: Sequence[RecordId], vectors: np.ndarray) -> tuple[_Layout, list[Any], np.ndarray]:
+    def _checked_update(self, ids: Sequence[RecordId], vectors: np.ndarray) -> tuple[Layout, list[Any], np.ndarray]:
         """Validate an update (shape, values, ids Qdrant can hold, no duplicates, every point
         present) before anything is written: ``(layout, point keys, float32 vectors)``."""
         lay = self._layout()
@@ -236,7 +236,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
         logger.info("%r: %d vector(s) written%s", self.name, len(keys), " and read back" if verify else "")
         return len(keys)
 
-    def _verify(self, keys: list[Any], sent: np.ndarray, lay: _Layout) -> None:
+    def _verify(self, keys: list[Any], sent: np.ndarray, lay: Layout) -> None:
         """Read the batch back: exact for Dot/Euclid, within 1e-6 of our normalisation for Cosine."""
         got = self._retrieve(keys, lay)
         vanished = [k for k in keys if got.get(k) is None]
@@ -267,10 +267,10 @@ class QdrantStore(QdrantQueryLog, VectorStore):
             rows = self._search_filtered(qs, k, excluded, lay)
         return pad_results(rows, k)
 
-    def _score(self, score: float, lay: _Layout) -> float:
+    def _score(self, score: float, lay: Layout) -> float:
         return -(float(score) ** 2) if lay.distance == "Euclid" else float(score)
 
-    def _query(self, qs: np.ndarray, limit: int, lay: _Layout, flt: Any, per_call: int) -> list[Hits]:
+    def _query(self, qs: np.ndarray, limit: int, lay: Layout, flt: Any, per_call: int) -> list[Hits]:
         requests = [models.QueryRequest(query=q.tolist(), using=lay.name, limit=limit, filter=flt,
                                         with_payload=False, with_vector=False) for q in qs]
         rows: list[Hits] = []
@@ -280,12 +280,12 @@ class QdrantStore(QdrantQueryLog, VectorStore):
             rows += [[(p.id, self._score(p.score, lay)) for p in ans.points] for ans in answers]
         return rows
 
-    def _search_filtered(self, qs: np.ndarray, k: int, excluded: list[int | str], lay: _Layout) -> list[Hits]:
+    def _search_filtered(self, qs: np.ndarray, k: int, excluded: list[int | str], lay: Layout) -> list[Hits]:
         flt = models.Filter(must_not=[models.HasIdCondition(has_id=excluded)]) if excluded else None
         per_call = max(1, min(QUERY_BATCH, _FILTER_IDS_PER_CALL // max(1, len(excluded))))
         return self._query(qs, k, lay, flt, per_call)
 
-    def _search_overfetch(self, qs: np.ndarray, k: int, excluded: set[int | str], lay: _Layout) -> list[Hits]:
+    def _search_overfetch(self, qs: np.ndarray, k: int, excluded: set[int | str], lay: Layout) -> list[Hits]:
         """Local mode scans every point for a has_id filter: over-fetch instead (ids come canonical);
         k + every excluded id, or the whole collection, keeps k survivors."""
         with self._calls("count"):
@@ -296,7 +296,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
     # State -----------------------------------------------------------------------------------
 
     def state(self, name: str) -> QdrantState:
-        _check_name(name, "state collection")
+        check_name(name, "state collection")
         return QdrantState(self, name)
 
     def close(self) -> None:
