@@ -34,7 +34,7 @@ from ._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
-from ._filelog import LogFileError, read_log_file, read_log_places, write_log_file
+from .files import LogFileError, read_log_file, read_log_places, write_log_file
 from ._secrets import redact, redact_data
 from ._uri import StoreConfig, create_collection, on_backend_loaded, open_store, parse_uri
 

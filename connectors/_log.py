@@ -19,22 +19,26 @@ log back as it was.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._base import LabelledQuery
+from ._base import LabelledQuery, check_batch_size
 from ._entry import SPLITS, check_entry, labelled_query, short_repr
 from ._errors import InvalidEntry, UnsupportedCollection, WriteFailed
 
 __all__ = ["MAX_ENTRY_BYTES", "SPLITS", "check_entry_sizes", "check_log_dimension", "chunks_by_bytes",
-           "entry_fields", "entry_from_fields", "fields_bytes", "log_entries", "write_or_put_back"]
+           "entries_to_append", "entry_fields", "entry_from_fields", "fields_bytes", "log_entries",
+           "write_or_put_back"]
+
+logger = logging.getLogger(__name__)
 
 #: The most bytes one entry's fields (ids, grades, ...) may take as JSON on Qdrant and Chroma: half the
 #: smallest request a server accepts by default (Qdrant 32 MiB, ``service.max_request_size_mb``;
 #: ``chroma run`` 40 MiB), so an entry always fits in one request with its vector. About two million
-#: int ids; Milvus has its own, much lower limit (connectors/milvus.py).
+#: int ids; Milvus has its own, much lower limit (connectors/milvus/log_schema.py).
 MAX_ENTRY_BYTES = 16 * 1024 * 1024
 
 
@@ -53,6 +57,18 @@ def log_entries(queries: Iterable[LabelledQuery], log: str) -> list[LabelledQuer
                                f"(#{first[e.query_id]} and #{n})", "query_id", n)
         out.append(e)
     return out
+
+
+def entries_to_append(queries: Iterable[LabelledQuery], log: str, batch_size: int | None,
+                      default_rows: int | None = None) -> tuple[list[LabelledQuery], int | None]:
+    """The checks every ``append_log`` makes before it looks at its database: the entries by the rule
+    (:func:`log_entries`) and the rows per write, ``batch_size`` (checked) or else ``default_rows``
+    (None: the backend works its default out later). An empty append checks nothing more."""
+    entries = log_entries(queries, log)
+    if not entries:
+        return [], None
+    rows = default_rows if batch_size is None else batch_size
+    return entries, None if rows is None else check_batch_size(rows)
 
 
 def check_log_dimension(log: str, queries: Sequence[LabelledQuery], dimension: int) -> None:
@@ -103,16 +119,18 @@ def entry_from_fields(log: str, qid: str, vector: np.ndarray, fields: Mapping[st
 def write_or_put_back(log: str, writes: Sequence[Callable[[], None]], put_back: Callable[[], str]) -> None:
     """Run ``writes`` in order; if one fails, call ``put_back`` (which restores the log as it was before
     the first write and says what it did) and raise WriteFailed saying whether that worked."""
-    for write in writes:
+    for n, write in enumerate(writes, 1):
         try:
             write()
         except Exception as exc:
+            logger.info("query log %r: write %d of %d failed (%s); putting the log back", log, n, len(writes), exc)
             try:
                 done = put_back()
             except Exception as undo:
                 raise WriteFailed(f"{exc}; putting query log {log!r} back failed as well ({undo}): it may hold part "
                                   "of this append; run the same append again to complete it") from exc
             raise WriteFailed(f"{exc}; query log {log!r} was put back as it was ({done})") from exc
+    logger.info("query log %r: appended in %d write(s)", log, len(writes))
 
 
 def chunks_by_bytes(sizes: Sequence[int], max_rows: int, max_bytes: int) -> list[slice]:

@@ -1,5 +1,5 @@
 """The connection to Chroma: persistent and HTTP clients, authentication headers, batch limits and the
-translation of chromadb errors into connector errors (``_Connection.calls``)."""
+translation of chromadb errors into connector errors (``Connection.calls``)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def _server_address(location: str) -> tuple[str, str, int]:
     return f"{parts.scheme}://{shown}:{port}{parts.path}", shown, port
 
 
-class _Connection:
+class Connection:
     """The chromadb client plus what error messages need to say where it points."""
 
     def __init__(self, config: StoreConfig):
@@ -225,7 +225,7 @@ class _Connection:
         return max(1, min(self.max_batch(), _PAYLOAD_BUDGET // (dimension * 6 + 64)))
 
     def get_collection(self, name: str) -> Any:
-        _check_name(name)
+        check_name(name)
         with self.calls("get_collection", name):
             # embedding_function=None: we never want a client-side embedding function, although
             # chromadb may still rebuild the persisted one (see the module docstring).
@@ -269,7 +269,7 @@ def _http_status(exc: BaseException) -> int | None:
     return None
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
         raise InvalidURI(
             f"collection name {name!r} is not a valid Chroma name (3-512 characters from [a-zA-Z0-9._-], "

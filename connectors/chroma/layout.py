@@ -3,25 +3,15 @@ float32 arrays, and the read-back comparison for cosine collections."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .._arrays import RENORMALISED_TOLERANCE
+
 
 # -- helpers -----------------------------------------------------------------------------------------
-
-
-def _chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
-def _as_float32(rows: Any, dimension: int) -> np.ndarray:
-    # chromadb returns float64 (HTTP: parsed JSON) holding float32 values: the cast back is exact.
-    if rows is None or len(rows) == 0:
-        return np.zeros((0, dimension), dtype=np.float32)
-    return np.ascontiguousarray(np.asarray(rows, dtype=np.float32).reshape(len(rows), -1))
 
 
 def _space_of(collection: Any) -> tuple[str, str]:
@@ -45,15 +35,11 @@ def _space_of(collection: Any) -> tuple[str, str]:
     return "l2", "default"
 
 
-#: Cosine collections hand back a copy about one float32 ulp of the norm off what was written.
-_COSINE_TOLERANCE = 1e-6
-
-
 def _same_vector(got: np.ndarray, want: np.ndarray, exact: bool) -> bool:
     if exact:
         return np.array_equal(got, want)
     diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)), initial=0.0))
-    return diff <= _COSINE_TOLERANCE * float(np.linalg.norm(want.astype(np.float64))) + 1e-30
+    return diff <= RENORMALISED_TOLERANCE * float(np.linalg.norm(want.astype(np.float64))) + 1e-30
 
 
 def _to_scores(distances: Sequence[float], space: str) -> list[float]:

@@ -9,11 +9,11 @@ from typing import Any
 import chromadb
 import numpy as np
 
+from .._arrays import chunks
 from .._base import RecordId, as_vectors, check_ids
 from .._errors import InvalidVectors, UnsupportedCollection
 from .._uri import StoreConfig
-from .client import SPACE_TO_METRIC, _Connection, _check_name
-from .layout import _chunks
+from .client import Connection, SPACE_TO_METRIC, check_name
 
 
 def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any, *, metric: str,
@@ -25,13 +25,13 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
     Chroma metadata, documents Chroma documents; the collection has no embedding function.
     """
     name = config.collection
-    _check_name(name)
+    check_name(name)
     if config.transport not in ("memory", "http", "https"):
         path = Path(config.location)
         path.mkdir(parents=True, exist_ok=True)
         if not (path / "chroma.sqlite3").exists():
             chromadb.PersistentClient(path=str(path)).heartbeat()  # initialises the database files
-    conn = _Connection(config)
+    conn = Connection(config)
     try:
         if conn.collection_exists(name):
             raise UnsupportedCollection(f"collection {name!r} already exists in {conn.where}; not overwriting it")
@@ -46,7 +46,7 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
         with conn.calls("create_collection", name, write=True):
             coll = conn.client.create_collection(name, embedding_function=None,
                                                  configuration={"hnsw": {"space": space}})
-        for part in _chunks(len(ids), conn.rows_per_write(vecs.shape[1])):
+        for part in chunks(len(ids), conn.rows_per_write(vecs.shape[1])):
             with conn.calls("add", name, write=True):
                 coll.add(ids=ids[part], embeddings=vecs[part],
                          metadatas=[dict(p) for p in payloads[part]] if payloads else None,

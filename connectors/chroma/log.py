@@ -9,20 +9,20 @@ from typing import Any
 
 import numpy as np
 
+from .._arrays import float32_rows
 from .._base import LabelledQuery, check_batch_size
 from .._errors import CollectionNotFound, UnsupportedCollection
 from .._log import (
     check_entry_sizes,
     check_log_dimension,
     chunks_by_bytes,
+    entries_to_append,
     entry_fields,
     entry_from_fields,
     fields_bytes,
-    log_entries,
     write_or_put_back,
 )
-from .client import LIST_ELEMENTS, LOG_SPACE, _Connection, _LOG_FIELDS, _PAYLOAD_BUDGET, _check_name
-from .layout import _as_float32
+from .client import Connection, LIST_ELEMENTS, LOG_SPACE, _LOG_FIELDS, _PAYLOAD_BUDGET, check_name
 
 
 class ChromaQueryLog:
@@ -36,16 +36,16 @@ class ChromaQueryLog:
         batch_size = check_batch_size(batch_size)
         log = self.conn.get_collection(name)  # CollectionNotFound names the log
         for page in self._scan(log, name, batch_size, ["embeddings", "metadatas"]):
-            vecs = _as_float32(page["embeddings"], 0)
+            vecs = float32_rows(page["embeddings"], 0)
             metas = page["metadatas"] or [None] * len(page["ids"])
             for qid, vec, meta in zip(page["ids"], vecs, metas):
                 yield _entry_from_record(name, qid, vec, meta or {})
 
     def append_log(self, name: str, queries: Sequence[LabelledQuery], *, batch_size: int | None = None) -> int:
-        queries = log_entries(queries, name)
+        queries, rows = entries_to_append(queries, name, batch_size)
         if not queries:
             return 0
-        _check_name(name)
+        check_name(name)
         log = self.conn.get_collection(name) if self.log_exists(name) else None
         dim = self._log_dimension(log, name, queries)
         check_log_dimension(name, queries, dim)
@@ -54,8 +54,7 @@ class ChromaQueryLog:
         metas = [_entry_metadata(q, name) for q in queries]
         sizes = [fields_bytes(m) for m in metas]
         check_entry_sizes(name, queries, sizes, " (half of a Chroma server's default request limit, 40 MiB)")
-        rows = self.conn.rows_per_write(dim) if batch_size is None else min(check_batch_size(batch_size),
-                                                                              self.conn.max_batch())
+        rows = self.conn.rows_per_write(dim) if rows is None else min(rows, self.conn.max_batch())
         before = _log_records(log, name, ids, self.conn) if log is not None else None
         target: list[Any] = [log]
 
@@ -104,12 +103,11 @@ class ChromaQueryLog:
             with self.conn.calls("peek query log", name):
                 page = log.get(limit=1, include=["embeddings"])
             if page["ids"]:
-                return _as_float32(page["embeddings"], 0).shape[1]
+                return float32_rows(page["embeddings"], 0).shape[1]
         try:
             return self._dim()
         except (CollectionNotFound, UnsupportedCollection):
             return int(np.asarray(queries[0].vector).size)
-
 
 
 # -- query log records -----------------------------------------------------------------------------
@@ -144,7 +142,7 @@ def _entry_from_record(log: str, qid: str, vec: np.ndarray, meta: Mapping[str, A
     return entry_from_fields(log, qid, vec, fields)
 
 
-def _log_records(log: Any, name: str, ids: list[str], conn: _Connection) -> dict[str, Any]:
+def _log_records(log: Any, name: str, ids: list[str], conn: Connection) -> dict[str, Any]:
     """The log's records among ``ids`` as they are now, to put back after a failed append."""
     out: dict[str, Any] = {"ids": [], "embeddings": [], "metadatas": []}
     step = conn.max_batch()
@@ -152,6 +150,6 @@ def _log_records(log: Any, name: str, ids: list[str], conn: _Connection) -> dict
         with conn.calls("read query log", name):
             got = log.get(ids=ids[start : start + step], include=["embeddings", "metadatas"])
         out["ids"] += list(got["ids"])
-        out["embeddings"] += list(_as_float32(got["embeddings"], 0))
+        out["embeddings"] += list(float32_rows(got["embeddings"], 0))
         out["metadatas"] += list(got["metadatas"] or [None] * len(got["ids"]))
     return out

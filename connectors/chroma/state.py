@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._arrays import chunks, float32_rows
 from .._base import (
     StateCollection,
     StateRecord,
@@ -21,8 +22,7 @@ from .._base import (
     state_vector,
 )
 from .._errors import CollectionNotFound, UnsupportedCollection
-from .client import STATE_SPACE, _Connection
-from .layout import _as_float32, _chunks
+from .client import Connection, STATE_SPACE
 
 if TYPE_CHECKING:
     from .store import ChromaStore
@@ -39,7 +39,7 @@ class ChromaState(StateCollection):
         self.name = name
 
     @property
-    def conn(self) -> _Connection:
+    def conn(self) -> Connection:
         return self.store.conn
 
     def _coll(self) -> Any:
@@ -53,7 +53,7 @@ class ChromaState(StateCollection):
             page = coll.get(limit=1, include=["embeddings"])
         if not page["ids"]:
             raise UnsupportedCollection(f"state collection {self.name!r} has no dimension in its metadata and no records")
-        return _as_float32(page["embeddings"], 0).shape[1]
+        return float32_rows(page["embeddings"], 0).shape[1]
 
     @staticmethod
     def _id(kind: str, key: str) -> str:
@@ -78,7 +78,7 @@ class ChromaState(StateCollection):
         coll = self._coll()
         dim = self._dimension(coll)
         vecs = np.stack([state_vector(self.name, r, dim) for r in records])
-        for part in _chunks(len(ids), self.conn.rows_per_write(dim)):
+        for part in chunks(len(ids), self.conn.rows_per_write(dim)):
             with self.conn.calls("upsert state", self.name, write=True):
                 coll.upsert(ids=ids[part], embeddings=vecs[part], metadatas=metas[part])
 
@@ -89,7 +89,7 @@ class ChromaState(StateCollection):
         if not ids:
             return
         coll = self._coll()
-        for part in _chunks(len(ids), self.conn.rows_per_write(self._dimension(coll))):
+        for part in chunks(len(ids), self.conn.rows_per_write(self._dimension(coll))):
             with self.conn.calls("update state", self.name, write=True):
                 coll.update(ids=ids[part], metadatas=metas[part])
 
@@ -103,7 +103,7 @@ class ChromaState(StateCollection):
         return [self._id(kind, k) for k in keys], metas
 
     def _records(self, page: Mapping[str, Any]) -> list[StateRecord]:
-        vecs = _as_float32(page["embeddings"], 0)
+        vecs = float32_rows(page["embeddings"], 0)
         out = []
         for vec, meta in zip(vecs, page["metadatas"] or []):
             meta = meta or {}
@@ -116,7 +116,7 @@ class ChromaState(StateCollection):
         coll = self._coll()
         ids = dedupe(self._id(kind, k) for k in keys)
         out: list[StateRecord] = []
-        for part in _chunks(len(ids), self.conn.max_batch()):
+        for part in chunks(len(ids), self.conn.max_batch()):
             with self.conn.calls("get state", self.name):
                 page = coll.get(ids=ids[part], include=["embeddings", "metadatas"])
             out.extend(self._records(page))
@@ -133,7 +133,7 @@ class ChromaState(StateCollection):
         check_state_kind(kind)
         coll = self._coll()
         ids = dedupe(self._id(kind, k) for k in keys)
-        for part in _chunks(len(ids), self.conn.max_batch()):
+        for part in chunks(len(ids), self.conn.max_batch()):
             with self.conn.calls("delete state", self.name, write=True):
                 coll.delete(ids=ids[part])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import chromadb
 import numpy as np
 
+from .._arrays import RENORMALISED_TOLERANCE, chunks, float32_rows
 from .._base import (
     CollectionInfo,
     RecordId,
@@ -25,26 +27,28 @@ from .._base import (
 from .._errors import (
     CollectionNotFound,
     ConnectorError,
-    InvalidVectors,
     UnknownIds,
     UnsupportedCollection,
     WriteFailed,
 )
+from .._search import Hits, check_k, search_excluding
 from .._uri import StoreConfig
-from .client import SPACE_TO_METRIC, _Connection, _QUERY_ROWS, _check_name
-from .layout import _COSINE_TOLERANCE, _as_float32, _chunks, _ef_name, _same_vector, _space_of, _to_scores
+from .client import Connection, SPACE_TO_METRIC, _QUERY_ROWS, check_name
+from .layout import _ef_name, _same_vector, _space_of, _to_scores
 from .log import ChromaQueryLog
 from .state import ChromaState
 
 
+
+logger = logging.getLogger(__name__)
 class ChromaStore(ChromaQueryLog, VectorStore):
     """One Chroma collection (see the module docstring for the write path and its guarantees)."""
 
     def __init__(self, config: StoreConfig):
-        _check_name(config.collection)
+        check_name(config.collection)
         self.config = config
         self.name = config.collection
-        self._conn: _Connection | None = _Connection(config)
+        self._conn: Connection | None = Connection(config)
         self._coll: Any = None
         self._space: str | None = None
         self._dimension: int | None = None
@@ -52,7 +56,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
     # Plumbing --------------------------------------------------------------------------------
 
     @property
-    def conn(self) -> _Connection:
+    def conn(self) -> Connection:
         if self._conn is None:
             raise ConnectorError(f"the Chroma store for {self.name!r} is closed")
         return self._conn
@@ -84,7 +88,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
             with self._calls("peek"):
                 page = coll.get(limit=1, include=["embeddings"])
             if page["ids"]:
-                self._dimension = _as_float32(page["embeddings"], 0).shape[1]
+                self._dimension = float32_rows(page["embeddings"], 0).shape[1]
         return self._dimension
 
     def _dim(self) -> int:
@@ -122,7 +126,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
 
     def _existing(self, coll: Any, ids: list[str], name: str) -> set[str]:
         found: set[str] = set()
-        for part in _chunks(len(ids), self.conn.max_batch()):
+        for part in chunks(len(ids), self.conn.max_batch()):
             with self.conn.calls("get (existence check)", name):
                 found.update(coll.get(ids=ids[part], include=[])["ids"])
         return found
@@ -155,7 +159,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
         return CollectionInfo(
             backend="chroma", collection=self.name, dimension=dim, metric=SPACE_TO_METRIC[space], id_type="str",
             vector_name=None, count=count, server_version=version, details=details,
-            round_trip_tolerance=0.0 if space != "cosine" else _COSINE_TOLERANCE, renormalises=space == "cosine",
+            round_trip_tolerance=0.0 if space != "cosine" else RENORMALISED_TOLERANCE, renormalises=space == "cosine",
         )
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:
@@ -163,7 +167,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
         batch_size = check_batch_size(batch_size)
         rows = min(self.conn.max_batch(), read_page_rows(self._dim_or_none() or 1, batch_size))
         for page in self._scan(coll, self.name, max(rows, batch_size), ["embeddings"]):
-            ids, vecs = list(page["ids"]), _as_float32(page["embeddings"], 0)
+            ids, vecs = list(page["ids"]), float32_rows(page["embeddings"], 0)
             for start in range(0, len(ids), batch_size):
                 yield ids[start : start + batch_size], vecs[start : start + batch_size]
 
@@ -173,10 +177,10 @@ class ChromaStore(ChromaQueryLog, VectorStore):
         wanted = dedupe(check_ids(ids))
         keys = [i for i in wanted if isinstance(i, str)]  # an int id cannot exist in Chroma
         got: dict[str, np.ndarray] = {}
-        for part in _chunks(len(keys), self.conn.max_batch()):
+        for part in chunks(len(keys), self.conn.max_batch()):
             with self._calls("get"):
                 page = coll.get(ids=keys[part], include=["embeddings"])  # storage order, unknown dropped
-            got.update(zip(page["ids"], _as_float32(page["embeddings"], dim)))
+            got.update(zip(page["ids"], float32_rows(page["embeddings"], dim)))
         found = [i for i in wanted if isinstance(i, str) and i in got]
         missing = [i for i in wanted if not (isinstance(i, str) and i in got)]
         vectors = np.stack([got[i] for i in found]) if found else np.zeros((0, dim), dtype=np.float32)
@@ -198,13 +202,14 @@ class ChromaStore(ChromaQueryLog, VectorStore):
         unknown = [i for i in ids if not (isinstance(i, str) and i in found)]
         if unknown:
             raise UnknownIds(self.name, unknown)
-        for part in _chunks(len(keys), self.conn.rows_per_write(dim)):
+        for part in chunks(len(keys), self.conn.rows_per_write(dim)):
             chunk_ids, chunk_vecs = keys[part], vecs[part]
             with self._calls("update", write=True):
                 # ids + embeddings ONLY: documents/metadatas would re-embed or overwrite (docstring).
                 coll.update(ids=chunk_ids, embeddings=chunk_vecs)
             if verify:
                 self._verify(coll, chunk_ids, chunk_vecs, dim)
+        logger.info("%r: %d vector(s) written%s", self.name, len(keys), " and read back" if verify else "")
         return len(keys)
 
     def _verify(self, coll: Any, ids: list[str], vecs: np.ndarray, dim: int) -> None:
@@ -216,7 +221,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
         """
         with self._calls("get (read-back)", write=True):
             page = coll.get(ids=ids, include=["embeddings"])
-        got = dict(zip(page["ids"], _as_float32(page["embeddings"], dim)))
+        got = dict(zip(page["ids"], float32_rows(page["embeddings"], dim)))
         exact = self._space != "cosine"
         bad = [i for i, v in zip(ids, vecs) if i not in got or not _same_vector(got[i], v, exact)]
         if bad:
@@ -230,45 +235,32 @@ class ChromaStore(ChromaQueryLog, VectorStore):
         dim = self._dim_or_none()
         raw = np.asarray(queries)
         qs = as_vectors(raw, dim if dim is not None else (raw.shape[-1] if raw.ndim else 0), what="queries")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise InvalidVectors(f"k must be a non-negative int, got {k!r}")
-        k = int(k)
+        k = check_k(k)
         excluded = {i for i in exclude if isinstance(i, str)}  # ints cannot be Chroma ids
         with self._calls("count"):
             count = int(coll.count())
-        rows: list[list[tuple[RecordId, float]]] = [[] for _ in range(len(qs))]
         if k == 0 or count == 0 or len(qs) == 0:
-            return pad_results(rows, k)
-        # n_results that guarantees k survivors: k + every excluded id; start smaller, since few of
-        # the excluded ids usually sit near a given query, and widen only for queries that need it.
-        ceiling = min(count, k + len(excluded))
-        n = min(ceiling, k + min(len(excluded), max(k, 32)))
-        todo = list(range(len(qs)))
-        while todo:
-            hits = self._query(coll, qs[todo], n)
-            again = []
-            for qi, (hit_ids, scores) in zip(todo, hits):
-                rows[qi] = [(i, s) for i, s in zip(hit_ids, scores) if i not in excluded]
-                if len(rows[qi]) < k and len(hit_ids) >= n and n < ceiling:
-                    again.append(qi)
-            todo, n = again, min(ceiling, n * 4)
+            return pad_results([[] for _ in range(len(qs))], k)
+        # Chroma has no id filter for a query: over-fetch; k + every excluded id keeps k survivors.
+        rows = search_excluding(len(qs), k, excluded, lambda todo, n, _: self._query(coll, qs[todo], n),
+                                ceiling=min(count, k + len(excluded)), first_extra=32, growth=4)
         return pad_results(rows, k)
 
-    def _query(self, coll: Any, qs: np.ndarray, n: int) -> list[tuple[list[str], list[float]]]:
-        out: list[tuple[list[str], list[float]]] = []
+    def _query(self, coll: Any, qs: np.ndarray, n: int) -> list[Hits]:
+        out: list[Hits] = []
         per_call = max(1, min(self.conn.max_batch(), _QUERY_ROWS // n))
         space = self._space or "l2"
-        for part in _chunks(len(qs), per_call):
+        for part in chunks(len(qs), per_call):
             with self._calls("query"):
                 res = coll.query(query_embeddings=qs[part], n_results=n, include=["distances"])
             for hit_ids, dists in zip(res["ids"], res["distances"]):
-                out.append((list(hit_ids), _to_scores(dists, space)))
+                out.append(list(zip(hit_ids, _to_scores(dists, space))))
         return out
 
     # State -----------------------------------------------------------------------------------
 
     def state(self, name: str) -> ChromaState:
-        _check_name(name)
+        check_name(name)
         return ChromaState(self, name)
 
     def close(self) -> None:

@@ -17,10 +17,10 @@ from .._base import LabelledQuery, check_batch_size
 from .._log import (
     check_entry_sizes,
     check_log_dimension,
+    entries_to_append,
     entry_fields,
     entry_from_fields,
     fields_bytes,
-    log_entries,
     write_or_put_back,
 )
 from .database import MemoryDatabase
@@ -45,7 +45,7 @@ def read_log(client: MemoryDatabase, name: str, batch_size: int) -> Iterator[Lab
 def append_log(client: MemoryDatabase, name: str, queries: Sequence[LabelledQuery], data_dimension: int | None,
                batch_size: int | None) -> int:
     """Add or replace entries of log ``name`` (created if missing), all or nothing."""
-    entries = log_entries(queries, name)
+    entries, rows = entries_to_append(queries, name, batch_size, DEFAULT_WRITE_ROWS)
     if not entries:
         return 0
     exists = client.has_collection(name)
@@ -53,7 +53,6 @@ def append_log(client: MemoryDatabase, name: str, queries: Sequence[LabelledQuer
     check_log_dimension(name, entries, dim)
     payloads = [entry_fields(q, name) for q in entries]
     check_entry_sizes(name, entries, [fields_bytes(p) for p in payloads], " (the limit the Qdrant and Chroma logs have)")
-    rows = DEFAULT_WRITE_ROWS if batch_size is None else check_batch_size(batch_size)
     ids = [q.query_id for q in entries]
     vectors = np.stack([q.vector for q in entries])
     before = client.get(name, ids) if exists else None

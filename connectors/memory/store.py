@@ -11,10 +11,12 @@ so engine tests on this store exercise the paths the re-normalising databases ne
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .._arrays import RENORMALISED_TOLERANCE
 from .._base import (
     CollectionInfo,
     LabelledQuery,
@@ -28,15 +30,15 @@ from .._base import (
     dedupe,
     pad_results,
 )
-from .._errors import ConnectorError, InvalidURI, InvalidVectors, UnknownIds, WriteFailed
+from .._errors import ConnectorError, InvalidURI, UnknownIds, WriteFailed
+from .._search import check_k
 from .database import MemoryDatabase, database
 from .log import append_log, read_log
 from .state import MemoryState
 
-__all__ = ["COSINE_TOLERANCE", "MemoryStore", "stored_form"]
+__all__ = ["MemoryStore", "stored_form"]
 
-#: How far a cosine collection's read-back may be from what was written, relative to max(1, norm).
-COSINE_TOLERANCE = 1e-6
+logger = logging.getLogger(__name__)
 
 
 def stored_form(vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -46,12 +48,6 @@ def stored_form(vectors: np.ndarray, metric: str) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True).astype(np.float32)
     safe = np.where(norms > 0, norms, np.float32(1))
     return ((vectors / safe).astype(np.float32) * safe).astype(np.float32)
-
-
-def check_k(k: object) -> int:
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise InvalidVectors(f"k must be a non-negative int, got {k!r}")
-    return int(k)
 
 
 class MemoryStore(VectorStore):
@@ -77,7 +73,7 @@ class MemoryStore(VectorStore):
             backend="memory", collection=self.name, dimension=coll.dimension, metric=coll.metric,  # type: ignore[arg-type]
             id_type=coll.id_type, vector_name=None, count=self.client.count(self.name),  # type: ignore[arg-type]
             server_version=None, details={"database": self.client.name, "search": "exact (brute force)"},
-            round_trip_tolerance=COSINE_TOLERANCE if cosine else 0.0, renormalises=cosine,
+            round_trip_tolerance=RENORMALISED_TOLERANCE if cosine else 0.0, renormalises=cosine,
         )
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:
@@ -108,7 +104,8 @@ class MemoryStore(VectorStore):
             raise UnknownIds(self.name, unknown)
         self.client.set_vectors(self.name, ids, stored_form(vecs, coll.metric))
         if verify:
-            self._verify(ids, vecs, COSINE_TOLERANCE if coll.metric == "cosine" else 0.0)
+            self._verify(ids, vecs, RENORMALISED_TOLERANCE if coll.metric == "cosine" else 0.0)
+        logger.info("%r: %d vector(s) written%s", self.name, len(ids), " and read back" if verify else "")
         return len(ids)
 
     def _verify(self, ids: list[RecordId], sent: np.ndarray, tolerance: float) -> None:

@@ -75,7 +75,7 @@ fields of those names, or a JSON field ``fields`` holding them, are read too. Ex
                                 "timestamp": time.time()}])
 
 Appending an existing query_id replaces its entry (upsert of the whole row). Limits (measured,
-``_milvus_log.py``): ``query_id`` at most 2,048 bytes of UTF-8 in the logs we create (the key's
+``milvus/log_schema.py``): ``query_id`` at most 2,048 bytes of UTF-8 in the logs we create (the key's
 VARCHAR max_length: servers count bytes); an entry's dynamic fields at most 65,536 bytes of JSON
 (about 8,000 six-digit int ids without grades). Entries over them are refused before any write, and
 a failed append is undone (``_log.write_or_put_back``).

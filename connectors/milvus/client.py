@@ -1,5 +1,5 @@
 """The connection to Milvus (Lite or a server): the client, engine versions, and the translation of
-pymilvus and gRPC errors into connector errors (``_Connection.calls``)."""
+pymilvus and gRPC errors into connector errors (``Connection.calls``)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def _status_code(exc: BaseException) -> grpc.StatusCode | None:
         return None
 
 
-class _Connection:
+class Connection:
     """The pymilvus client plus what error messages need to say where it points."""
 
     def __init__(self, config: StoreConfig):
@@ -259,7 +259,7 @@ def _details(exc: BaseException) -> str:
         return ""
 
 
-def _check_name(name: str, what: str = "collection") -> None:
+def check_name(name: str, what: str = "collection") -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise InvalidURI(f"{what} name {name!r} is not a valid Milvus name (letters, digits and '_', starting "
                          "with a letter or '_', at most 255 characters)")

@@ -4,11 +4,10 @@ over ids, page sizes, float32 rows and the fingerprints of the full-row write pa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from pymilvus import DataType
 
 from .._base import RecordId
@@ -19,7 +18,7 @@ from .client import INT64_RANGE, MAX_WINDOW, _PAGE_BYTES, _ROUND_TRIP_TYPES
 # -- expressions -------------------------------------------------------------------------------------
 
 
-def _literal(value: RecordId) -> str:
+def literal(value: RecordId) -> str:
     """An expression literal for a key. Strings are escaped with the escapes every engine knows
     (Milvus Lite's parser accepts only \\" \\' \\\\ \\n \\r \\t)."""
     if isinstance(value, int):
@@ -29,20 +28,8 @@ def _literal(value: RecordId) -> str:
     return f'"{escaped}"'
 
 
-def _in(field_name: str, ids: Sequence[RecordId], negate: bool = False) -> str:
-    return f"{field_name} {'not in' if negate else 'in'} [{', '.join(_literal(i) for i in ids)}]"
-
-
-def _chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
-def _float32(rows: Sequence[Any], dim: int) -> np.ndarray:
-    # pymilvus hands float32 values back as Python floats: the cast back is exact.
-    if len(rows) == 0:
-        return np.zeros((0, dim), dtype=np.float32)
-    return np.ascontiguousarray(np.asarray(rows, dtype=np.float32).reshape(len(rows), -1))
+def in_expression(field_name: str, ids: Sequence[RecordId], negate: bool = False) -> str:
+    return f"{field_name} {'not in' if negate else 'in'} [{', '.join(literal(i) for i in ids)}]"
 
 
 def _rows_per_page(dim: int) -> int:
@@ -53,7 +40,7 @@ def _rows_per_page(dim: int) -> int:
 
 
 @dataclass
-class _Layout:
+class Layout:
     """What a user collection's schema and index say, checked once per store."""
 
     pk: str
@@ -128,8 +115,6 @@ def _analyse(name: str, desc: Mapping[str, Any], wanted: str | None) -> tuple[st
                                     "choose one with the URI option vector=NAME")
     others = [f["name"] for f in vectors if f["name"] != chosen["name"]]
     return pk["name"], id_type, chosen, others
-
-
 
 
 def _fingerprint(row: Mapping[str, Any], vector: str, skip: set[str]) -> str:

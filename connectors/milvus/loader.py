@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 from pymilvus import DataType, MilvusClient
 
+from .._arrays import chunks
 from .._base import RecordId, as_vectors, check_ids
 from .._errors import InvalidURI, InvalidVectors, UnsupportedCollection
 from .._uri import StoreConfig
-from .client import METRIC_TO_MILVUS, STRONG, _Connection, _check_name
-from .layout import _chunks, _rows_per_page
+from .client import Connection, METRIC_TO_MILVUS, STRONG, check_name
+from .layout import _rows_per_page
 
 
 # -- loader ------------------------------------------------------------------------------------------
@@ -29,7 +30,7 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
     (VARCHAR, when documents are given; None becomes ""), payload keys as dynamic fields; Strong
     consistency. A Milvus Lite ``.db`` is created if needed (``open_store`` never creates one).
     """
-    _check_name(config.collection)
+    check_name(config.collection)
     ids = check_ids(ids)
     vecs = np.asarray(vectors)
     if vecs.ndim != 2 or len(vecs) != len(ids):
@@ -47,7 +48,7 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             MilvusClient(str(path)).close()  # creates the Milvus Lite database
-    conn = _Connection(config)
+    conn = Connection(config)
     name = config.collection
     try:
         if conn.exists(name):
@@ -68,7 +69,7 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
             client.create_collection(name, schema=schema, index_params=index, consistency_level=STRONG,
                                      timeout=conn.timeout)
         step = max(1, min(5000, _rows_per_page(vecs.shape[1])))
-        for part in _chunks(len(ids), step):
+        for part in chunks(len(ids), step):
             rows = []
             for j in range(part.start, part.stop):
                 row = dict(payloads[j]) if payloads else {}

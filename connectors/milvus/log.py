@@ -11,19 +11,20 @@ import numpy as np
 import orjson
 from pymilvus import DataType
 
+from .._arrays import chunks
 from .._base import LabelledQuery, check_batch_size
 from .._errors import CollectionNotFound, UnsupportedCollection, WriteFailed
 from .._log import (
     check_log_dimension,
     chunks_by_bytes,
+    entries_to_append,
     entry_fields,
     entry_from_fields,
-    log_entries,
     write_or_put_back,
 )
-from .._milvus_log import LogSchema
-from .client import STRONG, _ID_CHUNK, _PAGE_BYTES, _ROWS_PER_UPSERT, _check_name
-from .layout import _chunks, _in, _rows_per_page
+from .log_schema import LogSchema
+from .client import STRONG, _ID_CHUNK, _PAGE_BYTES, _ROWS_PER_UPSERT, check_name
+from .layout import _rows_per_page, in_expression
 
 
 class MilvusQueryLog:
@@ -31,7 +32,7 @@ class MilvusQueryLog:
     connection and layout)."""
 
     def log_exists(self, name: str) -> bool:
-        _check_name(name, "query log")
+        check_name(name, "query log")
         return self.conn.exists(name)
 
     def _log_schema(self, name: str) -> LogSchema:
@@ -45,7 +46,7 @@ class MilvusQueryLog:
         return schema.pk, schema.vector, schema.dim
 
     def read_log(self, name: str, batch_size: int = 1000) -> Iterator[LabelledQuery]:
-        _check_name(name, "query log")
+        check_name(name, "query log")
         batch_size = check_batch_size(batch_size)
         if not self.conn.exists(name):
             raise self.conn.not_found(name, "query log")
@@ -56,11 +57,10 @@ class MilvusQueryLog:
                 yield _entry_from_row(name, row, pk, vec)
 
     def append_log(self, name: str, queries: Sequence[LabelledQuery], *, batch_size: int | None = None) -> int:
-        queries = log_entries(queries, name)
+        queries, step = entries_to_append(queries, name, batch_size, _ROWS_PER_UPSERT)
         if not queries:
             return 0
-        _check_name(name, "query log")
-        step = check_batch_size(_ROWS_PER_UPSERT if batch_size is None else batch_size)
+        check_name(name, "query log")
         exists = self.conn.exists(name)
         schema = self._log_schema(name) if exists else LogSchema.ours(self._new_log_dimension(queries))
         check_log_dimension(name, queries, schema.dim)
@@ -89,8 +89,8 @@ class MilvusQueryLog:
         """The log's rows among ``keys`` as they are now (every field), to put back after a failed append."""
         self._ensure_loaded(name)
         found: list[dict[str, Any]] = []
-        for part in _chunks(len(keys), _ID_CHUNK):
-            found += self._query(name, _in(schema.pk, keys[part]), ["*"], what="read query log")
+        for part in chunks(len(keys), _ID_CHUNK):
+            found += self._query(name, in_expression(schema.pk, keys[part]), ["*"], what="read query log")
         return found
 
     def _put_log_back(self, name: str, schema: LogSchema, existed: bool, keys: list[str],
@@ -103,10 +103,10 @@ class MilvusQueryLog:
             return "the log this append created was removed"
         kept = {row[schema.pk] for row in before}
         added = [k for k in keys if k not in kept]
-        for part in _chunks(len(added), _ID_CHUNK):
+        for part in chunks(len(added), _ID_CHUNK):
             with self.conn.calls("delete from query log", name, write=True):
-                self.client.delete(name, filter=_in(schema.pk, added[part]), timeout=self.conn.timeout)
-        for part in _chunks(len(before), _ROWS_PER_UPSERT):
+                self.client.delete(name, filter=in_expression(schema.pk, added[part]), timeout=self.conn.timeout)
+        for part in chunks(len(before), _ROWS_PER_UPSERT):
             with self.conn.calls("restore query log", name, write=True):
                 self.client.upsert(name, before[part], timeout=self.conn.timeout)
         return f"{len(before)} replaced entries restored, {len(added)} added entries removed"
@@ -135,7 +135,6 @@ class MilvusQueryLog:
             if not self.conn.exists(name):  # else: created concurrently, fine
                 raise
         self._ensure_loaded(name)
-
 
 
 def _entry_from_row(log: str, row: Mapping[str, Any], pk: str, vec: str) -> LabelledQuery:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from .._arrays import chunks
 from .._base import RecordId, SearchResult, as_vectors, check_ids, dedupe, pad_results
-from .._errors import InvalidVectors
+from .._search import Hits, check_k, search_excluding
 from .client import MAX_WINDOW, STRONG, _FILTER_IDS, _SEARCH_ROWS
-from .layout import _chunks, _hit_id, _in
+from .layout import _hit_id, in_expression
 
 
 class MilvusSearch:
@@ -19,50 +20,25 @@ class MilvusSearch:
     def search(self, queries: np.ndarray, k: int, exclude: Iterable[RecordId] = ()) -> SearchResult:
         lay = self.layout()
         qs = as_vectors(queries, lay.dim, what="queries")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise InvalidVectors(f"k must be a non-negative int, got {k!r}")
-        k = int(k)
-        if k > MAX_WINDOW:
-            raise InvalidVectors(f"k={k} is larger than Milvus' search window of {MAX_WINDOW:,} results")
+        k = check_k(k, window=MAX_WINDOW, backend="Milvus")
         excluded = set(lay.valid(dedupe(check_ids(list(exclude)))))
-        rows: list[list[tuple[RecordId, float]]] = [[] for _ in range(len(qs))]
         if k == 0 or len(qs) == 0:
-            return pad_results(rows, k)
+            return pad_results([[] for _ in range(len(qs))], k)
         if len(excluded) <= _FILTER_IDS:
-            for qi, hits in zip(range(len(qs)), self._search(qs, k, sorted(excluded, key=str))):
-                rows[qi] = hits
-            return pad_results(rows, k)
-        return pad_results(self._search_excluding_many(qs, k, excluded), k)
+            return pad_results(self._search(qs, k, sorted(excluded, key=str)), k)
+        # Too many ids for one filter expression: over-fetch, and filter only the excluded ids that
+        # turn up near the queries left short (all of them once more than a filter's worth did).
+        rows = search_excluding(len(qs), k, excluded, lambda todo, n, filtered: self._search(qs[todo], n, filtered),
+                                ceiling=MAX_WINDOW, first_extra=64, growth=2, filter_limit=_FILTER_IDS)
+        return pad_results(rows, k)
 
-    def _search_excluding_many(self, qs: np.ndarray, k: int, excluded: set[RecordId]) -> list[list[tuple[RecordId, float]]]:
-        """Over-fetch, drop excluded hits, re-search the short queries with a filter of the excluded
-        ids met so far (see the module docstring). A query is re-searched only when more than
-        ``n - k`` of its ``n`` hits were excluded ids not yet in the filter, so the filter grows every
-        round and the loop ends (at the latest with the full list)."""
-        rows: list[list[tuple[RecordId, float]]] = [[] for _ in range(len(qs))]
-        n = min(MAX_WINDOW, k + min(len(excluded), max(k, 64)))
-        met: set[RecordId] = set()
-        todo = list(range(len(qs)))
-        while todo:
-            if len(met) > _FILTER_IDS:  # neighbourhoods full of excluded ids: filter them all at once
-                met = excluded
-            hits_per_query = self._search(qs[todo], n, sorted(met, key=str))
-            again = []
-            for qi, hits in zip(todo, hits_per_query):
-                rows[qi] = [h for h in hits if h[0] not in excluded]
-                if len(rows[qi]) < k and len(hits) == n and met is not excluded:
-                    met |= {h[0] for h in hits if h[0] in excluded}
-                    again.append(qi)
-            todo, n = again, min(MAX_WINDOW, 2 * n)
-        return rows
-
-    def _search(self, qs: np.ndarray, limit: int, excluded: list[RecordId]) -> list[list[tuple[RecordId, float]]]:
+    def _search(self, qs: np.ndarray, limit: int, excluded: Sequence[RecordId]) -> list[Hits]:
         lay = self.layout()
-        expr = _in(lay.pk, excluded, negate=True) if excluded else ""
+        expr = in_expression(lay.pk, excluded, negate=True) if excluded else ""
         negate = lay.metric == "L2"  # squared distance -> similarity
-        out: list[list[tuple[RecordId, float]]] = []
+        out: list[Hits] = []
         per_call = max(1, min(1024, _SEARCH_ROWS // max(limit, 1)))
-        for part in _chunks(len(qs), per_call):
+        for part in chunks(len(qs), per_call):
             with self._calls("search"):
                 res = self._on_loaded(self.name, "search", lambda: self.client.search(
                     self.name, data=qs[part].tolist(), limit=limit, filter=expr, anns_field=lay.vector,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pymilvus import DataType
 
+from .._arrays import chunks
 from .._base import (
     StateCollection,
     StateRecord,
@@ -21,8 +22,8 @@ from .._base import (
     state_vector,
 )
 from .._errors import CollectionNotFound, InvalidVectors, UnsupportedCollection
-from .client import _Connection, _ID_CHUNK, _ROWS_PER_UPSERT, _STATE_META_BYTES
-from .layout import _chunks, _in, _literal, _rows_per_page
+from .client import Connection, _ID_CHUNK, _ROWS_PER_UPSERT, _STATE_META_BYTES
+from .layout import _rows_per_page, in_expression, literal
 
 if TYPE_CHECKING:
     from .store import MilvusStore
@@ -42,7 +43,7 @@ class MilvusState(StateCollection):
         self.name = name
 
     @property
-    def conn(self) -> _Connection:
+    def conn(self) -> Connection:
         return self.store.conn
 
     def _ids(self, kind: str, keys: Iterable[str]) -> list[str]:
@@ -96,7 +97,7 @@ class MilvusState(StateCollection):
                                      f"the Milvus state collection holds at most {_STATE_META_BYTES}")
             rows.append({self.KEY: rid, "vector": vec.tolist(), "kind": kind, "meta": text,
                          "has_vector": r.vector is not None})
-        for part in _chunks(len(rows), max(1, min(_ROWS_PER_UPSERT, _rows_per_page(dim)))):
+        for part in chunks(len(rows), max(1, min(_ROWS_PER_UPSERT, _rows_per_page(dim)))):
             with self.conn.calls("upsert state", self.name, write=True):
                 self.store.client.upsert(self.name, rows[part], timeout=self.conn.timeout)
 
@@ -112,8 +113,8 @@ class MilvusState(StateCollection):
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
         out: list[StateRecord] = []
-        for part in _chunks(len(ids), _ID_CHUNK):
-            rows = self.store._query(self.name, _in(self.KEY, ids[part]), [self.KEY, "vector", "meta", "has_vector"],
+        for part in chunks(len(ids), _ID_CHUNK):
+            rows = self.store._query(self.name, in_expression(self.KEY, ids[part]), [self.KEY, "vector", "meta", "has_vector"],
                                      what="get state")
             out.extend(self._record(r) for r in rows)
         return out
@@ -124,7 +125,7 @@ class MilvusState(StateCollection):
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
         fields = [self.KEY, "vector", "meta", "has_vector"]
-        for rows in self.store._pages(self.name, self.KEY, fields, batch_size, expr=f"kind == {_literal(kind)}",
+        for rows in self.store._pages(self.name, self.KEY, fields, batch_size, expr=f"kind == {literal(kind)}",
                                       what="scan state"):
             yield [self._record(r) for r in rows]
 
@@ -133,9 +134,9 @@ class MilvusState(StateCollection):
         ids = self._ids(kind, keys)
         if not ids or not self.exists():
             return
-        for part in _chunks(len(ids), _ID_CHUNK):
+        for part in chunks(len(ids), _ID_CHUNK):
             with self.conn.calls("delete state", self.name, write=True):
-                self.store.client.delete(self.name, filter=_in(self.KEY, ids[part]), timeout=self.conn.timeout)
+                self.store.client.delete(self.name, filter=in_expression(self.KEY, ids[part]), timeout=self.conn.timeout)
 
     def drop(self) -> None:
         if self.exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 from pymilvus import MilvusClient
 
+from .._arrays import chunks, float32_rows
 from .._base import (
     CollectionInfo,
     RecordId,
@@ -30,34 +32,26 @@ from .._errors import (
 )
 from .._uri import StoreConfig
 from .client import (
+    Connection,
     MAX_WINDOW,
     METRIC_FROM_MILVUS,
     PARTIAL_UPDATE_SINCE,
     STRONG,
     WRITE_PATHS,
     _CLIENT_VERSION,
-    _Connection,
     _ID_CHUNK,
     _ROWS_PER_UPSERT,
-    _check_name,
     _released,
+    check_name,
 )
-from .layout import (
-    _Layout,
-    _analyse,
-    _chunks,
-    _fingerprint,
-    _float32,
-    _in,
-    _increasing,
-    _literal,
-    _rows_per_page,
-)
+from .layout import Layout, _analyse, _fingerprint, _increasing, _rows_per_page, in_expression, literal
 from .log import MilvusQueryLog
 from .search import MilvusSearch
 from .state import MilvusState
 
 
+
+logger = logging.getLogger(__name__)
 class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
     """One Milvus collection (see the module docstring for the write path and its guarantees).
 
@@ -66,21 +60,21 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
     """
 
     def __init__(self, config: StoreConfig, *, write_path: str | None = None):
-        _check_name(config.collection)
+        check_name(config.collection)
         if write_path is not None and write_path not in WRITE_PATHS:
             raise InvalidURI(f"write_path {write_path!r} is not one of {WRITE_PATHS}")
         self.config = config
         self.name = config.collection
         self._forced_path = write_path
-        self._conn: _Connection | None = _Connection(config)
-        self._layout: _Layout | None = None
+        self._conn: Connection | None = Connection(config)
+        self._layout: Layout | None = None
         #: collections this store saw loaded (see _on_loaded)
         self._loaded: set[str] = set()
 
     # Plumbing --------------------------------------------------------------------------------
 
     @property
-    def conn(self) -> _Connection:
+    def conn(self) -> Connection:
         if self._conn is None:
             raise ConnectorError(f"the Milvus store for {self.name!r} is closed")
         return self._conn
@@ -102,13 +96,13 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
     def write_path(self) -> str:
         return self._forced_path or self.conn.default_write_path()
 
-    def layout(self) -> _Layout:
+    def layout(self) -> Layout:
         """Schema, vector field, metric and partitions of the collection; loads it if needed."""
         if self._layout is None:
             self._layout = self._read_layout()
         return self._layout
 
-    def _read_layout(self) -> _Layout:
+    def _read_layout(self) -> Layout:
         if not self.conn.exists(self.name):
             raise self.conn.not_found(self.name)
         t = self.conn.timeout
@@ -120,7 +114,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
             partitions = list(self.client.list_partitions(self.name, timeout=t))
         keyed = any(f.get("is_partition_key") for f in desc["fields"])
         self._ensure_loaded(self.name)
-        return _Layout(
+        return Layout(
             pk=pk, id_type=id_type, vector=vec["name"], dim=int(vec["params"]["dim"]), metric=metric,
             index_type=index_type, dynamic=bool(desc.get("enable_dynamic_field")), fields=list(desc["fields"]),
             partitions=partitions if len(partitions) > 1 and not keyed else None, other_vectors=others,
@@ -186,7 +180,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         page = max(1, min(page, MAX_WINDOW))
         last: RecordId | None = None
         while True:
-            parts = [] if last is None else [f"{pk} > {_literal(last)}"]
+            parts = [] if last is None else [f"{pk} > {literal(last)}"]
             if expr:
                 parts.append(f"({expr})")
             rows = self._query(name, " and ".join(parts), fields, what=what, limit=page,
@@ -205,8 +199,8 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         """Rows by primary key (unknown ids absent), in ``pk in [...]`` chunks."""
         lay = self.layout()
         out: dict[RecordId, dict[str, Any]] = {}
-        for part in _chunks(len(ids), _ID_CHUNK):
-            rows = self._query(self.name, _in(lay.pk, ids[part]), fields, what=what, partition=partition)
+        for part in chunks(len(ids), _ID_CHUNK):
+            rows = self._query(self.name, in_expression(lay.pk, ids[part]), fields, what=what, partition=partition)
             out.update((r[lay.pk], r) for r in rows)
         return out
 
@@ -249,9 +243,9 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         # Large pages: a Strong read costs a time tick on a server, whatever its size.
         page = max(min(batch_size, MAX_WINDOW), _rows_per_page(lay.dim))
         for rows in self._pages(self.name, lay.pk, [lay.pk, lay.vector], page, what="read vectors"):
-            for part in _chunks(len(rows), batch_size):
+            for part in chunks(len(rows), batch_size):
                 chunk = rows[part]
-                yield [r[lay.pk] for r in chunk], _float32([r[lay.vector] for r in chunk], lay.dim)
+                yield [r[lay.pk] for r in chunk], float32_rows([r[lay.vector] for r in chunk], lay.dim)
 
     def get_vectors(self, ids: Sequence[RecordId]) -> tuple[list[RecordId], np.ndarray, list[RecordId]]:
         lay = self.layout()
@@ -259,7 +253,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         got = self._fetch(lay.valid(wanted), [lay.pk, lay.vector], "get vectors")
         found = [i for i in wanted if i in got]
         missing = [i for i in wanted if i not in got]
-        return found, _float32([got[i][lay.vector] for i in found], lay.dim), missing
+        return found, float32_rows([got[i][lay.vector] for i in found], lay.dim), missing
 
     def update_vectors(self, ids: Sequence[RecordId], vectors: np.ndarray, *, verify: bool = True) -> int:
         lay = self.layout()
@@ -285,7 +279,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         step = _ROWS_PER_UPSERT if path == "rows" else max(1, min(_ID_CHUNK, _rows_per_page(lay.dim)))
         prints: dict[RecordId, str] = {}
         for partition, positions in groups.items():
-            for part in _chunks(len(positions), step):
+            for part in chunks(len(positions), step):
                 sel = positions[part]
                 chunk_ids, chunk_vecs = [ids[j] for j in sel], vecs[sel]
                 if path == "partial_update":
@@ -296,6 +290,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         if verify or path == "rows":  # the full-row rewrite always re-checks the fields it carried back
             for partition, positions in groups.items():
                 self._verify([ids[j] for j in positions], vecs[positions], partition, prints if path == "rows" else None)
+        logger.info("%r: %d vector(s) written by %s%s", self.name, len(ids), path, " and read back" if verify else "")
         return len(ids)
 
     def _locate(self, ids: list[RecordId]) -> dict[RecordId, str | None]:
@@ -359,7 +354,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
     # State -----------------------------------------------------------------------------------
 
     def state(self, name: str) -> MilvusState:
-        _check_name(name, "state collection")
+        check_name(name, "state collection")
         return MilvusState(self, name)
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
 """The connection to Qdrant: local-mode clients shared per directory, server clients, and the
-translation of qdrant-client errors into connector errors (``_Connection.calls``)."""
+translation of qdrant-client errors into connector errors (``Connection.calls``)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def _release_local(location: str) -> None:
 # -- connection ------------------------------------------------------------------------------------
 
 
-class _Connection:
+class Connection:
     """A client plus where it points, and the translation of client errors."""
 
     def __init__(self, config: StoreConfig):

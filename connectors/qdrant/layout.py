@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 from qdrant_client import models
 
+from .._arrays import RENORMALISED_TOLERANCE
 from .._base import RecordId
-from .._errors import InvalidURI, InvalidVectors, UnsupportedCollection
+from .._errors import InvalidURI, UnsupportedCollection
 from .client import DISTANCE_TO_METRIC, _MAX_ID, _NAMESPACE
 
 
@@ -84,7 +85,7 @@ def _impossible(ids: Sequence[RecordId]) -> str:
 # -- vector layout -----------------------------------------------------------------------------------
 
 
-class _Layout:
+class Layout:
     """The vector nudge-sync works on: its name (None = unnamed), dimension, distance, datatype."""
 
     def __init__(self, name: str | None, dim: int, distance: str, datatype: str):
@@ -108,14 +109,14 @@ class _Layout:
         if self.distance == "Cosine":
             norms = np.linalg.norm(sent, axis=1, keepdims=True).astype(np.float32)  # float32, like Qdrant
             want = np.where(norms > 1e-30, sent / np.where(norms > 1e-30, norms, 1), sent).astype(np.float32)
-            tol = 1e-6
+            tol = RENORMALISED_TOLERANCE
         if self.datatype == "float16":
             want = want.astype(np.float16).astype(np.float32)
             tol = max(tol, 1e-3 * float(np.max(np.abs(want), initial=0.0)))
         return want, tol
 
 
-def _pick_vector(collection: str, vectors: Any, wanted: str | None) -> _Layout:
+def _pick_vector(collection: str, vectors: Any, wanted: str | None) -> Layout:
     """The unnamed vector, the only named one, or the one ``vector=`` names; refuses ambiguity."""
     if isinstance(vectors, models.VectorParams):
         if wanted not in (None, ""):
@@ -137,7 +138,7 @@ def _pick_vector(collection: str, vectors: Any, wanted: str | None) -> _Layout:
     return _layout(collection, wanted, named[wanted])
 
 
-def _layout(collection: str, name: str | None, params: Any) -> _Layout:
+def _layout(collection: str, name: str | None, params: Any) -> Layout:
     what = f"vector {name!r} of {collection!r}" if name is not None else f"the vector of {collection!r}"
     if getattr(params, "multivector_config", None) is not None:
         raise UnsupportedCollection(f"{what} is a multivector; NUDGE needs one vector per record")
@@ -149,28 +150,14 @@ def _layout(collection: str, name: str | None, params: Any) -> _Layout:
     if datatype not in ("float32", "float16"):
         raise UnsupportedCollection(f"{what} stores {datatype} vectors, which cannot hold a nudged vector; "
                                     "nudge-sync writes float32 or float16 vectors only")
-    return _Layout(name, int(params.size), distance, datatype)
-
-
-def _float32(rows: Sequence[Any], dim: int) -> np.ndarray:
-    if not rows:
-        return np.zeros((0, dim), dtype=np.float32)
-    return np.ascontiguousarray(np.asarray(rows, dtype=np.float32).reshape(len(rows), -1))
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise InvalidVectors(f"k must be a non-negative int, got {k!r}")
-    return int(k)
-
-
+    return Layout(name, int(params.size), distance, datatype)
 
 
 #: Characters Qdrant refuses in collection names (qdrant-client's local mode and the server alike).
 _NAME_FORBIDDEN = ("<", ">", ":", '"', "/", "\\", "|", "?", "*", "\x00", "\x1f")
 
 
-def _check_name(name: str, what: str) -> None:
+def check_name(name: str, what: str) -> None:
     """Refuse a name Qdrant would refuse, before anything is written (as the other backends do)."""
     if (not isinstance(name, str) or name in ("", ".", "..") or len(name) > 255
             or any(c in name for c in _NAME_FORBIDDEN)):

@@ -12,8 +12,8 @@ from qdrant_client import models
 from .._base import RecordId, as_vectors, check_ids
 from .._errors import InvalidVectors, UnsupportedCollection
 from .._uri import StoreConfig
-from .client import METRIC_TO_DISTANCE, _Connection, _acquire_local, _release_local
-from .layout import _Layout, _impossible, _point_id
+from .client import Connection, METRIC_TO_DISTANCE, _acquire_local, _release_local
+from .layout import Layout, _impossible, _point_id
 
 
 # -- loader ----------------------------------------------------------------------------------------
@@ -44,14 +44,14 @@ def create_collection(config: StoreConfig, ids: Sequence[RecordId], vectors: Any
         Path(config.location).mkdir(parents=True, exist_ok=True)
         _acquire_local(config.location)  # creates the database files (meta.json)
         _release_local(config.location)
-    conn = _Connection(config)
+    conn = Connection(config)
     name = config.collection
     try:
         if conn.exists(name):
             raise UnsupportedCollection(f"collection {name!r} already exists in {conn.where}; not overwriting it")
         params = models.VectorParams(size=vecs.shape[1], distance=METRIC_TO_DISTANCE[metric])
         vector_name = config.option("vector")
-        lay = _Layout(vector_name or None, vecs.shape[1], params.distance.value, "float32")
+        lay = Layout(vector_name or None, vecs.shape[1], params.distance.value, "float32")
         with conn.calls("create_collection", name, write=True):
             conn.client.create_collection(name, vectors_config={vector_name: params} if vector_name else params)
         batch = 1000 if config.is_server else 4096

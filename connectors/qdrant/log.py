@@ -9,20 +9,21 @@ from typing import Any
 import numpy as np
 from qdrant_client import models
 
+from .._arrays import float32_rows
 from .._base import LabelledQuery, check_batch_size
 from .._errors import CollectionNotFound, UnsupportedCollection
 from .._log import (
     check_entry_sizes,
     check_log_dimension,
     chunks_by_bytes,
+    entries_to_append,
     entry_fields,
     entry_from_fields,
     fields_bytes,
-    log_entries,
     write_or_put_back,
 )
 from .client import WRITE_BATCH, _REQUEST_BYTES
-from .layout import _Layout, _check_name, _float32, _log_point, _pick_vector
+from .layout import Layout, _log_point, _pick_vector, check_name
 
 
 class QdrantQueryLog:
@@ -30,10 +31,10 @@ class QdrantQueryLog:
     connection, layout and name)."""
 
     def log_exists(self, name: str) -> bool:
-        _check_name(name, "query log")
+        check_name(name, "query log")
         return self.conn.exists(name)
 
-    def _log_layout(self, name: str) -> _Layout:
+    def _log_layout(self, name: str) -> Layout:
         try:
             return _pick_vector(name, self.conn.vectors_config(name), None)
         except UnsupportedCollection:
@@ -45,7 +46,7 @@ class QdrantQueryLog:
 
     def read_log(self, name: str, batch_size: int = 1000) -> Iterator[LabelledQuery]:
         batch_size = check_batch_size(batch_size)
-        _check_name(name, "query log")
+        check_name(name, "query log")
         if not self.conn.exists(name):
             raise CollectionNotFound(f"query log {name!r} does not exist in {self.conn.where}")
         lay = self._log_layout(name)
@@ -63,18 +64,17 @@ class QdrantQueryLog:
                 vec = lay.unwrap(p.vector)
                 if vec is None:
                     raise UnsupportedCollection(f"query log {name!r}: entry {qid!r} has no vector")
-                yield entry_from_fields(name, qid, _float32([vec], lay.dim)[0], payload)
+                yield entry_from_fields(name, qid, float32_rows([vec], lay.dim)[0], payload)
             if offset is None:
                 return
 
     def append_log(self, name: str, queries: Sequence[LabelledQuery], *, batch_size: int | None = None) -> int:
-        queries = log_entries(queries, name)
+        queries, rows = entries_to_append(queries, name, batch_size, WRITE_BATCH)
         if not queries:
             return 0
-        _check_name(name, "query log")
-        rows = check_batch_size(WRITE_BATCH if batch_size is None else batch_size)
+        check_name(name, "query log")
         exists = self.conn.exists(name)
-        lay = self._log_layout(name) if exists else _Layout(None, self._new_log_dimension(queries), "Dot", "float32")
+        lay = self._log_layout(name) if exists else Layout(None, self._new_log_dimension(queries), "Dot", "float32")
         check_log_dimension(name, queries, lay.dim)
         payloads = [{"query_id": q.query_id, **entry_fields(q, name)} for q in queries]
         sizes = [fields_bytes(p) for p in payloads]

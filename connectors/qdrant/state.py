@@ -23,7 +23,7 @@ from .._base import (
     state_vector,
 )
 from .._errors import CollectionNotFound, UnsupportedCollection
-from .client import READ_BATCH, WRITE_BATCH, _Connection, _NAMESPACE
+from .client import Connection, READ_BATCH, WRITE_BATCH, _NAMESPACE
 from .layout import _pick_vector
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class QdrantState(StateCollection):
         self.name = name
 
     @property
-    def conn(self) -> _Connection:
+    def conn(self) -> Connection:
         return self.store.conn
 
     @staticmethod

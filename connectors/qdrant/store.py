@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from qdrant_client import models
 
+from .._arrays import RENORMALISED_TOLERANCE, float32_rows
 from .._base import (
     CollectionInfo,
     RecordId,
@@ -30,43 +32,44 @@ from .._errors import (
     UnsupportedCollection,
     WriteFailed,
 )
+from .._search import Hits, check_k, search_excluding
 from .._uri import StoreConfig
 from .client import (
+    Connection,
     DISTANCE_TO_METRIC,
     QUERY_BATCH,
     READ_BATCH,
     WRITE_BATCH,
     _CLIENT_VERSION,
-    _Connection,
     _FILTER_IDS_PER_CALL,
 )
 from .layout import (
-    _Layout,
-    _check_k,
-    _check_name,
-    _float32,
+    Layout,
     _impossible,
     _key,
     _pick_vector,
     _point_id,
     _version_filters,
     _version_of,
+    check_name,
 )
 from .log import QdrantQueryLog
 from .state import QdrantState
 
 
+
+logger = logging.getLogger(__name__)
 class QdrantStore(QdrantQueryLog, VectorStore):
     """One Qdrant collection (see the module docstring for the write path and its checks)."""
 
     def __init__(self, config: StoreConfig):
         self.config = config
         self.name = config.collection
-        self._conn: _Connection | None = _Connection(config)
-        self._layout_cache: _Layout | None = None
+        self._conn: Connection | None = Connection(config)
+        self._layout_cache: Layout | None = None
 
     @property
-    def conn(self) -> _Connection:
+    def conn(self) -> Connection:
         if self._conn is None:
             raise ConnectorError("the Qdrant store is closed")
         return self._conn
@@ -74,7 +77,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
     def _calls(self, what: str, *, write: bool = False):
         return self.conn.calls(what, self.name, write=write)
 
-    def _layout(self) -> _Layout:
+    def _layout(self) -> Layout:
         if self._layout_cache is None:
             self._layout_cache = _pick_vector(self.name, self.conn.vectors_config(self.name),
                                               self.config.option("vector"))
@@ -89,7 +92,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
         id_type = "uuid" if first and isinstance(first[0].id, str) else "int"
         round_trip, tolerance = "bit-exact", 0.0
         if lay.distance == "Cosine":
-            round_trip, tolerance = "normalised by Qdrant in float32 (compared within 1e-6)", 1e-6
+            round_trip, tolerance = "normalised by Qdrant in float32 (compared within 1e-6)", RENORMALISED_TOLERANCE
         if lay.datatype == "float16":
             round_trip, tolerance = round_trip + "; stored as float16", 1e-3
         return CollectionInfo(
@@ -124,15 +127,15 @@ class QdrantStore(QdrantQueryLog, VectorStore):
             if offset is None:
                 return
 
-    def _vectors_of(self, points: Sequence[Any], lay: _Layout) -> np.ndarray:
+    def _vectors_of(self, points: Sequence[Any], lay: Layout) -> np.ndarray:
         rows = [lay.unwrap(p.vector) for p in points]
         absent = [p.id for p, r in zip(points, rows) if r is None]
         if absent:  # a named vector is optional per point in Qdrant
             raise UnsupportedCollection(f"{len(absent)} point(s) of {self.name!r} have no vector "
                                         f"{lay.name or '(unnamed)'!r}: {absent[:10]}")
-        return _float32(rows, lay.dim)
+        return float32_rows(rows, lay.dim)
 
-    def _retrieve(self, keys: Sequence[int | str], lay: _Layout | None) -> dict[int | str, Any]:
+    def _retrieve(self, keys: Sequence[int | str], lay: Layout | None) -> dict[int | str, Any]:
         """Points by canonical id: their vector (``lay`` given) or True (existence only)."""
         out: dict[int | str, Any] = {}
         for start in range(0, len(keys), READ_BATCH):
@@ -151,7 +154,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
         got = self._retrieve(dedupe(k for k in wanted.values() if k is not None), lay)
         found = [i for i in dedupe(ids) if wanted[i] is not None and got.get(wanted[i]) is not None]
         missing = [i for i in ids if wanted[i] is None or got.get(wanted[i]) is None]
-        return found, _float32([got[wanted[i]] for i in found], lay.dim), missing
+        return found, float32_rows([got[wanted[i]] for i in found], lay.dim), missing
 
     def _version_field(self) -> str | None:
         field = self.config.option("version_field")
@@ -177,7 +180,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
                 got[_key(p.id)] = (lay.unwrap(p.vector), _version_of(p.payload, field, self.name, p.id))
         found = [i for i in dedupe(ids) if wanted[i] is not None and got.get(wanted[i], (None,))[0] is not None]
         missing = [i for i in ids if i not in set(found)]
-        return Versioned(found, _float32([got[wanted[i]][0] for i in found], lay.dim),
+        return Versioned(found, float32_rows([got[wanted[i]][0] for i in found], lay.dim),
                          [got[wanted[i]][1] for i in found], missing)
 
     def update_vectors_if(self, ids: Sequence[RecordId], vectors: np.ndarray, versions: Sequence[Any]) -> int:
@@ -195,11 +198,12 @@ class QdrantStore(QdrantQueryLog, VectorStore):
                           for j in positions]
                 with self._calls("update_vectors (conditional)", write=True):
                     self.conn.client.update_vectors(self.name, points=points, update_filter=flt, wait=True)
+        logger.info("%r: %d vector(s) sent on condition of their version", self.name, len(keys))
         return len(keys)
 
     # Writing ---------------------------------------------------------------------------------
 
-    def _checked_update(self, ids: Sequence[RecordId], vectors: np.ndarray) -> tuple[_Layout, list[Any], np.ndarray]:
+    def _checked_update(self, ids: Sequence[RecordId], vectors: np.ndarray) -> tuple[Layout, list[Any], np.ndarray]:
         """Validate an update (shape, values, ids Qdrant can hold, no duplicates, every point
         present) before anything is written: ``(layout, point keys, float32 vectors)``."""
         lay = self._layout()
@@ -229,16 +233,17 @@ class QdrantStore(QdrantQueryLog, VectorStore):
                 self.conn.client.update_vectors(self.name, points=points, wait=True)
             if verify:
                 self._verify(keys[part], vecs[part], lay)
+        logger.info("%r: %d vector(s) written%s", self.name, len(keys), " and read back" if verify else "")
         return len(keys)
 
-    def _verify(self, keys: list[Any], sent: np.ndarray, lay: _Layout) -> None:
+    def _verify(self, keys: list[Any], sent: np.ndarray, lay: Layout) -> None:
         """Read the batch back: exact for Dot/Euclid, within 1e-6 of our normalisation for Cosine."""
         got = self._retrieve(keys, lay)
         vanished = [k for k in keys if got.get(k) is None]
         if vanished:
             raise WriteFailed(f"{len(vanished)} record(s) of {self.name!r} vanished during the update "
                               f"(deleted concurrently?): {vanished[:10]}")
-        back = _float32([got[k] for k in keys], lay.dim)
+        back = float32_rows([got[k] for k in keys], lay.dim)
         want, tol = lay.expected(sent)
         diff = np.abs(back.astype(np.float64) - want.astype(np.float64)).max(axis=1)
         bad = [k for k, d in zip(keys, diff) if not d <= tol]
@@ -251,7 +256,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
     def search(self, queries: np.ndarray, k: int, exclude: Iterable[RecordId] = ()) -> SearchResult:
         lay = self._layout()
         qs = as_vectors(queries, lay.dim, what="queries")
-        k = _check_k(k)
+        k = check_k(k)
         # ids Qdrant cannot hold cannot be returned either: nothing to exclude for them
         excluded = dedupe(p for p in (_point_id(i) for i in check_ids(list(exclude))) if p is not None)
         if k == 0 or len(qs) == 0:
@@ -262,44 +267,36 @@ class QdrantStore(QdrantQueryLog, VectorStore):
             rows = self._search_filtered(qs, k, excluded, lay)
         return pad_results(rows, k)
 
-    def _score(self, score: float, lay: _Layout) -> float:
+    def _score(self, score: float, lay: Layout) -> float:
         return -(float(score) ** 2) if lay.distance == "Euclid" else float(score)
 
-    def _query(self, qs: np.ndarray, limit: int, lay: _Layout, flt: Any, per_call: int) -> list[list[tuple[RecordId, float]]]:
+    def _query(self, qs: np.ndarray, limit: int, lay: Layout, flt: Any, per_call: int) -> list[Hits]:
         requests = [models.QueryRequest(query=q.tolist(), using=lay.name, limit=limit, filter=flt,
                                         with_payload=False, with_vector=False) for q in qs]
-        rows: list[list[tuple[RecordId, float]]] = []
+        rows: list[Hits] = []
         for start in range(0, len(requests), per_call):
             with self._calls("query_batch_points"):
                 answers = self.conn.client.query_batch_points(self.name, requests=requests[start : start + per_call])
             rows += [[(p.id, self._score(p.score, lay)) for p in ans.points] for ans in answers]
         return rows
 
-    def _search_filtered(self, qs: np.ndarray, k: int, excluded: list[int | str], lay: _Layout) -> list[list[tuple[RecordId, float]]]:
+    def _search_filtered(self, qs: np.ndarray, k: int, excluded: list[int | str], lay: Layout) -> list[Hits]:
         flt = models.Filter(must_not=[models.HasIdCondition(has_id=excluded)]) if excluded else None
         per_call = max(1, min(QUERY_BATCH, _FILTER_IDS_PER_CALL // max(1, len(excluded))))
         return self._query(qs, k, lay, flt, per_call)
 
-    def _search_overfetch(self, qs: np.ndarray, k: int, excluded: set[int | str], lay: _Layout) -> list[list[tuple[RecordId, float]]]:
+    def _search_overfetch(self, qs: np.ndarray, k: int, excluded: set[int | str], lay: Layout) -> list[Hits]:
+        """Local mode scans every point for a has_id filter: over-fetch instead (ids come canonical);
+        k + every excluded id, or the whole collection, keeps k survivors."""
         with self._calls("count"):
             count = int(self.conn.client.count(self.name, exact=True).count)
-        ceiling = min(count, k + len(excluded))  # enough to keep k survivors whatever happens
-        n = min(ceiling, k + min(len(excluded), max(k, 32)))
-        rows: list[list[tuple[RecordId, float]]] = [[] for _ in qs]
-        todo = list(range(len(qs)))
-        while todo and n > 0:
-            again = []
-            for qi, hits in zip(todo, self._query(qs[todo], n, lay, None, QUERY_BATCH)):
-                rows[qi] = [(i, s) for i, s in hits if i not in excluded]  # ids come canonical
-                if len(rows[qi]) < k and len(hits) >= n and n < ceiling:
-                    again.append(qi)
-            todo, n = again, min(ceiling, n * 4)
-        return rows
+        return search_excluding(len(qs), k, excluded, lambda todo, n, _: self._query(qs[todo], n, lay, None, QUERY_BATCH),
+                                ceiling=min(count, k + len(excluded)), first_extra=32, growth=4)
 
     # State -----------------------------------------------------------------------------------
 
     def state(self, name: str) -> QdrantState:
-        _check_name(name, "state collection")
+        check_name(name, "state collection")
         return QdrantState(self, name)
 
     def close(self) -> None:

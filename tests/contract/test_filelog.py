@@ -24,7 +24,7 @@ from connectors import (
     LabelledQuery,
     LogFileError,
     MissingDependency,
-    _filelog,
+    files,
     read_log_file,
     write_log_file,
 )
@@ -170,7 +170,7 @@ def test_format_from_suffix_or_explicit(tmp_path):
     assert_same(data, list(read_log_file(tmp_path / "p.data", format="PARQUET")))
     write_log_file(tmp_path / "n.data", data, format=".npz")
     assert_same(data, list(read_log_file(tmp_path / "n.data", format="npz")))
-    assert _filelog.log_format("A.NDJSON.GZ") == "jsonl" and _filelog.log_format("x.Parquet") == "parquet"
+    assert files.log_format("A.NDJSON.GZ") == "jsonl" and files.log_format("x.Parquet") == "parquet"
 
 
 def test_gzip_is_detected_by_content_and_written_reproducibly(tmp_path):
@@ -439,7 +439,7 @@ def test_jsonl_gz_is_streamed(tmp_path):
 
 
 def test_parquet_is_read_batch_by_batch(tmp_path, monkeypatch):
-    monkeypatch.setattr(_filelog, "_PARQUET_ROW_GROUP", 1000)
+    monkeypatch.setattr(files.parquet, "ROW_GROUP_ROWS", 1000)
     data = entries(n=5000, dim=4)
     write_log_file(tmp_path / "big.parquet", data)
     assert pq.ParquetFile(tmp_path / "big.parquet").num_row_groups == 5
@@ -654,4 +654,4 @@ def test_a_broken_pyarrow_is_reported_too(tmp_path, monkeypatch):
 
 def test_public_api():
     assert {"read_log_file", "write_log_file", "LogFileError"} <= set(connectors.__all__)
-    assert connectors.read_log_file is _filelog.read_log_file and connectors.LogFileError is LogFileError
+    assert connectors.read_log_file is files.read_log_file and connectors.LogFileError is LogFileError

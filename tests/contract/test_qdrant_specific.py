@@ -552,7 +552,7 @@ def test_local_mode_ignores_the_api_key_and_refuses_server_options(qh, small_int
     (400, b'{"status":{"error":"Wrong input: Vector dimension error"}}', True, WriteFailed),
 ], ids=["404-collection", "404-point", "401", "403", "400"])
 def test_server_answers_are_translated(status, content, write, expected):
-    conn = qdrant_client_module._Connection(parse_uri(f"qdrant+http://127.0.0.1:{closed_port()}?collection=docs"))
+    conn = qdrant_client_module.Connection(parse_uri(f"qdrant+http://127.0.0.1:{closed_port()}?collection=docs"))
     try:
         with pytest.raises(expected) as err:
             with conn.calls("update_vectors", "docs", write=write):

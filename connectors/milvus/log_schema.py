@@ -25,9 +25,9 @@ from typing import Any
 import orjson  # pymilvus' own JSON encoder (a dependency of pymilvus): sizes match what it sends
 from pymilvus import DataType
 
-from ._base import LabelledQuery
-from ._entry import short_repr
-from ._errors import InvalidEntry, UnsupportedCollection
+from .._base import LabelledQuery
+from .._entry import short_repr
+from .._errors import InvalidEntry, UnsupportedCollection
 
 #: Bytes of JSON a Milvus server keeps in one JSON field or in a row's dynamic field.
 JSON_FIELD_BYTES = 65_536
