@@ -10,7 +10,7 @@ import connectors
 import nudge_sync
 from connectors import LabelledQuery
 from nudge_sync import ExitCode, SyncOptions, exit_code_for
-from nudge_sync._engine import default_state_name
+from nudge_sync.engine.names import default_state_name
 from tests.backends import random_vectors
 
 N, DIM = 400, 16

@@ -9,7 +9,7 @@ import pytest
 import connectors
 import nudge_sync
 from nudge_sync import LockHeld, SyncOptions
-from nudge_sync._state import SyncState
+from nudge_sync.engine.state import SyncState
 from tests.backends import random_vectors
 from tests.engine.conftest import DIM
 from tests.engine.test_refusals import make_entries
