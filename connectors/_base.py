@@ -39,7 +39,7 @@ METRICS: tuple[str, ...] = ("cosine", "dot", "l2")
 class CollectionInfo:
     """What the sync engine needs to know about a collection before touching it."""
 
-    backend: str  #: "qdrant" | "milvus" | "chroma"
+    backend: str  #: "qdrant" | "milvus" | "chroma" | "memory"
     collection: str
     dimension: int
     metric: Metric
@@ -47,12 +47,17 @@ class CollectionInfo:
     vector_name: str | None  #: Qdrant named vector / Milvus vector field; None = the only one
     count: int
     server_version: str | None = None
-    #: Backend-specific facts worth reporting (e.g. Milvus write path, primary-key field).
+    #: Backend-specific facts for reports only (e.g. Milvus write path, primary-key field); code
+    #: decides on the typed fields, never on these.
     details: Mapping[str, Any] = field(default_factory=dict)
     #: How far a vector read back may be from the one written, per component, relative to
     #: max(1, its norm): 0 = bit-exact; databases that re-normalise on write hand back a copy a
     #: float32 ulp or so off (Qdrant and Chroma cosine collections).
     round_trip_tolerance: float = 0.0
+    #: The database re-normalises what it stores (Qdrant and Chroma cosine collections): a vector
+    #: read back is not bit for bit the one written, and writing it again may drift it further.
+    #: False = it stores exactly what it is sent (read-back tolerance 0).
+    renormalises: bool = False
     #: :meth:`VectorStore.update_vectors_if` writes only records whose version did not move since
     #: :meth:`VectorStore.get_versioned` read them (Qdrant with ``version_field=``).
     conditional_writes: bool = False

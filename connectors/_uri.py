@@ -10,6 +10,7 @@ Grammar (``<backend>[+<transport>]:<location>?collection=<name>&<option>=<value>
     milvus+http://host:19530?collection=docs  Milvus server (``+https`` for TLS)
     chroma:///abs/dir?collection=docs         Chroma persistent client
     chroma+http://host:8000?collection=docs   Chroma server (``+https`` for TLS)
+    memory://NAME?collection=docs             in-memory database NAME (this process only; tests)
 
 Options every backend understands: ``collection`` (required), ``timeout`` (seconds per call;
 servers default to a finite one, so a stopped server cannot hang a run), ``retry_budget`` (seconds
@@ -47,6 +48,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "qdrant": ("connectors.qdrant", "qdrant"),
     "milvus": ("connectors.milvus", "milvus"),
     "chroma": ("connectors.chroma", "chroma"),
+    "memory": ("connectors.memory", ""),
 }
 
 DEFAULT_SECRET_ENV: dict[str, str] = {
@@ -64,6 +66,7 @@ _BACKEND_OPTIONS = {
     "qdrant": {"prefer_grpc", "vector", "version_field"},
     "milvus": {"db_name", "vector"},
     "chroma": {"tenant", "database", "auth"},  # a Chroma collection has one embedding: no vector=
+    "memory": set(),
 }
 
 
@@ -84,7 +87,9 @@ class StoreConfig:
 
     def redacted(self) -> str:
         """A URI for logs and reports: everything but the secret."""
-        if self.transport == "memory":
+        if self.backend == "memory":
+            where = f"memory://{self.location}"
+        elif self.transport == "memory":
             where = f"{self.backend}::memory:"
         elif self.transport == "local":
             where = f"{self.backend}://{self.location}"
@@ -143,7 +148,7 @@ def parse_uri(uri: str, *, collection: str | None = None, env: Mapping[str, str]
         if key in _SECRET_PARAMS:
             raise InvalidURI(
                 f"option {key!r} looks like a secret; secrets are never read from URIs. "
-                f"Set {DEFAULT_SECRET_ENV[backend]} (or secret_env=NAME / secret_file=PATH)"
+                f"Set {DEFAULT_SECRET_ENV.get(backend, 'the secret')} (or secret_env=NAME / secret_file=PATH)"
             )
         if key == "version_field" and backend != "qdrant":
             raise InvalidURI(f"option version_field (conditional writes) is a Qdrant option: {backend} has no "
@@ -155,7 +160,11 @@ def parse_uri(uri: str, *, collection: str | None = None, env: Mapping[str, str]
             raise InvalidURI(f"option {key!r} given twice in {uri!r}")
         params[key] = value
 
-    if transport in ("http", "https"):
+    if backend == "memory":
+        if transport or not rest.startswith("//") or not rest[2:] or "/" in rest[2:]:
+            raise InvalidURI(f"{uri!r}: an in-memory database is named as memory://NAME?collection=...")
+        transport, location = "memory", rest[2:]
+    elif transport in ("http", "https"):
         try:
             parts = urlsplit(f"{transport}:{rest}")
             parts.hostname  # noqa: B018  # may raise too (e.g. an unclosed IPv6 bracket)
@@ -219,6 +228,8 @@ def _read_secret(backend: str, params: dict[str, str], env: Mapping[str, str]) -
             raise InvalidURI(f"secret_file={path!r} cannot be read: {exc.strerror}") from None
     if env_name is not None and env_name not in env:
         raise InvalidURI(f"secret_env={env_name!r} names an environment variable that is not set")
+    if env_name is None and backend not in DEFAULT_SECRET_ENV:
+        return None  # a database without credentials (memory://)
     value = env.get(env_name or DEFAULT_SECRET_ENV[backend])
     return value or None
 

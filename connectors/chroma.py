@@ -623,7 +623,7 @@ class ChromaStore(VectorStore):
         return CollectionInfo(
             backend="chroma", collection=self.name, dimension=dim, metric=SPACE_TO_METRIC[space], id_type="str",
             vector_name=None, count=count, server_version=version, details=details,
-            round_trip_tolerance=0.0 if space != "cosine" else _COSINE_TOLERANCE,
+            round_trip_tolerance=0.0 if space != "cosine" else _COSINE_TOLERANCE, renormalises=space == "cosine",
         )
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:

@@ -568,7 +568,8 @@ class QdrantStore(VectorStore):
                 "exclusion_search": "over-fetch (local mode)" if self.conn.is_local else "must_not has_id filter",
                 "version_field": self._version_field(),
             },
-            round_trip_tolerance=tolerance, conditional_writes=self._version_field() is not None,
+            round_trip_tolerance=tolerance, renormalises=lay.distance == "Cosine",
+            conditional_writes=self._version_field() is not None,
         )
 
     # Reading ---------------------------------------------------------------------------------

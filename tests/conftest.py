@@ -12,6 +12,7 @@ from tests.backends import HARNESS_NAMES
 
 # Backend modules define session fixtures ``harness_<name>`` (servers start on first use).
 from tests.backends.chroma import *  # noqa: F401,F403
+from tests.backends.memory import *  # noqa: F401,F403
 from tests.backends.milvus import *  # noqa: F401,F403
 from tests.backends.qdrant import *  # noqa: F401,F403
 
@@ -28,6 +29,26 @@ def selected_harnesses() -> list[str]:
     if unknown:
         raise pytest.UsageError(f"NUDGE_SYNC_BACKENDS names unknown harnesses {unknown}; known: {HARNESS_NAMES}")
     return names
+
+
+#: Tests that reach the database from another process (``nudge-sync`` subprocesses, a writer process):
+#: an in-process harness (memory) cannot serve them, so its cases are deselected there.
+SUBPROCESS_SUITES = ("tests/cli/", "tests/user/", "tests/contract/test_fresh_open.py")
+IN_PROCESS_HARNESSES = frozenset({"memory"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Leave in-process harnesses out of the suites that run the database from another process."""
+    root = Path(str(config.rootpath))
+    keep, drop = [], []
+    for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        in_process = any(isinstance(v, str) and v in IN_PROCESS_HARNESSES for v in params.values())
+        (drop if in_process and where.startswith(SUBPROCESS_SUITES) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def fixture_name(harness_name: str) -> str:

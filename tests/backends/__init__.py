@@ -27,6 +27,7 @@ HARNESS_NAMES: tuple[str, ...] = (
     "milvus-2.3.5",        # PyPI milvus==2.3.5 `milvus-server` (real standalone)
     "chroma-persistent",   # chromadb.PersistentClient(path)
     "chroma-http",         # `chroma run` on a loopback port
+    "memory",              # connectors.memory, in this process (no subprocess can reach it)
 )
 
 
@@ -35,12 +36,15 @@ class Harness(ABC):
 
     #: pytest id, one of HARNESS_NAMES
     name: str
-    #: connectors backend name: "qdrant" | "milvus" | "chroma"
+    #: connectors backend name: "qdrant" | "milvus" | "chroma" | "memory"
     backend: str
     #: id types this backend can hold, subset of ("int", "str", "uuid"); the first is the default
     id_types: tuple[str, ...]
     #: True when the harness is a network server (unreachable / credential tests apply)
     is_server: bool = False
+    #: True when the database lives in the test process only, so a ``nudge-sync`` subprocess cannot
+    #: reach it (tests/conftest.py leaves such harnesses out of the subprocess suites)
+    in_process_only: bool = False
 
     @abstractmethod
     def uri(self, collection: str) -> str:

@@ -36,13 +36,14 @@ def _vector_hex(value: Any) -> str:
 
 def dump_collection(backend: str, client: Any, name: str) -> dict[str, str]:
     """``{record id: canonical JSON of everything stored for it}``, read with the native client."""
-    return {"qdrant": _dump_qdrant, "milvus": _dump_milvus, "chroma": _dump_chroma}[backend](client, name)
+    dump = {"qdrant": _dump_qdrant, "milvus": _dump_milvus, "chroma": _dump_chroma, "memory": _dump_memory}
+    return dump[backend](client, name)
 
 
 def collection_names(backend: str, client: Any) -> list[str]:
     if backend == "qdrant":
         return sorted(c.name for c in client.get_collections().collections)
-    if backend == "milvus":
+    if backend in ("milvus", "memory"):
         return sorted(client.list_collections())
     return sorted(c.name for c in client.list_collections())
 
@@ -85,6 +86,18 @@ def _dump_chroma(client: Any, name: str) -> dict[str, str]:
     out = {rid: _canonical({"embedding": _vector_hex(e), "metadata": m, "document": d})
            for rid, e, m, d in zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"])}
     out["<collection>"] = _canonical({"metadata": coll.metadata})
+    return out
+
+
+def _dump_memory(client: Any, name: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    offset = 0
+    while page := client.scan(name, offset, 4096):
+        offset += len(page)
+        out.update({str(i): _canonical({"payload": payload, "vector": _vector_hex(vec)}) for i, vec, payload in page})
+    coll = client.collection(name)
+    out["<collection>"] = _canonical({"dimension": coll.dimension, "metric": coll.metric, "id_type": coll.id_type,
+                                      "metadata": coll.metadata})
     return out
 
 

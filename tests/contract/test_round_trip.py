@@ -23,6 +23,7 @@ def test_read_back_is_within_the_declared_tolerance_and_repeatable(harness, coll
         with connectors.open_store(harness.uri(collection_name)) as store:
             info = store.describe()
             assert info.round_trip_tolerance == (0.0 if metric == "dot" or harness.backend == "milvus" else 1e-6)
+            assert info.renormalises is (info.round_trip_tolerance > 0)  # the typed capability rollback reads
             # unit vectors as NUDGE-N writes them, and a few of other norms
             sent = random_vectors(N, DIM, seed=2, normalize=True)
             sent[: N // 4] *= 3.0
