@@ -18,7 +18,7 @@ import numpy as np
 from connectors import CollectionInfo, ConnectorError, RecordId, VectorStore
 
 from . import faults
-from .classify import ADOPTED, NUDGED, RESTORED, VANISHED, same_vector, tolerance_of
+from .classify import ADOPTED, NUDGED, RESTORED, VANISHED, same_vector
 from .names import new_run_id, state_name_for
 from .verdicts import load_state
 from .errors import NothingToDo, NudgeSyncError, PartiallyWritten, RefusedInput
@@ -178,8 +178,8 @@ def _compensate(writer: BatchWriter, back: dict[RecordId, np.ndarray]) -> dict[R
     round rewrites only the vectors still off and still ours (one someone else wrote meanwhile is
     adopted, never overwritten). Some stored vectors have no float32 pre-image under the database's
     normalisation; those end at the closest candidate (1 ulp)."""
-    if not back or tolerance_of(writer.info) <= 0:
-        return back  # bit-exact databases: what landed is the original
+    if not back or not writer.info.renormalises:
+        return back  # the database stores what it is sent: what landed is the original
     want = {i: writer.attempted[i].target for i in back}
     sent = dict(want)
     best = {i: (_max_abs(back[i], want[i]), want[i]) for i in back}
