@@ -3,7 +3,7 @@
 Every state entry is classified against the vector stored now (``nudge_sync.engine.classify``): records
 holding our vector are restored, records already holding their original (a rollback killed before
 it could record so) are only recorded, records someone else wrote are adopted and left alone. The
-restores go batch by batch through the same protocol as a run's writes (``nudge_sync._writer``):
+restores go batch by batch through the same protocol as a run's writes (``nudge_sync.engine.writer``):
 re-read, mark the batch as being restored in the state (pending, target = the original), write,
 read back, record -- so a rollback killed anywhere and run again finishes the job and counts right.
 """

@@ -16,7 +16,7 @@ batch:
 
 The window in which a concurrent write can be lost is one batch, between its re-read and its
 write; none where the store writes conditionally. Probes ``<phase>.before_write``,
-``<phase>.save`` and ``<phase>.write`` mark the steps (``nudge_sync._faults``).
+``<phase>.save`` and ``<phase>.write`` mark the steps (``nudge_sync.engine.faults``).
 """
 
 from __future__ import annotations
