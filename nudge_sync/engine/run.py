@@ -23,6 +23,7 @@ repeated run writes nothing. A run that fails after writing puts back what it wr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -42,6 +43,9 @@ from .state import SyncState
 from .write import dry_run_report, write_plan
 
 __all__ = ["sync"]
+
+#: Step boundaries and outcomes of a run, for whoever configures logging (the CLI shows INFO with -v).
+log = logging.getLogger(__name__)
 
 
 def sync(
@@ -73,8 +77,10 @@ def sync(
     check_state_room(state, info)
 
     # every check that needs no state first: a refused or gated run creates nothing
+    log.debug("run %s on %s: %s, context %s", report.run_id, report.store, opts.method, opts.context)
     inputs = read_inputs(store, info, opts, state if existed else None, report, entries, log_source, progress)
     if isinstance(inputs, SyncReport):  # gated
+        log.debug("run %s held back before locking: %s", report.run_id, inputs.reason)
         raise as_nothing_to_do(_record_gated(state, inputs, laps, record=existed and not opts.dry_run))
     laps.mark("read_log")
     if opts.dry_run:  # no state created, no lock: nothing is written
@@ -96,10 +102,12 @@ def _locked_run(store: VectorStore, info: CollectionInfo, opts: SyncOptions, sta
             state.break_lock()
         token = state.acquire(opts.lock_ttl)
         state.set_lock_run(token, report.run_id)
+        log.debug("run %s holds the lock of %s", report.run_id, state.name)
         report.took_over_lock = state.took_over
         faults.probe("lock.acquired")
         outcome = _plan_and_write(store, info, opts, state, report, inputs, progress, laps)
         if is_gated(outcome):
+            log.debug("run %s held back: %s", report.run_id, outcome.reason)
             failed = True
             # held back before anything was written: the state this run created (and still holds
             # the lock of: another first run racing it may be using it) is dropped again

@@ -4,6 +4,7 @@ record fingerprints and the run. A failed write puts back what it wrote (``after
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -18,6 +19,8 @@ from .plan import Plan
 from .progress import Progress
 from .state import SyncState
 from .writer import BatchWriter, WriteItem
+
+log = logging.getLogger(__name__)
 
 
 def dry_run_report(report: SyncReport, plan: Plan, laps: Laps) -> SyncReport:
@@ -49,6 +52,7 @@ def write_plan(store: VectorStore, info: CollectionInfo, opts: SyncOptions, stat
     finish(report, laps)
     state.put_run(report.run_id, report.to_dict())
     faults.probe("run.record")
+    log.debug("run %s %s: %s", report.run_id, report.status, report.reason)
     return report
 
 
