@@ -181,7 +181,7 @@ def test_default_space_is_l2(chroma, collection_name):
 
 def test_scan_fails_loudly_when_records_before_the_cursor_are_deleted(chroma, collection_name, monkeypatch):
     # pages of batch_size rows (normally a page holds ~4 MiB of vectors, far more than 50 records)
-    monkeypatch.setattr("connectors.chroma.read_page_rows", lambda dimension, batch_size: batch_size)
+    monkeypatch.setattr("connectors.chroma.store.read_page_rows", lambda dimension, batch_size: batch_size)
     ids = chroma.make_ids(50)
     chroma.create(collection_name, ids, random_vectors(50, DIM), metric="dot", rich=False)
     try:
@@ -197,7 +197,7 @@ def test_scan_fails_loudly_when_records_before_the_cursor_are_deleted(chroma, co
 
 
 def test_scan_survives_updates_and_appends_during_the_scan(chroma, collection_name, monkeypatch):
-    monkeypatch.setattr("connectors.chroma.read_page_rows", lambda dimension, batch_size: batch_size)  # 5 pages
+    monkeypatch.setattr("connectors.chroma.store.read_page_rows", lambda dimension, batch_size: batch_size)  # 5 pages
     ids = chroma.make_ids(50)
     chroma.create(collection_name, ids, random_vectors(50, DIM), metric="dot", rich=False)
     try:

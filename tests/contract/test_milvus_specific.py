@@ -30,7 +30,8 @@ from connectors import (  # noqa: E402
     StateRecord,
     UnsupportedCollection,
 )
-from connectors import milvus as milvus_connector  # noqa: E402
+from connectors.milvus import client as milvus_client_module  # noqa: E402
+from connectors.milvus import layout as milvus_layout, log as milvus_log, search as milvus_search  # noqa: E402
 from connectors._uri import parse_uri  # noqa: E402
 from connectors.milvus import MilvusStore  # noqa: E402
 from tests._procs import closed_port  # noqa: E402
@@ -125,7 +126,8 @@ def test_awkward_varchar_keys_are_escaped_everywhere(milvus, collection_name, cl
     vecs = random_vectors(len(ids), DIM, seed=21)
     simple_collection(milvus, collection_name, ids, vecs)
     milvus.client.insert(collection_name, rows_of(ids, vecs))
-    monkeypatch.setattr(milvus_connector, "_PAGE_BYTES", 1)  # pages of `batch_size` rows: many cursors
+    for module in (milvus_layout, milvus_log):
+        monkeypatch.setattr(module, "_PAGE_BYTES", 1)  # pages of `batch_size` rows: many cursors
     with open_milvus(milvus, collection_name) as s:
         seen = collections.Counter(i for batch, _ in s.iter_vectors(batch_size=3) for i in batch)
         assert sorted(seen) == sorted(ids) and max(seen.values()) == 1
@@ -359,9 +361,9 @@ def test_released_collection_is_loaded_on_open(milvus, collection_name, cleanup)
 # -- search ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("filter_ids", [milvus_connector._FILTER_IDS, 50], ids=["met-ids-filter", "full-filter"])
+@pytest.mark.parametrize("filter_ids", [milvus_search._FILTER_IDS, 50], ids=["met-ids-filter", "full-filter"])
 def test_exclusion_with_many_ids_matches_brute_force(milvus, collection_name, cleanup, monkeypatch, filter_ids):
-    monkeypatch.setattr(milvus_connector, "_FILTER_IDS", filter_ids)
+    monkeypatch.setattr(milvus_search, "_FILTER_IDS", filter_ids)
     cleanup.append(collection_name)
     n = 6000
     ids = milvus.make_ids(n)
@@ -373,7 +375,7 @@ def test_exclusion_with_many_ids_matches_brute_force(milvus, collection_name, cl
     rng = np.random.default_rng(42)
     excluded_pos = set(rng.choice(n, size=4500, replace=False).tolist()) | set(order[:, :40].ravel().tolist())
     exclude = [ids[j] for j in sorted(excluded_pos)] + ["wrong-type-id"]
-    assert len(exclude) > milvus_connector._FILTER_IDS
+    assert len(exclude) > milvus_search._FILTER_IDS
     with open_milvus(milvus, collection_name) as s:
         res = s.search(queries, k=10, exclude=exclude)
     for qi in range(len(queries)):
@@ -581,7 +583,7 @@ def test_error_chains_that_cycle_are_walked_once():
 
     outer, middle, rpc = pymilvus.exceptions.MilvusException(message="outer"), RuntimeError("middle"), Unavailable()
     outer.__cause__, middle.__cause__ = middle, outer  # a cycle without an RpcError in it
-    assert milvus_connector._details(outer) == "" and milvus_connector._status_code(outer) is None
+    assert milvus_client_module._details(outer) == "" and milvus_client_module._status_code(outer) is None
     middle.__cause__, rpc.__cause__ = rpc, outer  # the RpcError sits inside the cycle
-    assert milvus_connector._status_code(outer) is grpc.StatusCode.UNAVAILABLE
-    assert milvus_connector._details(outer) == "connection refused"
+    assert milvus_client_module._status_code(outer) is grpc.StatusCode.UNAVAILABLE
+    assert milvus_client_module._details(outer) == "connection refused"

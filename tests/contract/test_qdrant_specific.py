@@ -39,6 +39,7 @@ from connectors import (  # noqa: E402
     WriteFailed,
 )
 from connectors import qdrant as qdrant_connector  # noqa: E402
+from connectors.qdrant import client as qdrant_client_module, layout as qdrant_layout  # noqa: E402
 from connectors._uri import parse_uri  # noqa: E402
 from tests._procs import closed_port, loopback_http  # noqa: E402
 from tests.backends import random_vectors  # noqa: E402
@@ -324,7 +325,7 @@ def test_writes_reach_the_disk(tmp_path):
     new = random_vectors(5, DIM, seed=71)
     with connectors.open_store(f"qdrant://{path}?collection=docs") as s:
         s.update_vectors(ids[:5], new)
-    assert str(path) not in qdrant_connector._LOCAL, "the last release closes the directory's client"
+    assert str(path) not in qdrant_client_module._LOCAL, "the last release closes the directory's client"
     fresh = QdrantClient(path=str(path))
     try:
         points = {p.id: p for p in fresh.retrieve("docs", ids=ids, with_payload=True, with_vectors=True)}
@@ -426,7 +427,7 @@ def test_a_query_log_written_by_the_native_client_is_read(qh, small_int):
             assert np.abs(got["q-1"].vector - qv[0]).max() <= 1e-6
             # appending to that log writes its named vector
             s.append_log(log, [LabelledQuery("q-3", qv[0], [ids[3]])])
-        (p,) = qh.client.retrieve(log, ids=[qdrant_connector._log_point("q-3")], with_payload=True, with_vectors=True)
+        (p,) = qh.client.retrieve(log, ids=[qdrant_layout._log_point("q-3")], with_payload=True, with_vectors=True)
         assert set(p.vector) == {"q"} and p.payload["query_id"] == "q-3" and p.payload["relevant_ids"] == [ids[3]]
     finally:
         qh.drop(log)
@@ -440,7 +441,7 @@ def test_state_layout_and_kind_check(qh, small_int):
         try:
             vec = random_vectors(1, DIM, seed=74)[0]
             state.put("original", [StateRecord("7", vec, {"fp": "ab"})])
-            (p,) = qh.client.retrieve(state.name, ids=[str(uuid.uuid5(qdrant_connector._NAMESPACE, "original:7"))],
+            (p,) = qh.client.retrieve(state.name, ids=[str(uuid.uuid5(qdrant_client_module._NAMESPACE, "original:7"))],
                                       with_payload=True, with_vectors=True)
             assert p.payload == {"kind": "original", "key": "7", "meta": '{"fp": "ab"}', "has_vector": True}
             assert np.asarray(p.vector, np.float32).tobytes() == vec.tobytes()
@@ -551,7 +552,7 @@ def test_local_mode_ignores_the_api_key_and_refuses_server_options(qh, small_int
     (400, b'{"status":{"error":"Wrong input: Vector dimension error"}}', True, WriteFailed),
 ], ids=["404-collection", "404-point", "401", "403", "400"])
 def test_server_answers_are_translated(status, content, write, expected):
-    conn = qdrant_connector._Connection(parse_uri(f"qdrant+http://127.0.0.1:{closed_port()}?collection=docs"))
+    conn = qdrant_client_module._Connection(parse_uri(f"qdrant+http://127.0.0.1:{closed_port()}?collection=docs"))
     try:
         with pytest.raises(expected) as err:
             with conn.calls("update_vectors", "docs", write=write):

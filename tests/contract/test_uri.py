@@ -104,7 +104,8 @@ def test_missing_client_library_names_the_extra(monkeypatch):
 
     import sys
 
-    monkeypatch.delitem(sys.modules, "connectors.chroma", raising=False)
+    for module in [m for m in sys.modules if m == "connectors.chroma" or m.startswith("connectors.chroma.")]:
+        monkeypatch.delitem(sys.modules, module)  # the package and its modules are imported afresh
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(MissingDependency, match=r"pip install 'nudge-sync\[chroma\]'"):
         connectors.open_store("chroma:///tmp/x?collection=a")
