@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: A module over this many lines is holding several jobs: split it (ARCHITECTURE.md).
 MAX_MODULE_LINES = 400
 
-#: The NUDGE core as it is today, still flat in nudge_sync/: it is split when it moves into
-#: nudge_sync/core/ (after issue #12). Listed by name so that no other module can join them.
-NOT_YET_SPLIT = {"nudge_sync/_gamma.py", "nudge_sync/_nudge.py"}
+#: Still to split, listed by name so that no other module can join them: the NUDGE core, split
+#: when it moves into nudge_sync/core/ (after issue #12), and the file logs (three formats).
+NOT_YET_SPLIT = {"nudge_sync/_gamma.py", "nudge_sync/_nudge.py", "connectors/_filelog.py"}
 
 
 def test_the_import_contracts_hold():
@@ -32,5 +32,4 @@ def test_no_module_is_over_the_size_limit():
     modules = sorted(ROOT.glob("nudge_sync/**/*.py")) + sorted(ROOT.glob("connectors/**/*.py"))
     too_long = {str(p.relative_to(ROOT)): n for p in modules
                 if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
-    known = {p: n for p, n in too_long.items() if p in NOT_YET_SPLIT or p.startswith("connectors/")}
-    assert not set(too_long) - set(known), f"modules over {MAX_MODULE_LINES} lines: {too_long}"
+    assert set(too_long) <= NOT_YET_SPLIT, f"modules over {MAX_MODULE_LINES} lines: {too_long}"
