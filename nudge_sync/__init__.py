@@ -1,21 +1,21 @@
 """nudge-sync: improve a vector database's retrieval from user feedback, in place.
 
-The library has two layers:
+Three rooms, each importing only the ones before it (ARCHITECTURE.md; import-linter checks it):
 
 * the NUDGE core on plain numpy arrays (no I/O): :class:`NudgeN`, :class:`NudgeM`,
   :class:`Answers`, :class:`ValidationContext` and the shared metrics (:func:`evaluate`, ...);
-* the sync engine over a :class:`connectors.VectorStore`: :func:`sync` and the operations
-  :func:`rollback`, :func:`status`, :func:`history`, :func:`evaluate_store`, :func:`add_feedback`.
+* the sync engine (``nudge_sync.engine``) over a :class:`connectors.VectorStore`: :func:`sync` and
+  the operations :func:`rollback`, :func:`status`, :func:`history`, :func:`evaluate_store`,
+  :func:`add_feedback`;
+* the ``nudge-sync`` command line (``nudge_sync.cli``), a thin layer over the engine.
 
-``nudge_sync.compat`` is a drop-in for the ``nudge-ft`` reference API, ``nudge_sync.synthetic``
-generates a corpus and query log with a real semantic gap, and the ``nudge-sync`` command line is a
-thin layer over all of this.
+``nudge_sync.compat`` is a drop-in for the ``nudge-ft`` reference API, and ``nudge_sync.synthetic``
+generates a corpus and query log with a real semantic gap.
 """
 
 from ._answers import Answers
 from ._context import ValidationContext
-from ._engine import sync
-from ._errors import (
+from .engine import (
     DatabaseError,
     ExitCode,
     LockHeld,
@@ -23,13 +23,18 @@ from ._errors import (
     NudgeSyncError,
     PartiallyWritten,
     RefusedInput,
+    SyncOptions,
+    SyncReport,
+    add_feedback,
     exit_code_for,
+    history,
+    rollback,
+    status,
+    sync,
 )
+from .engine import evaluate as evaluate_store
 from ._metrics import METRICS, evaluate, evaluate_per_query, metric_per_query, parse_metric, rank, search_exact
 from ._nudge import NudgeM, NudgeN
-from ._ops import add_feedback, history, rollback, status
-from ._ops import evaluate as evaluate_store
-from ._options import SyncOptions, SyncReport
 
 __version__ = "0.1.0"
 

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from nudge_sync import ExitCode
-from nudge_sync._cli import cli
+from nudge_sync.cli.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -68,8 +68,8 @@ def test_every_run_option_is_documented():
 
 
 def test_the_config_example_is_accepted(tmp_path):
-    from nudge_sync._cli import cli
-    from nudge_sync._config import load_config
+    from nudge_sync.cli.app import cli
+    from nudge_sync.cli.config import load_config
 
     m = re.search(r"```toml\n(.*?)```", README, re.S)
     assert m, "README has no TOML config example"

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 import connectors
 from connectors import LabelledQuery
 from nudge_sync import ExitCode
-from nudge_sync._cli import cli
-from nudge_sync._state import SyncState
+from nudge_sync.cli.app import cli
+from nudge_sync.engine.state import SyncState
 from tests.backends import random_vectors
 from tests.engine.test_refusals import make_entries
 
@@ -147,7 +147,7 @@ def test_lock_held_exits_5_and_break_lock_clears_it(coll):
 
 
 def test_eval_uses_the_last_runs_split_and_pinned_test_queries(h, coll, tmp_path):
-    from nudge_sync._feedback import prepare_feedback
+    from nudge_sync.engine.feedback import prepare_feedback
 
     unpinned = [LabelledQuery(e.query_id, e.vector, e.relevant_ids, timestamp=e.timestamp)
                 for e in make_entries(coll["ids"], random_vectors(N, DIM, seed=5, normalize=True))]  # coll's vectors

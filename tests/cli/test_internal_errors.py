@@ -11,8 +11,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from nudge_sync import _cli, _ops
-from nudge_sync._cli import cli, main
+from nudge_sync.cli import app
+from nudge_sync.engine import ops
+from nudge_sync.cli.app import cli, main
 
 
 def _boom(*args, **kwargs):
@@ -24,7 +25,7 @@ def invoke(*args, env=None):
 
 
 def test_an_unexpected_error_is_one_line_and_exit_code_1(monkeypatch):
-    monkeypatch.setattr(_ops, "status", _boom)
+    monkeypatch.setattr(ops, "status", _boom)
     result = invoke("status", "--store", "qdrant::memory:?collection=docs", env={"NUDGE_SYNC_DEBUG": ""})
     assert result.exit_code == 1
     assert result.stderr.strip() == ("internal error (a bug, please report it): KeyError: 'a bug' "
@@ -36,7 +37,7 @@ def test_an_unexpected_error_is_one_line_and_exit_code_1(monkeypatch):
 
 
 def test_nudge_sync_debug_shows_the_traceback(monkeypatch):
-    monkeypatch.setattr(_ops, "status", _boom)
+    monkeypatch.setattr(ops, "status", _boom)
     result = invoke("status", "--store", "qdrant::memory:?collection=docs", env={"NUDGE_SYNC_DEBUG": "1"})
     assert result.exit_code == 1
     assert "Traceback (most recent call last)" in result.stderr and "_boom" in result.stderr
@@ -45,7 +46,7 @@ def test_nudge_sync_debug_shows_the_traceback(monkeypatch):
 
 def test_the_console_script_catches_errors_outside_commands(monkeypatch, capsys):
     """A bug before any command runs (here: in reading the config) is caught by main() itself."""
-    monkeypatch.setattr(_cli, "load_config", _boom)
+    monkeypatch.setattr(app, "load_config", _boom)
     monkeypatch.setattr(sys, "argv", ["nudge-sync", "--config", "x.toml", "status"])
     monkeypatch.delenv("NUDGE_SYNC_DEBUG", raising=False)
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from connectors import _secrets
 from connectors._uri import _backend_module
-from nudge_sync import _logs
+from nudge_sync.cli import logs
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def test_client_library_logs_are_hidden_then_shown_redacted(restore_logging, cap
     secret = "tok-" + "9f3c2a7e41d8b6"
     _secrets.register(secret)
     pymilvus_settings = pytest.importorskip("pymilvus.settings")
-    _logs.configure(verbose=False)
+    logs.configure(verbose=False)
     pymilvus_settings.init_log("WARNING")  # what importing pymilvus does: its own stderr handlers
     _backend_module("milvus")  # a store being opened: the CLI's logging is put back
     assert logging.getLogger("pymilvus").handlers == []
@@ -35,7 +35,7 @@ def test_client_library_logs_are_hidden_then_shown_redacted(restore_logging, cap
     logging.getLogger("connectors.retry").warning("update vectors failed (attempt 1), retrying in 0.2 s")
     err = capsys.readouterr().err
     assert "RPC error" not in err and "retrying in 0.2 s" in err  # our own warnings stay visible
-    _logs.configure(verbose=True)
+    logs.configure(verbose=True)
     logging.getLogger("pymilvus.decorators").error("RPC error: [query] token=%s", secret)
     err = capsys.readouterr().err
     assert "RPC error: [query] token=***" in err and secret not in err

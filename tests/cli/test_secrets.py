@@ -24,7 +24,7 @@ import pytest
 
 import connectors
 from connectors import _secrets
-from nudge_sync._state import SyncState
+from nudge_sync.engine.state import SyncState
 from tests._procs import loopback_http
 
 NUDGE_SYNC = str(Path(sys.executable).with_name("nudge-sync"))

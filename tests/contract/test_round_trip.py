@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import connectors
-from nudge_sync._classify import same_vector
+from nudge_sync.engine.classify import same_vector
 from tests.backends import random_vectors
 
 N, DIM = 64, 12

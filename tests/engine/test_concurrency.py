@@ -1,7 +1,7 @@
 """An application writing the collection while a run or a rollback writes it (defects 2 and 4 of
 issue 10), on every real backend.
 
-The application is another client of the same database. Probes (``nudge_sync._faults``) make it
+The application is another client of the same database. Probes (``nudge_sync.engine.faults``) make it
 write at exact points of the protocol: before a batch is re-read, between the re-read and the
 write (the one-batch window), after the write. nudge-sync must never overwrite or revert a vector
 it did not write; a record re-embedded under it is adopted as the record's new original.
@@ -14,8 +14,9 @@ import pytest
 
 import connectors
 import nudge_sync
-from nudge_sync import SyncOptions, _faults
-from nudge_sync._state import SyncState
+from nudge_sync import SyncOptions
+from nudge_sync.engine import faults
+from nudge_sync.engine.state import SyncState
 from tests.backends import random_vectors
 from tests.engine.test_refusals import make_entries
 from tests.engine.conftest import DIM, N
@@ -25,9 +26,9 @@ BATCH = 10
 
 @pytest.fixture(autouse=True)
 def no_probes_left():
-    _faults.clear()
+    faults.clear()
     yield
-    _faults.clear()
+    faults.clear()
 
 
 def fresh(seed: int) -> np.ndarray:
@@ -48,10 +49,10 @@ def test_re_embeds_during_a_run_and_a_rollback_are_adopted_never_overwritten(har
         later, written_first = plan.written_ids[2 * BATCH], plan.written_ids[1]  # in batches 3 and 1
         theirs.update({later: fresh(101), written_first: fresh(102)})
         # batch 1 is about to be written: re-embed a record of batch 3; batch 1 was written: one of its own
-        _faults.on("run.before_write", lambda hit, b: hit == 1 and app.update_vectors([later], theirs[later]))
-        _faults.on("run.write", lambda hit, b: hit == 1 and app.update_vectors([written_first], theirs[written_first]))
+        faults.on("run.before_write", lambda hit, b: hit == 1 and app.update_vectors([later], theirs[later]))
+        faults.on("run.write", lambda hit, b: hit == 1 and app.update_vectors([written_first], theirs[written_first]))
         report = nudge_sync.sync(store, SyncOptions(batch_size=BATCH), entries=entries)
-        _faults.clear()
+        faults.clear()
         assert report.status == "written" and report.counts["adopted_during_run"] == 2
         assert set(report.written_ids) == set(plan.written_ids) - set(theirs)
         state = originals(store, name)
@@ -71,10 +72,10 @@ def test_re_embeds_during_a_run_and_a_rollback_are_adopted_never_overwritten(har
                 theirs[pick] = fresh(201 + len(theirs))
                 app.update_vectors([pick], theirs[pick])
 
-        _faults.on("rollback.before_write", lambda hit, b: under_the_rollback(hit, b, later=True))
-        _faults.on("rollback.write", lambda hit, b: under_the_rollback(hit, b, later=False))
+        faults.on("rollback.before_write", lambda hit, b: under_the_rollback(hit, b, later=True))
+        faults.on("rollback.write", lambda hit, b: under_the_rollback(hit, b, later=False))
         undone = nudge_sync.rollback(store, batch_size=BATCH)
-        _faults.clear()
+        faults.clear()
         assert undone["restored"] == all_nudged - 2 and undone["adopted_during_rollback"] == 2
         assert undone["skipped_reembedded"] == 0
         status = nudge_sync.status(store)  # the adopted ones hold their (new) originals too
@@ -111,10 +112,10 @@ def test_a_rollback_that_died_and_ran_again_counts_right(harness, coll):
                 if hit == 3:
                     raise Died(point)
 
-            _faults.on(point, die)
+            faults.on(point, die)
             with pytest.raises(Died):
                 nudge_sync.rollback(store, batch_size=BATCH)
-            _faults.clear()
+            faults.clear()
             # what the database holds decides, batch by batch
             status = nudge_sync.status(store)
             assert status["nudged"] == n - BATCH * written and status["adopted"] == 0, point
@@ -155,15 +156,15 @@ def test_the_window_is_one_batch_and_qdrant_version_field_closes_it(harness_qdra
                             models.PointVectors(id=victim, vector=theirs[0].tolist())], wait=True)
                         h.client.set_payload(collection_name, {"updated_at": stamp}, points=[victim], wait=True)
 
-                _faults.on("run.save", in_the_window)
+                faults.on("run.save", in_the_window)
                 report = nudge_sync.sync(store, SyncOptions(batch_size=BATCH), entries=entries)
-                _faults.clear()
+                faults.clear()
                 outcomes[option] = (h.vectors(collection_name)[victim].tobytes() == theirs[0].tobytes(),
                                     report.counts["adopted_during_run"])
         assert outcomes[""] == (False, 0)  # lost: overwritten inside the one-batch window
         assert outcomes["&version_field=updated_at"] == (True, 1)  # conditional write: kept and adopted
     finally:
-        _faults.clear()
+        faults.clear()
         for name in h.collections():
             if name.startswith(collection_name):
                 h.drop(name)

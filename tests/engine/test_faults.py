@@ -1,4 +1,4 @@
-"""Fault-injection probes (nudge_sync._faults): rule parsing, the trace, kill and pause, as the
+"""Fault-injection probes (nudge_sync.engine.faults): rule parsing, the trace, kill and pause, as the
 user-level suite uses them (separate ``nudge-sync`` processes), and in-process callables."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nudge_sync import _faults
+from nudge_sync.engine import faults
 
 #: the console script of this environment, as users run it
 NUDGE_SYNC = [str(Path(sys.executable).with_name("nudge-sync"))]
@@ -44,14 +44,14 @@ def demo(tmp_path) -> str:
     (" , ", "holds no rule"),
 ])
 def test_malformed_rules_are_refused_naming_the_variable(spec, message):
-    with pytest.raises(_faults.FaultSpecError, match="NUDGE_SYNC_FAULTS") as err:
-        _faults.parse(spec)
+    with pytest.raises(faults.FaultSpecError, match="NUDGE_SYNC_FAULTS") as err:
+        faults.parse(spec)
     assert message in str(err.value)
 
 
 def test_rules_parse():
-    rules = _faults.parse("run.write@2=kill, rollback.save@*=pause:/tmp/p")
-    assert rules == (_faults.Rule("run.write", 2, "kill"), _faults.Rule("rollback.save", None, "pause", "/tmp/p"))
+    rules = faults.parse("run.write@2=kill, rollback.save@*=pause:/tmp/p")
+    assert rules == (faults.Rule("run.write", 2, "kill"), faults.Rule("rollback.save", None, "pause", "/tmp/p"))
     assert rules[1].matches("rollback.save", 7) and not rules[0].matches("run.write", 1)
 
 
@@ -66,17 +66,17 @@ def test_the_cli_refuses_a_malformed_value_before_touching_the_database(tmp_path
 def test_callables_see_every_hit_with_its_ids(monkeypatch):
     monkeypatch.delenv("NUDGE_SYNC_FAULTS", raising=False)
     seen = []
-    _faults.clear()
-    _faults.on("run.write", lambda hit, ids: seen.append((hit, ids)))
+    faults.clear()
+    faults.on("run.write", lambda hit, ids: seen.append((hit, ids)))
     try:
-        _faults.probe("run.write", [3, "a"])
-        _faults.probe("run.save", [1])  # no callable there
-        _faults.probe("run.write")
+        faults.probe("run.write", [3, "a"])
+        faults.probe("run.save", [1])  # no callable there
+        faults.probe("run.write")
     finally:
-        _faults.clear()
+        faults.clear()
     assert seen == [(1, [3, "a"]), (2, None)]
-    with pytest.raises(_faults.FaultSpecError):
-        _faults.on("no.such.point", lambda hit, ids: None)
+    with pytest.raises(faults.FaultSpecError):
+        faults.on("no.such.point", lambda hit, ids: None)
 
 
 def test_a_traced_rollback_killed_at_its_second_write(demo, tmp_path):

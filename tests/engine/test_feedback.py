@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from connectors import LabelledQuery
-from nudge_sync._errors import NothingToDo, RefusedInput
-from nudge_sync._feedback import hash_split, prepare_feedback
+from nudge_sync.engine.errors import NothingToDo, RefusedInput
+from nudge_sync.engine.feedback import hash_split, prepare_feedback
 
 
 def entry(qid, ids, *, dim=4, grades=None, ts=None, split=None, vec=None):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from nudge_sync import SyncOptions
-from nudge_sync._errors import RefusedInput
-from nudge_sync._options import check_metric
+from nudge_sync.engine.errors import RefusedInput
+from nudge_sync.engine.options import check_metric
 
 NAN, INF = math.nan, math.inf
 

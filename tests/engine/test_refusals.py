@@ -10,7 +10,7 @@ import connectors
 import nudge_sync
 from connectors import LabelledQuery
 from nudge_sync import ExitCode, SyncOptions, exit_code_for
-from nudge_sync._engine import default_state_name
+from nudge_sync.engine.names import default_state_name
 from tests.backends import random_vectors
 
 N, DIM = 400, 16
@@ -44,24 +44,27 @@ def small(harness, collection_name):
             harness.drop(name)
 
 
-def refused(store, expected_code, match, **kwargs):
+def refused(harness, store, expected_code, match, **kwargs):
+    """The run is refused (or held back) with ``expected_code``, and nothing is created: the list
+    of collections is what it was (no state collection, no log collection)."""
     entries = kwargs.pop("entries", None)
+    before = sorted(harness.collections())
     with pytest.raises((nudge_sync.NudgeSyncError, connectors.ConnectorError), match=match) as err:
         nudge_sync.sync(store, SyncOptions(**kwargs), entries=entries)
     assert exit_code_for(err.value) == expected_code
-    if expected_code == ExitCode.REFUSED_INPUT:  # refused before any write: no state collection left behind
-        try:
-            name = store.describe().collection
-        except connectors.ConnectorError:  # refused by describe itself, before the state is looked at
-            return err.value
-        assert not store.state(default_state_name(name)).exists()
+    assert sorted(harness.collections()) == before, "a refused run created a collection"
+    try:
+        name = store.describe().collection
+    except connectors.ConnectorError:  # refused by describe itself, before the state is looked at
+        return err.value
+    assert not store.state(default_state_name(name)).exists()
     return err.value
 
 
 def test_nudge_m_on_a_cosine_collection_is_refused(harness, small):
     name, ids, vectors = small
     with connectors.open_store(harness.uri(name)) as store:
-        refused(store, ExitCode.REFUSED_INPUT, "NUDGE-M .* uses cosine", method="nudge-m",
+        refused(harness, store, ExitCode.REFUSED_INPUT, "NUDGE-M .* uses cosine", method="nudge-m",
                 entries=make_entries(ids, vectors))
 
 
@@ -69,7 +72,7 @@ def test_log_with_another_dimension_is_refused(harness, small):
     name, ids, vectors = small
     wide = make_entries(ids, np.hstack([vectors, vectors]), dim=2 * DIM)
     with connectors.open_store(harness.uri(name)) as store:
-        refused(store, ExitCode.REFUSED_INPUT, rf"query 'q0' has a vector of shape \({2 * DIM},\).*dimension is {DIM}",
+        refused(harness, store, ExitCode.REFUSED_INPUT, rf"query 'q0' has a vector of shape \({2 * DIM},\).*dimension is {DIM}",
                 entries=wide)
 
 
@@ -79,22 +82,22 @@ def test_nan_query_is_refused(harness, small):
     entries[7].vector = entries[7].vector.copy()
     entries[7].vector[3] = np.nan
     with connectors.open_store(harness.uri(name)) as store:
-        refused(store, ExitCode.REFUSED_INPUT, "query 'q7' has NaN", entries=entries)
+        refused(harness, store, ExitCode.REFUSED_INPUT, "query 'q7' has NaN", entries=entries)
 
 
 def test_empty_log_is_nothing_to_do(harness, small):
     name, _, _ = small
     with connectors.open_store(harness.uri(name)) as store:
-        refused(store, ExitCode.NOTHING_TO_DO, "is empty", entries=[])
+        refused(harness, store, ExitCode.NOTHING_TO_DO, "is empty", entries=[])
         # the log collection itself does not exist yet: also nothing to do, nothing created
-        refused(store, ExitCode.NOTHING_TO_DO, "empty|no log|does not exist")
+        refused(harness, store, ExitCode.NOTHING_TO_DO, "empty|no log|does not exist")
 
 
 def test_too_few_validation_queries_is_gated(harness, small):
     name, ids, vectors = small
     entries = [e for e in make_entries(ids, vectors) if e.split == "train" or e.query_id in ("q0", "q5")]
     with connectors.open_store(harness.uri(name)) as store:
-        err = refused(store, ExitCode.NOTHING_TO_DO, "only 2 validation queries; need at least 10", entries=entries)
+        err = refused(harness, store, ExitCode.NOTHING_TO_DO, "only 2 validation queries; need at least 10", entries=entries)
         assert err.report.status == "gated" and err.report.counts["val_queries"] == 2
 
 
@@ -114,7 +117,7 @@ def test_unknown_answer_ids_are_counted_not_fatal(harness, small):
 
 def test_missing_collection_is_a_database_error(harness, collection_name):
     with connectors.open_store(harness.uri(collection_name + "_absent")) as store:
-        refused(store, ExitCode.DATABASE_ERROR, collection_name + "_absent", entries=[])
+        refused(harness, store, ExitCode.DATABASE_ERROR, collection_name + "_absent", entries=[])
 
 
 def test_auto_id_collection_is_refused(harness, collection_name):
@@ -122,7 +125,7 @@ def test_auto_id_collection_is_refused(harness, collection_name):
         pytest.skip(f"{harness.name} has no auto-generated primary keys")
     try:
         with connectors.open_store(harness.uri(collection_name)) as store:
-            refused(store, ExitCode.REFUSED_INPUT, "auto", entries=[])
+            refused(harness, store, ExitCode.REFUSED_INPUT, "auto", entries=[])
     finally:
         harness.drop(collection_name)
 

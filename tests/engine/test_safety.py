@@ -18,7 +18,7 @@ import connectors
 import nudge_sync
 from connectors import ConnectionFailed
 from nudge_sync import DatabaseError, ExitCode, LockHeld, PartiallyWritten, SyncOptions, exit_code_for
-from nudge_sync._state import SyncState
+from nudge_sync.engine.state import SyncState
 from tests.backends import random_vectors
 from tests.engine.test_refusals import make_entries
 from tests.engine.conftest import DIM, N
@@ -89,7 +89,7 @@ def test_a_run_that_cannot_put_back_says_partially_written(harness, coll, monkey
 HOLDER = textwrap.dedent("""
     import os, signal, sys
     import connectors
-    from nudge_sync._state import SyncState
+    from nudge_sync.engine.state import SyncState
     with connectors.open_store(sys.argv[1]) as store:
         state = SyncState(store.state(sys.argv[2]))
         state.ensure(int(sys.argv[3]))
@@ -132,8 +132,8 @@ def test_the_lock_of_a_run_that_died_on_this_host_is_taken_over(harness_chroma_p
 
 
 def test_a_collection_too_wide_for_pending_targets_is_refused_up_front():
-    from nudge_sync._engine import check_state_room
-    from nudge_sync._errors import RefusedInput
+    from nudge_sync.engine.checks import check_state_room
+    from nudge_sync.engine.errors import RefusedInput
 
     class Room:
         name, max_meta_bytes = "docs_nudge_state", 65_535

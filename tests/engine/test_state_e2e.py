@@ -9,7 +9,7 @@ import pytest
 import connectors
 import nudge_sync
 from nudge_sync import LockHeld, SyncOptions
-from nudge_sync._state import SyncState
+from nudge_sync.engine.state import SyncState
 from tests.backends import random_vectors
 from tests.engine.conftest import DIM
 from tests.engine.test_refusals import make_entries
@@ -66,17 +66,34 @@ def test_a_run_that_dies_mid_write_loses_nothing(harness, coll, monkeypatch):
 
 
 def test_rollback_of_one_run_only(harness, coll):
+    """Rolling back the second run restores what it wrote and nothing else: records only the first
+    run wrote keep their nudged vectors. The first run's feedback answers records of rows 0-29, the
+    second adds feedback on rows 30-59; with a fixed gamma a NUDGE-N record moves by its own training
+    queries only, so the second run leaves the first run's records as they are."""
     name, ids, vectors = coll
     entries = make_entries(ids, vectors)
+    first_rows = {ids[r] for r in range(30)}
+    first_entries = [e for e in entries if e.relevant_ids[0] in first_rows]
+    assert 0 < len(first_entries) < len(entries)
+    options = SyncOptions(gamma=0.1, min_gain=-1.0)  # the property is the rollback's scope, not quality
     with connectors.open_store(harness.uri(name)) as store:
-        first = nudge_sync.sync(store, SyncOptions(), entries=entries[:120])
-        second = nudge_sync.sync(store, SyncOptions(), entries=entries)
+        first = nudge_sync.sync(store, options, entries=first_entries)
+        after_first = harness.vectors(name)
+        second = nudge_sync.sync(store, options, entries=entries)
+        only_first = set(first.written_ids) - set(second.written_ids)
         only_second = set(second.written_ids) - set(first.written_ids)
-        assert only_second
+        assert only_first and only_second
         undone = nudge_sync.rollback(store, run_id=second.run_id)
         assert undone["restored"] == len(second.written_ids)
         with pytest.raises(nudge_sync.RefusedInput, match="not in the history"):
             nudge_sync.rollback(store, run_id="no-such-run")
+    after = harness.vectors(name)
+    original = {i: vectors[n] for n, i in enumerate(ids)}
+    for i in only_first:  # written by the first run only: still the first run's vector
+        assert after[i].tobytes() == after_first[i].tobytes(), i
+        assert after[i].tobytes() != original[i].tobytes(), i
+    for i in second.written_ids:  # written by the second run: its original again
+        assert after[i].tobytes() == original[i].tobytes(), i
 
 
 def test_lock_is_exclusive_and_expires(harness, coll):

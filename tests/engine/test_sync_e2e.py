@@ -9,7 +9,7 @@ import pytest
 import connectors
 import nudge_sync
 from nudge_sync import NudgeN, SyncOptions, ValidationContext, evaluate, search_exact
-from nudge_sync._engine import default_log_name
+from nudge_sync.engine.names import default_log_name
 from tests.engine._scifact import SciFact, load
 
 #: One float32 ulp at 1.0: what a database that re-normalises cosine vectors may move.

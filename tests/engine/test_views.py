@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nudge_sync._views import IdSpace, View, as_dot_space, exact_topk, similarity_to_dot
+from nudge_sync.engine.views import IdSpace, View, as_dot_space, exact_topk, similarity_to_dot
 
 
 class ArrayStore:
@@ -70,7 +70,7 @@ def test_exact_topk_equals_brute_force_with_exclusions_and_extras(metric):
 
 
 def test_prefetched_yields_everything_in_order_and_re_raises_errors():
-    from nudge_sync._views import prefetched
+    from nudge_sync.engine.views import prefetched
 
     assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
 
@@ -88,7 +88,7 @@ def test_prefetched_yields_everything_in_order_and_re_raises_errors():
 def test_prefetched_stops_and_closes_the_source_when_the_consumer_stops():
     import threading
 
-    from nudge_sync._views import prefetched
+    from nudge_sync.engine.views import prefetched
 
     closed = threading.Event()
 

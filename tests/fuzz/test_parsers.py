@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 import connectors
 from connectors import InvalidEntry, InvalidURI, LabelledQuery, LogFileError, MissingDependency
 from connectors._entry import EARLIEST_TIMESTAMP, FUTURE_SLACK, labelled_query
-from nudge_sync._cli import cli
-from nudge_sync._config import load_config
-from nudge_sync._errors import RefusedInput
+from nudge_sync.cli.app import cli
+from nudge_sync.cli.config import load_config
+from nudge_sync.engine.errors import RefusedInput
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)

@@ -3,7 +3,7 @@
 Every step is the real ``nudge-sync`` console script of the active environment, in its own
 process, against the six real backends of tests/backends; results are read back with each
 database's own client. Faults are injected at named probe points (``NUDGE_SYNC_FAULTS``, see
-``nudge_sync/_faults.py``), never with sleeps; every trial is counted in a session file that
+``nudge_sync/engine/faults.py``), never with sleeps; every trial is counted in a session file that
 ``python -m tests.user.summary`` renders as the README's summary table.
 
     _runner.py      runs the console script, one process per step; no traceback may reach stderr

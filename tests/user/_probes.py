@@ -1,4 +1,4 @@
-"""Fault rules for the library's probe points (nudge_sync/_faults.py, spec in the issue #10 notes)
+"""Fault rules for the library's probe points (nudge_sync/engine/faults.py, spec in the issue #10 notes)
 and the probe trace.
 
 ``NUDGE_SYNC_FAULTS="<point>@<n>=kill"`` SIGKILLs the process at the n-th hit of a point;

@@ -23,8 +23,8 @@ from click.testing import CliRunner
 from qdrant_client import models
 
 from connectors.qdrant import local_client
-from nudge_sync import _faults
-from nudge_sync._cli import cli
+from nudge_sync.engine import faults
+from nudge_sync.cli.app import cli
 from tests.backends import RecordId
 from tests.conftest import selected_harnesses
 from tests.user._data import BATCH_ARGS, DIM, Collection, make_collection
@@ -69,11 +69,11 @@ class Application:
             if n == hit and ids:
                 self.reembed(ids[0])
 
-        _faults.on(point, act)
+        faults.on(point, act)
         try:
             yield
         finally:
-            _faults.clear()
+            faults.clear()
 
 
 def versioned_collection(tmp_path, name: str) -> Collection:

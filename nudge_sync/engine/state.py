@@ -16,7 +16,7 @@ Kinds of records in the companion collection (see ``connectors.StateCollection``
 Originals (with the target) are stored before the write they protect, and fingerprints only after
 the write was read back, so a run or rollback killed at any point leaves enough to tell, for every
 record, whether the database holds our last recorded vector, the original, the target of the
-write in flight, or something someone else wrote (``nudge_sync._classify``).
+write in flight, or something someone else wrote (``nudge_sync.engine.classify``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 
 from connectors import RecordId, StateCollection, StateRecord, redact_data
 
-from ._errors import LockHeld
+from .errors import LockHeld
 
 ORIGINAL, RUN, LOCK = "original", "run", "lock"
 
@@ -132,6 +132,25 @@ class SyncState:
 
     def ensure(self, dimension: int) -> None:
         self.collection.create(dimension)
+
+    @property
+    def name(self) -> str:
+        """The companion collection's name, as reports and messages show it."""
+        return self.collection.name
+
+    @property
+    def max_meta_bytes(self) -> int | None:
+        """The most bytes of meta one state record holds on this backend (None: no limit)."""
+        return getattr(self.collection, "max_meta_bytes", None)
+
+    def drop_if_only_lock(self) -> bool:
+        """Drop the collection if it holds no original (only a lock): True if dropped.
+
+        A run held back before writing drops the state it created, so it leaves nothing behind."""
+        if next(self.originals(), None) is not None:
+            return False
+        self.collection.drop()
+        return True
 
     def originals(self, batch_size: int = 1000) -> Iterator[Original]:
         if not self.collection.exists():
@@ -287,8 +306,3 @@ def holder_is_gone(held: dict[str, Any]) -> bool:
     if state == "Z":  # killed, not yet reaped by its parent
         return True
     return bool(held.get("pid_start")) and started is not None and started != held.get("pid_start")
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

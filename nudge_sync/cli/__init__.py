@@ -1,4 +1,4 @@
-"""Entry point of the ``nudge-sync`` command (the click app lives in ``_cli``).
+"""Entry point of the ``nudge-sync`` command (the click app lives in ``app``; the commands in ``commands``).
 
 Kept separate so that a bare ``pip install nudge-sync`` (numpy only) still gives a helpful
 message instead of a traceback when click is missing.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 try:
-    from ._cli import main
+    from .app import main
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
     if exc.name != "click":
         raise

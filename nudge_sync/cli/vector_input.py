@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import RefusedInput
+from ..engine.errors import RefusedInput
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"

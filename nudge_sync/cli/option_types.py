@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ._options import parse_metric_spec
+from ..engine.options import parse_metric_spec
 
 
 class FiniteFloat(click.ParamType):

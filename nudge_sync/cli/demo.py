@@ -16,12 +16,12 @@ from typing import Any
 
 import connectors
 
-from . import _ops
-from ._engine import sync
-from ._errors import RefusedInput
-from ._options import SyncOptions
-from ._progress import Progress
-from .synthetic import make_corpus
+from ..engine import ops
+from ..engine.run import sync
+from ..engine.errors import RefusedInput
+from ..engine.options import SyncOptions
+from ..engine.progress import Progress
+from ..synthetic import make_corpus
 
 #: A file the demo leaves in its directory, so a second demo may safely replace the directory.
 MARKER = ".nudge-sync-demo"
@@ -80,13 +80,13 @@ def run_demo(
     load_seconds = time.perf_counter() - started
 
     with connectors.open_store(uri) as store:
-        _ops.add_feedback(store, data.log_entries(), check_ids=False)
+        ops.add_feedback(store, data.log_entries(), check_ids=False)
         say("running sync")
         started = time.perf_counter()
         # a toy corpus: its labelled share is large, so the changed-share gate would hold it back
         report = sync(store, SyncOptions(max_changed_fraction=1.0), progress=progress, store_label=uri)
         run_seconds = time.perf_counter() - started
-        evaluation = _ops.evaluate(store, store.read_log(f"{COLLECTION}_feedback"), split="test",
+        evaluation = ops.evaluate(store, store.read_log(f"{COLLECTION}_feedback"), split="test",
                                    progress=progress)
     return {
         "store": uri, "backend": backend, "records": records, "dim": dim, "queries": queries, "seed": seed,

@@ -9,18 +9,19 @@ import numpy as np
 
 from connectors import InvalidEntry, LabelledQuery, RecordId, VectorStore
 
-from ._answers import Answers
-from ._classify import ADOPTED, NUDGED, RESTORED, VANISHED
-from ._engine import default_log_name, default_state_name, load_state
-from ._errors import NothingToDo, RefusedInput
-from ._feedback import SPLITS, prepare_feedback, validate_entry
-from ._metrics import evaluate as score_rankings
-from ._options import SyncOptions, check_batch_size_option, check_fraction, check_metric
-from ._progress import Progress
-from ._rollback import rollback
-from ._state import SyncState, holder_is_gone
-from ._views import IdSpace, View, exact_topk, search_topk
-from ._writer import fetch_vectors
+from .._answers import Answers
+from .classify import ADOPTED, NUDGED, RESTORED, VANISHED
+from .names import log_name_for, state_name_for
+from .verdicts import load_state
+from .errors import NothingToDo, RefusedInput
+from .feedback import SPLITS, prepare_feedback, validate_entry
+from .._metrics import evaluate as score_rankings
+from .options import SyncOptions, check_batch_size_option, check_fraction, check_metric
+from .progress import Progress
+from .rollback import rollback
+from .state import SyncState, holder_is_gone
+from .views import IdSpace, View, exact_topk, search_topk
+from .writer import fetch_vectors
 
 __all__ = ["EVAL_METRICS", "add_feedback", "evaluate", "history", "rollback", "status"]
 
@@ -28,7 +29,7 @@ EVAL_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@1")
 
 
 def _state(store: VectorStore, collection: str, name: str | None) -> SyncState:
-    return SyncState(store.state(name or default_state_name(collection)))
+    return SyncState(store.state(state_name_for(collection, name)))
 
 
 def status(store: VectorStore, *, state_name: str | None = None, log_name: str | None = None) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def status(store: VectorStore, *, state_name: str | None = None, log_name: str |
     kinds = [v.kind for v in verdicts.values()]
     runs = state.runs()
     lock = state.lock()
-    log = log_name or default_log_name(info.collection)
+    log = log_name_for(info.collection, log_name)
     last_written = next((r for r in reversed(runs) if r.get("status") in ("written", "unchanged")), None)
     return {
         "collection": info.collection,
@@ -48,8 +49,8 @@ def status(store: VectorStore, *, state_name: str | None = None, log_name: str |
         "metric": info.metric,
         "count": info.count,
         "server_version": info.server_version,
-        "state": state.collection.name,
-        # what the database holds now, record by record (nudge_sync._classify), not the state's flags
+        "state": state.name,
+        # what the database holds now, record by record (nudge_sync.engine.classify), not the state's flags
         "nudged": kinds.count(NUDGED),
         "restored": kinds.count(RESTORED),
         "adopted": kinds.count(ADOPTED),
@@ -178,7 +179,7 @@ def add_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_na
     and a write that fails part-way leaves the log as it was (see ``VectorStore.append_log``).
     ``places`` names where each entry came from (``"clicks.jsonl line 17"``) for error messages."""
     info = store.describe()
-    log = log_name or default_log_name(info.collection)
+    log = log_name_for(info.collection, log_name)
 
     def where(n: int) -> str:
         return places[n] if places is not None else source or "feedback"

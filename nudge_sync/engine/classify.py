@@ -23,7 +23,7 @@ import numpy as np
 
 from connectors import CollectionInfo
 
-from ._state import Original, fingerprint
+from .state import Original, fingerprint
 
 NUDGED = "nudged"  #: the database holds a vector nudge-sync wrote (rule 1 nudged, rule 3)
 RESTORED = "restored"  #: the database holds the original (rule 1 not nudged, rule 2)

@@ -1,9 +1,9 @@
 """``rollback``: write back the original vector of every record whose stored vector nudge-sync wrote.
 
-Every state entry is classified against the vector stored now (``nudge_sync._classify``): records
+Every state entry is classified against the vector stored now (``nudge_sync.engine.classify``): records
 holding our vector are restored, records already holding their original (a rollback killed before
 it could record so) are only recorded, records someone else wrote are adopted and left alone. The
-restores go batch by batch through the same protocol as a run's writes (``nudge_sync._writer``):
+restores go batch by batch through the same protocol as a run's writes (``nudge_sync.engine.writer``):
 re-read, mark the batch as being restored in the state (pending, target = the original), write,
 read back, record -- so a rollback killed anywhere and run again finishes the job and counts right.
 """
@@ -17,14 +17,15 @@ import numpy as np
 
 from connectors import CollectionInfo, ConnectorError, RecordId, VectorStore
 
-from . import _faults
-from ._classify import ADOPTED, NUDGED, RESTORED, VANISHED, same_vector, tolerance_of
-from ._engine import default_state_name, load_state, new_run_id
-from ._errors import NothingToDo, NudgeSyncError, PartiallyWritten, RefusedInput
-from ._options import check_batch_size_option
-from ._progress import Progress
-from ._state import Original, SyncState, fingerprint
-from ._writer import BatchWriter, WriteItem, fetch_vectors
+from . import faults
+from .classify import ADOPTED, NUDGED, RESTORED, VANISHED, same_vector
+from .names import new_run_id, state_name_for
+from .verdicts import load_state
+from .errors import NothingToDo, NudgeSyncError, PartiallyWritten, RefusedInput
+from .options import check_batch_size_option
+from .progress import Progress
+from .state import Original, SyncState, fingerprint
+from .writer import BatchWriter, WriteItem, fetch_vectors
 
 #: Extra write rounds a rollback may spend to land bit-exactly on a re-normalising database:
 #: "shift" corrects by the observed error, a number scales the original by that many 2^-24 steps.
@@ -50,7 +51,7 @@ def rollback(
     progress = progress or Progress()
     check_batch_size_option(batch_size)
     info = store.describe()
-    state = SyncState(store.state(state_name or default_state_name(info.collection)))
+    state = SyncState(store.state(state_name_for(info.collection, state_name)))
     if not state.exists():
         raise NothingToDo(f"collection {info.collection!r} has no nudge-sync state: nothing to roll back")
     if run_id is not None and not _known_run(state, run_id):
@@ -58,7 +59,7 @@ def rollback(
     broken = state.break_lock() if break_lock and not dry_run else None
     token = None if dry_run else state.acquire(lock_ttl)
     if token is not None:
-        _faults.probe("lock.acquired")
+        faults.probe("lock.acquired")
     failed = False
     try:
         return _rollback(store, info, state, run_id, dry_run, batch_size, progress, broken)
@@ -129,7 +130,7 @@ def _rollback(store: VectorStore, info: CollectionInfo, state: SyncState, run_id
     if not restored:
         report["status"] = "unchanged"
     state.put_run(rid, report)
-    _faults.probe("rollback.record")
+    faults.probe("rollback.record")
     return report
 
 
@@ -138,13 +139,13 @@ def _settle(state: SyncState, settled: list[Original], adopted: list[Original], 
     records gone."""
     if settled:
         state.put_originals(settled, vectors_stored=True)
-        _faults.probe("rollback.record")
+        faults.probe("rollback.record")
     if adopted:
         state.put_originals(adopted)
-        _faults.probe("rollback.record")
+        faults.probe("rollback.record")
     if vanished:
         state.delete_originals(vanished)
-        _faults.probe("rollback.record")
+        faults.probe("rollback.record")
 
 
 def _restore_batch(writer: BatchWriter, entries: list[Original], current: dict[RecordId, np.ndarray],
@@ -166,7 +167,7 @@ def _restore_batch(writer: BatchWriter, entries: list[Original], current: dict[R
         state.put_originals(fresh)
     gone = [i for i in set(writer.vanished) if i in {it.record_id for it in items}]
     state.delete_originals(gone)
-    _faults.probe("rollback.record")
+    faults.probe("rollback.record")
     return landed
 
 
@@ -177,8 +178,8 @@ def _compensate(writer: BatchWriter, back: dict[RecordId, np.ndarray]) -> dict[R
     round rewrites only the vectors still off and still ours (one someone else wrote meanwhile is
     adopted, never overwritten). Some stored vectors have no float32 pre-image under the database's
     normalisation; those end at the closest candidate (1 ulp)."""
-    if not back or tolerance_of(writer.info) <= 0:
-        return back  # bit-exact databases: what landed is the original
+    if not back or not writer.info.renormalises:
+        return back  # the database stores what it is sent: what landed is the original
     want = {i: writer.attempted[i].target for i in back}
     sent = dict(want)
     best = {i: (_max_abs(back[i], want[i]), want[i]) for i in back}

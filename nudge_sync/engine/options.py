@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from connectors import check_batch_size
 
-from ._errors import RefusedInput
-from ._metrics import parse_metric
+from .errors import RefusedInput
+from .._metrics import parse_metric
 
 Method = Literal["nudge-n", "nudge-m"]
 ContextMode = Literal["auto", "exact", "search"]
@@ -133,10 +133,6 @@ class SyncOptions:
         if not isinstance(self.split_salt, str):
             raise bad("split_salt", "must be a string")
         return self
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 @dataclass

@@ -24,7 +24,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ._errors import RefusedInput
+from ..engine.errors import RefusedInput
 
 #: Keys allowed at the top level; they apply to every command that has such an option.
 SHARED_KEYS = ("store", "collection", "log", "state")

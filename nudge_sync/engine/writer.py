@@ -8,7 +8,7 @@ batch:
    it is skipped and adopted (its vector becomes its new original); a record that vanished is
    skipped (its state entry is dropped);
 2. save the state entries of the rest as pending, with the target about to be written (the
-   original vector is saved before the write that overwrites it; see ``nudge_sync._classify``);
+   original vector is saved before the write that overwrites it; see ``nudge_sync.engine.classify``);
 3. write (conditionally: only records whose version is still the one read in 1);
 4. later (per batch, or once for everything): read back. Equal to the target: ours. Still what it
    held before our write: our write did not land (written once more, then WriteFailed). Anything
@@ -16,7 +16,7 @@ batch:
 
 The window in which a concurrent write can be lost is one batch, between its re-read and its
 write; none where the store writes conditionally. Probes ``<phase>.before_write``,
-``<phase>.save`` and ``<phase>.write`` mark the steps (``nudge_sync._faults``).
+``<phase>.save`` and ``<phase>.write`` mark the steps (``nudge_sync.engine.faults``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import numpy as np
 
 from connectors import CollectionInfo, RecordId, UnknownIds, VectorStore, WriteFailed
 
-from . import _faults
-from ._classify import adopted, same_vector, tolerance_of
-from ._state import Original, SyncState
+from . import faults
+from .classify import adopted, same_vector, tolerance_of
+from .state import Original, SyncState
 
 
 def fetch_vectors(store: VectorStore, ids: Sequence[RecordId], batch_size: int,
@@ -91,7 +91,7 @@ class BatchWriter:
 
     def _probe(self, step: str, ids: list[RecordId] | None = None) -> None:
         if self.phase is not None:
-            _faults.probe(f"{self.phase}.{step}", ids)
+            faults.probe(f"{self.phase}.{step}", ids)
 
     def write(self, items: Sequence[WriteItem], on_batch: Any = None) -> None:
         """Steps 1-3 for every batch of ``items``."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from connectors import InvalidEntry, LabelledQuery, RecordId, check_entry
 
-from ._errors import NothingToDo, RefusedInput
+from .errors import NothingToDo, RefusedInput
 
 SPLITS = ("train", "val", "test")
 
@@ -70,9 +70,6 @@ class Feedback:
             [self.query_ids[i] for i in keep], self.vectors[keep], answers, grades,
             [self.splits[i] for i in keep], self.watermark, counts,
         )
-
-    def split_counts(self) -> dict[str, int]:
-        return {s: self.splits.count(s) for s in SPLITS}
 
 
 def validate_entry(e: LabelledQuery, dimension: int, source: str = "log") -> LabelledQuery:

@@ -1,5 +1,5 @@
 """What a run leaves behind after its writes: the recording phase of a run that wrote, and the
-put-back of one that failed part-way (``nudge_sync._writer.undo``), with the error that says which.
+put-back of one that failed part-way (``nudge_sync.engine.writer.undo``), with the error that says which.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import numpy as np
 
 from connectors import ConnectorError, RecordId
 
-from . import _faults
-from ._classify import ADOPTED, VANISHED, Verdict
-from ._errors import DatabaseError, NudgeSyncError, PartiallyWritten
-from ._options import SyncReport
-from ._state import Original, SyncState, fingerprint
-from ._writer import BatchWriter, undo
+from . import faults
+from .classify import ADOPTED, VANISHED, Verdict
+from .errors import DatabaseError, NudgeSyncError, PartiallyWritten
+from .options import SyncReport
+from .state import Original, SyncState, fingerprint
+from .writer import BatchWriter, undo
 
 
 def record_writes(state: SyncState, report: SyncReport, writer: BatchWriter, landed: dict[RecordId, np.ndarray],
@@ -28,22 +28,22 @@ def record_writes(state: SyncState, report: SyncReport, writer: BatchWriter, lan
         ours.append(Original(i, base.vector, fingerprint(stored), writer.attempted[i].nudged_after, report.run_id))
     # saved as pending with these very vectors: only the meta changes
     state.put_originals(ours, vectors_stored=True)
-    _faults.probe("run.record")
+    faults.probe("run.record")
     touched = set(writer.attempted) | set(writer.adopted) | set(writer.vanished)
     new_vectors = [Original(i, v, fingerprint(v), False, None) for i, v in writer.adopted.items()]
     new_vectors += [v.entry for i, v in verdicts.items() if v.kind == ADOPTED and i not in touched and v.entry]
     if new_vectors:
         state.put_originals(new_vectors)
-        _faults.probe("run.record")
+        faults.probe("run.record")
     settled = [v.entry for i, v in verdicts.items()
                if v.changed and v.kind not in (ADOPTED, VANISHED) and i not in touched and v.entry]
     if settled:
         state.put_originals(settled, vectors_stored=True)
-        _faults.probe("run.record")
+        faults.probe("run.record")
     gone = set(writer.vanished) | {i for i, v in verdicts.items() if v.kind == VANISHED}
     if gone:
         state.delete_originals(sorted(gone, key=str))
-        _faults.probe("run.record")
+        faults.probe("run.record")
 
 
 def after_failed_write(writer: BatchWriter, previous: dict[RecordId, Original], cause: Exception,

@@ -1,0 +1,58 @@
+"""`nudge-sync run` and `nudge-sync plan`: one sync through the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+import connectors
+
+from ...engine.options import SyncOptions
+from ...engine.run import sync
+from ..failures import EXIT_CODES_HELP, handle_errors
+from ..params import entries_from_file, file_label, log_options, opened, run_options, state_option, store_options
+from ..render import emit, human_run, progress_bar
+
+
+def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
+                 log_file: Path | None, state_name: str | None, dry_run: bool, **kw: Any) -> None:
+    options = SyncOptions(
+        log=log_name, state=state_name, method=kw["method"], gamma=kw["gamma"], gamma_search=kw["gamma_search"],
+        objective=kw["objective"], context=kw["context_mode"], context_k=kw["context_k"],
+        val_fraction=kw["val_fraction"], split_salt=kw["split_salt"], min_val_queries=kw["min_val_queries"],
+        min_gain=kw["min_gain"], max_changed_fraction=kw["max_changed_fraction"],
+        min_new_feedback=kw["min_new_feedback"], tolerance=kw["tolerance"], batch_size=kw["batch_size"],
+        lock_ttl=kw["lock_ttl"], break_lock=kw["break_lock"], dry_run=dry_run,
+    )
+    config = connectors.parse_uri(store_uri, collection=collection)
+    with opened(store_uri, collection) as store:
+        report = sync(store, options, entries=entries_from_file(store, log_name, log_file),
+                      progress=progress_bar(ctx), store_label=config.redacted(), log_source=file_label(log_file))
+    emit(ctx, report.to_dict(), human_run)
+
+
+@click.command("run", epilog=EXIT_CODES_HELP)
+@store_options
+@log_options
+@state_option
+@run_options
+@click.option("--dry-run", is_flag=True, help="Compute and report; write nothing at all.")
+@click.pass_context
+@handle_errors
+def run_cmd(ctx: click.Context, **kw: Any) -> None:
+    """Run one sync: fit NUDGE on the feedback log, write the changed vectors in place."""
+    _run_command(ctx, **kw)
+
+
+@click.command("plan", epilog=EXIT_CODES_HELP)
+@store_options
+@log_options
+@state_option
+@run_options
+@click.pass_context
+@handle_errors
+def plan_cmd(ctx: click.Context, **kw: Any) -> None:
+    """Same as `run --dry-run`: what a run would write, writing nothing."""
+    _run_command(ctx, dry_run=True, **kw)

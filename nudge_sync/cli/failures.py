@@ -1,0 +1,82 @@
+"""How a failure reaches the user: a one-line message on stderr (with the report as JSON on stdout
+under --json) and a documented exit code; never a traceback unless asked for."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+import connectors
+
+from ..engine.errors import ExitCode, NudgeSyncError, exit_code_for
+from .render import echo, human_run, json_default
+
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  success
+  1  internal error (a bug: please report it)
+  2  usage error (bad option, URI or config file)
+  3  nothing to do, or a gate held the run back (nothing written)
+  4  refused input (dimension, NaN, metric, options)
+  5  the collection's lock is held by another run
+  6  database error (unreachable, credentials, missing collection, write not verified);
+     a run that had written puts it back first: the collection is as it was
+  7  partially written: a run (or rollback) failed part-way and could not put back what
+     it wrote; rerun, or `nudge-sync rollback --run ID`, completes it
+"""
+
+
+#: Set to 1 to get the traceback of an internal error (exit code 1) on stderr.
+DEBUG_ENV = "NUDGE_SYNC_DEBUG"
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into a one-line message on stderr (+ JSON on stdout) and an exit code;
+    anything unexpected into "internal error" and exit code 1, never a traceback (unless asked)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except (NudgeSyncError, connectors.ConnectorError) as exc:
+            _fail(ctx, exc, exit_code_for(exc), getattr(exc, "report", None))
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug: say so in one line, and how to see more
+            _fail(ctx, exc, ExitCode.INTERNAL_ERROR, None)
+
+    return wrapper
+
+
+def _fail(ctx: click.Context, exc: BaseException, code: ExitCode, report: Any) -> None:
+    if ctx.obj["json"]:
+        payload = report.to_dict() if report is not None else {"status": "error"}
+        payload.update(error=str(exc), exit_code=int(code), error_type=type(exc).__name__)
+        echo(json.dumps(payload, indent=2, sort_keys=True, default=json_default))
+    elif report is not None:
+        echo(human_run(report.to_dict()))
+    echo(error_line(exc, code), err=True)
+    ctx.exit(int(code))
+
+
+def error_line(exc: BaseException, code: ExitCode) -> str:
+    if code == ExitCode.INTERNAL_ERROR:
+        if os.environ.get(DEBUG_ENV) == "1":
+            echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
+        return (f"internal error (a bug, please report it): {type(exc).__name__}: {_one_line(exc)}"
+                + ("" if os.environ.get(DEBUG_ENV) == "1" else f" (set {DEBUG_ENV}=1 for the traceback)"))
+    label = "nothing to do" if code == ExitCode.NOTHING_TO_DO else "error"
+    return f"{label}: {exc}"
+
+
+def _one_line(exc: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,147 @@
+"""The plan step of a run (DESIGN.md section 3, steps 5-8): classify the state, take the base
+vectors from the originals, build the validation context, fit NUDGE, apply the gates, and diff
+the result against what is stored. Reads only; writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from connectors import CollectionInfo, RecordId, VectorStore
+
+from .._context import ValidationContext
+from . import faults
+from .checks import check_base_norms
+from .classify import ADOPTED, NUDGED, VANISHED, Verdict
+from .fit import answers_of, curve, estimator, metric_k, normalized, validation_metrics
+from .gates import gated
+from .inputs import Inputs
+from .laps import Laps
+from .options import AUTO_EXACT_MAX_FLOATS, SyncOptions, SyncReport
+from .progress import Progress
+from .state import Original, SyncState
+from .verdicts import load_state
+from .views import IdSpace, View, exact_topk, search_topk
+
+
+@dataclass
+class Plan:
+    """What a run will write, and the state it planned from."""
+
+    write_ids: list[RecordId]
+    write_vectors: np.ndarray
+    nudged_after: set[RecordId]  # records that hold a nudged vector once the plan is written
+    restores: int  # writes that put an original back
+    current: dict[RecordId, np.ndarray]  # what the database held when the run read it
+    originals: dict[RecordId, Original]
+    verdicts: dict[RecordId, Verdict]
+
+
+def plan_run(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state: SyncState, report: SyncReport,
+             inputs: Inputs, progress: Progress, laps: Laps) -> Plan | SyncReport:
+    """The run's plan, or its gated report when validation does not improve enough or the run
+    would rewrite too much of the collection. Fills the report's fit, validation and counts."""
+    feedback, current, counts = inputs.feedback, inputs.current, inputs.counts
+
+    # -- state: each entry classified against what is stored (adoption, settled writes) ----------
+    _, verdicts = load_state(store, state, info, current, opts.batch_size, probe="run.read")
+    originals = {i: v.entry for i, v in verdicts.items() if v.entry is not None}
+    kinds = [v.kind for v in verdicts.values()]
+    counts.update(state_records=len(originals), adopted_reembedded=kinds.count(ADOPTED),
+                  state_vanished=kinds.count(VANISHED),
+                  pending_settled=sum(v.changed and v.kind not in (ADOPTED, VANISHED) for v in verdicts.values()))
+    laps.mark("read_state")
+
+    # -- 5. base vectors from originals ----------------------------------------------------------
+    train, val = feedback.rows("train"), feedback.rows("val")
+    moving = list(dict.fromkeys(a for r in train for a in feedback.answers[r]))  # T: may move
+    ids = IdSpace(moving)
+    ids.add(feedback.referenced_ids())
+    base = np.stack([(originals[i].vector if i in originals else current[i]) for i in moving]).astype(np.float32)
+    check_base_norms(info, moving, base)
+    moving_set = set(moving)
+    restore = [i for i, v in verdicts.items() if v.kind == NUDGED and i not in moving_set]  # labels gone: restore
+    counts["base_records"] = len(moving)
+
+    # -- 6. validation context: records that will not move, as they will be after the run -------
+    val_q = feedback.vectors[val]
+    view = View(exclude=moving_set | set(restore), extra_ids=restore,
+                extra_vectors=np.stack([originals[i].vector for i in restore]) if restore else None)
+    context = _validation_context(store, info, opts, report, val_q, view, ids, progress)
+    laps.mark("context")
+
+    # -- 7. fit, gate -----------------------------------------------------------------------------
+    with progress.phase("fitting"):
+        est = estimator(opts).fit(
+            base, feedback.vectors[train], answers_of(feedback, train, ids),
+            feedback.vectors[val], answers_of(feedback, val, ids),
+            base_ids=np.arange(len(moving), dtype=np.int64), val_context=context,
+        )
+    report.gamma = float(est.gamma_)
+    report.objective = est.objective_  # parity mode optimises the reference's own criterion
+    report.curve = curve(est.gammas_, est.validation_curve_, report.gamma)
+    after = normalized(base)
+    moved_rows = np.asarray(est.moved_ids_, dtype=np.int64)
+    after[moved_rows] = est.moved_vectors_
+    val_answers = answers_of(feedback, val, ids)
+    report.validation = {
+        "before": validation_metrics(val_q, normalized(base), context, val_answers, opts.objective),
+        "after": validation_metrics(val_q, after, context, val_answers, opts.objective),
+    }
+    counts["moved"] = len(moved_rows)
+    laps.mark("fit")
+    gain = float(est.val_score_) - float(est.val_score_before_)
+    if not gain > opts.min_gain:
+        return gated(report, f"validation {opts.objective} would change by {gain:+.4f}, not above "
+                     f"min_gain={opts.min_gain}: nothing written", counts)
+
+    # -- 8. diff against what is stored -----------------------------------------------------------
+    target = base.copy()
+    target[moved_rows] = est.moved_vectors_
+    nudged_after = {moving[r] for r in moved_rows}
+    write_ids, write_vectors, restores = _diff(moving + restore, [*target, *(originals[i].vector for i in restore)],
+                                               nudged_after, current, opts.tolerance, base.shape[1])
+    counts["to_write"] = len(write_ids)
+    counts["to_restore"] = restores
+    share = len(write_ids) / max(info.count, 1)
+    if share > opts.max_changed_fraction:
+        return gated(report, f"the run would rewrite {share:.1%} of the collection, above "
+                     f"max_changed_fraction={opts.max_changed_fraction:.0%}", counts)
+    laps.mark("diff")
+    return Plan(write_ids, write_vectors, nudged_after, restores, current, originals, verdicts)
+
+
+def _validation_context(store: VectorStore, info: CollectionInfo, opts: SyncOptions, report: SyncReport,
+                        val_q: np.ndarray, view: View, ids: IdSpace, progress: Progress) -> ValidationContext:
+    """Each validation query's top-k among the records that will not move: ``exact`` streams the
+    collection once, ``search`` asks the database's kNN; ``auto`` picks by the collection's size."""
+    mode = opts.context if opts.context != "auto" else (
+        "exact" if info.count * info.dimension <= AUTO_EXACT_MAX_FLOATS else "search")
+    report.context_mode = mode
+    k = max(opts.context_k, metric_k(opts.objective))
+    if mode == "exact":
+        with progress.phase("reading vectors", info.count) as p:
+            (context,) = exact_topk(store, val_q, k, [view], ids, info.metric, batch_size=opts.batch_size,
+                                    on_batch=lambda n: (p.advance(n), faults.probe("run.read")))
+        return context
+    with progress.phase("searching", len(val_q)) as p:
+        return search_topk(store, val_q, k, view, ids, info.metric, on_batch=p.advance)
+
+
+def _diff(ids: Sequence[RecordId], targets: Sequence[np.ndarray], nudged_after: set[RecordId],
+          current: dict[RecordId, np.ndarray], tolerance: float,
+          dimension: int) -> tuple[list[RecordId], np.ndarray, int]:
+    """The records whose stored vector differs from its target by more than ``tolerance``:
+    ``(ids, targets, how many of them are restores)``."""
+    write_ids: list[RecordId] = []
+    vecs: list[np.ndarray] = []
+    restores = 0
+    for i, t in zip(ids, targets):
+        if np.max(np.abs(current[i].astype(np.float64) - t)) > tolerance:
+            write_ids.append(i)
+            vecs.append(t)
+            restores += i not in nudged_after
+    arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dimension), np.float32)
+    return write_ids, arr, restores
