@@ -12,8 +12,8 @@ generates a corpus and query log with a real semantic gap, and the ``nudge-sync`
 thin layer over all of this.
 """
 
-from ._answers import Answers
-from ._context import ValidationContext
+from .core.answers import Answers
+from .core.context import ValidationContext
 from ._engine import sync
 from ._errors import (
     DatabaseError,
@@ -25,8 +25,8 @@ from ._errors import (
     RefusedInput,
     exit_code_for,
 )
-from ._metrics import METRICS, evaluate, evaluate_per_query, metric_per_query, parse_metric, rank, search_exact
-from ._nudge import NudgeM, NudgeN
+from .core.metrics import METRICS, evaluate, evaluate_per_query, metric_per_query, parse_metric, rank, search_exact
+from .core.nudge import NudgeM, NudgeN
 from ._ops import add_feedback, history, rollback, status
 from ._ops import evaluate as evaluate_store
 from ._options import SyncOptions, SyncReport

@@ -30,13 +30,13 @@ import numpy as np
 from connectors import CollectionInfo, LabelledQuery, RecordId, VectorStore
 
 from . import _faults
-from ._answers import Answers
+from .core.answers import Answers
 from ._classify import ADOPTED, NUDGED, VANISHED, Verdict, classify, tolerance_of
-from ._context import ValidationContext
+from .core.context import ValidationContext
 from ._errors import NothingToDo, RefusedInput
 from ._feedback import Feedback, prepare_feedback
-from ._metrics import evaluate
-from ._nudge import NudgeM, NudgeN
+from .core.metrics import evaluate
+from .core.nudge import NudgeM, NudgeN
 from ._options import AUTO_EXACT_MAX_FLOATS, SyncOptions, SyncReport
 from ._progress import Progress
 from ._state import Original, SyncState, pending_meta_bytes

@@ -9,12 +9,12 @@ import numpy as np
 
 from connectors import InvalidEntry, LabelledQuery, RecordId, VectorStore
 
-from ._answers import Answers
+from .core.answers import Answers
 from ._classify import ADOPTED, NUDGED, RESTORED, VANISHED
 from ._engine import default_log_name, default_state_name, load_state
 from ._errors import NothingToDo, RefusedInput
 from ._feedback import SPLITS, prepare_feedback, validate_entry
-from ._metrics import evaluate as score_rankings
+from .core.metrics import evaluate as score_rankings
 from ._options import SyncOptions, check_batch_size_option, check_fraction, check_metric
 from ._progress import Progress
 from ._rollback import rollback
