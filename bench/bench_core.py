@@ -228,9 +228,10 @@ def _scores(q, answers, Y) -> dict:
 
 def floor_child(folder: Path) -> None:
     """The floor (one validation x records x d product) and a fine fit's phases, one process."""
-    import nudge_sync._gamma as gm
-    import nudge_sync._nudge as nn
-    import nudge_sync._search as search
+    import nudge_sync.core.candidates as cand
+    import nudge_sync.core.estimator as est
+    import nudge_sync.core.nudge as nn
+    import nudge_sync.core.gamma_search as search
     from nudge_sync import NudgeN, ValidationContext
 
     X, sp = load_shape(folder)
@@ -253,9 +254,9 @@ def floor_child(folder: Path) -> None:
         setattr(owner, name, wrapper)
 
     NudgeN(gamma_search="fine", objective="ndcg@10").fit(Xb, tq, ta, vq, va, base_ids=base, val_context=ctx)  # warm
-    timed(nn._Nudge, "_geometry", "geometry (G, Ĝ, angles)")
-    timed(nn._Nudge, "_constants", "top constants")
-    timed(gm, "build_candidates", "candidate table (2 products + pruning)")
+    timed(est.NudgeBase, "_geometry", "geometry (G, Ĝ, angles)")
+    timed(est.NudgeBase, "_constants", "top constants")
+    timed(cand, "build_candidates", "candidate table (2 products + pruning)")
     timed(nn, "TableScorer", "point scorer set-up")
     timed(search, "_score", "scored points")
     timed(search, "restrict", "window tables")

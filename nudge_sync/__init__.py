@@ -13,8 +13,8 @@ Three rooms, each importing only the ones before it (ARCHITECTURE.md; import-lin
 generates a corpus and query log with a real semantic gap.
 """
 
-from ._answers import Answers
-from ._context import ValidationContext
+from .core.answers import Answers
+from .core.context import ValidationContext
 from .engine import (
     DatabaseError,
     ExitCode,
@@ -33,8 +33,8 @@ from .engine import (
     sync,
 )
 from .engine import evaluate as evaluate_store
-from ._metrics import METRICS, evaluate, evaluate_per_query, metric_per_query, parse_metric, rank, search_exact
-from ._nudge import NudgeM, NudgeN
+from .core.metrics import METRICS, evaluate, evaluate_per_query, metric_per_query, parse_metric, rank, search_exact
+from .core.nudge import NudgeM, NudgeN
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """Drop-in replacement for the nudge-ft API: ``from nudge_sync.compat import NUDGEN, NUDGEM``."""
 
-from ._compat import NUDGEM, NUDGEN, QueriesAnswersDict, finetune_embeddings
+from .core.compat import NUDGEM, NUDGEN, QueriesAnswersDict, finetune_embeddings
 
 __all__ = ["NUDGEN", "NUDGEM", "QueriesAnswersDict", "finetune_embeddings"]

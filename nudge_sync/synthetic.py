@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._answers import Answers
+from .core.answers import Answers
 
 if TYPE_CHECKING:  # the core never imports connectors at run time
     from connectors import LabelledQuery

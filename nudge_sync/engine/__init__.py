@@ -1,6 +1,6 @@
 """The sync engine: one run, rollback and the other operations over a :class:`connectors.VectorStore`.
 
-It sits between the NUDGE core (pure numpy, ``nudge_sync._answers`` ...) and the command line
+It sits between the NUDGE core (pure numpy, ``nudge_sync.core.answers`` ...) and the command line
 (``nudge_sync.cli``): it imports the core and the connectors' public API, never the command line.
 See ARCHITECTURE.md for the rooms and the path of one run through them.
 """

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._answers import Answers
-from .._context import ValidationContext
-from .._metrics import evaluate
-from .._nudge import NudgeM, NudgeN
+from ..core.answers import Answers
+from ..core.context import ValidationContext
+from ..core.metrics import evaluate
+from ..core.nudge import NudgeM, NudgeN
 from .feedback import Feedback
 from .options import SyncOptions
 from .views import IdSpace

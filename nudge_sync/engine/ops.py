@@ -9,13 +9,13 @@ import numpy as np
 
 from connectors import InvalidEntry, LabelledQuery, RecordId, VectorStore
 
-from .._answers import Answers
+from ..core.answers import Answers
 from .classify import ADOPTED, NUDGED, RESTORED, VANISHED
 from .names import log_name_for, state_name_for
 from .verdicts import load_state
 from .errors import NothingToDo, RefusedInput
 from .feedback import SPLITS, prepare_feedback, validate_entry
-from .._metrics import evaluate as score_rankings
+from ..core.metrics import evaluate as score_rankings
 from .options import SyncOptions, check_batch_size_option, check_fraction, check_metric
 from .progress import Progress
 from .rollback import rollback

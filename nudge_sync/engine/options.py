@@ -10,7 +10,7 @@ from typing import Any, Literal
 from connectors import check_batch_size
 
 from .errors import RefusedInput
-from .._metrics import parse_metric
+from ..core.metrics import parse_metric
 
 Method = Literal["nudge-n", "nudge-m"]
 ContextMode = Literal["auto", "exact", "search"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from connectors import CollectionInfo, RecordId, VectorStore
 
-from .._context import ValidationContext
+from ..core.context import ValidationContext
 from . import faults
 from .checks import check_base_norms
 from .classify import ADOPTED, NUDGED, VANISHED, Verdict

@@ -27,7 +27,7 @@ import numpy as np
 
 from connectors import RecordId, VectorStore
 
-from .._context import ValidationContext
+from ..core.context import ValidationContext
 
 #: Ids given to records that no query references (exact mode): they only need to be unique and
 #: stable within one run (they break score ties), so they are derived from the stream position.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nudge_sync._answers import Answers
+from nudge_sync.core.answers import Answers
 
 
 @dataclass

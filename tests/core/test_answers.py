@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nudge_sync._answers import Answers, as_answers
+from nudge_sync.core.answers import Answers, as_answers
 
 
 def test_from_lists_builds_sorted_csr():

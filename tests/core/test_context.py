@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge_sync._context import ValidationContext
+from nudge_sync.core.context import ValidationContext
 
 
 def brute(q, x, ids, k, exclude=(), normalize=True):
@@ -111,7 +111,7 @@ def test_streamed_top_k_keeps_the_id_order_among_many_ties(nq, n, k, block, seed
     """Coarse values and duplicate records make ties at the k-th place common; the block cut (a
     block's own top-k by value before the merge) must keep every tied score, so the smallest ids win
     as in a full sort by (score desc, id asc)."""
-    from nudge_sync._metrics import rank, stream_topk
+    from nudge_sync.core.metrics import rank, stream_topk
 
     rng = np.random.default_rng(seed)
     x = rng.integers(-2, 3, size=(n, 3)).astype(np.float64)

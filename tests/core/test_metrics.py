@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge_sync._answers import Answers
-from nudge_sync._metrics import evaluate, evaluate_per_query, merge_topk, parse_metric, rank, search_exact
+from nudge_sync.core.answers import Answers
+from nudge_sync.core.metrics import evaluate, evaluate_per_query, merge_topk, parse_metric, rank, search_exact
 
 
 def test_parse_metric():

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from nudge_sync._context import ValidationContext
-from nudge_sync._metrics import evaluate, rank
-from nudge_sync._m_parity import m_parity_count, m_parity_sweep
-from nudge_sync._nudge import M_FINE_GAMMA_MAX, NudgeM
+from nudge_sync.core.context import ValidationContext
+from nudge_sync.core.metrics import evaluate, rank
+from nudge_sync.core.m_parity import m_parity_count, m_parity_sweep
+from nudge_sync.core.nudge import M_FINE_GAMMA_MAX, NudgeM
 
 from ._data import make_problem
 from ._mirror import g_sums, ref_m_intervals, ref_nudge_m, ref_sweep, unit

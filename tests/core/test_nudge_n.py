@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from nudge_sync._answers import Answers
-from nudge_sync._context import ValidationContext
-from nudge_sync._nudge import NudgeN
+from nudge_sync.core.answers import Answers
+from nudge_sync.core.context import ValidationContext
+from nudge_sync.core.nudge import NudgeN
 
 from ._data import make_problem
 from ._mirror import n_solution, ref_nudge_n, unit
@@ -203,7 +203,7 @@ def test_parity_mode_equals_direct_evaluation_on_each_grid_point():
     # every grid score equals a brute-force re-scoring of the transformed corpus
     p = make_problem(8, n=50, nv=30)
     est = NudgeN(val_k=2).fit(p.X, p.tq, p.ta, p.vq, p.va)
-    from nudge_sync._metrics import evaluate, rank
+    from nudge_sync.core.metrics import evaluate, rank
 
     from ._mirror import g_sums
 
@@ -235,7 +235,7 @@ def test_fine_mode_does_not_move_anything_without_validation_gain():
     for est in (NudgeN(gamma_search="fine", objective="ndcg@3"), NudgeN(gamma_search="fine", skip_negative_rho=False)):
         est.fit(X, tq, [[0], [1], [2]], np.eye(3), [[0], [1], [2]])
         assert est.gamma_ == 0.0 and est.moved_ids_.size == 0 and est.val_score_ == est.val_score_before_ == 1.0
-    from nudge_sync._nudge import NudgeM
+    from nudge_sync.core.nudge import NudgeM
 
     est = NudgeM(gamma_search="fine").fit(X, tq, [[0], [1], [2]], np.eye(3), [[0], [1], [2]])
     assert est.gamma_ == 0.0 and est.moved_ids_.size == 0

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from nudge_sync import NudgeM, NudgeN, ValidationContext
-from nudge_sync._metrics import normalize_rows
+from nudge_sync.core.metrics import normalize_rows
 from nudge_sync.compat import NUDGEM, NUDGEN, finetune_embeddings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "parity"

@@ -1,14 +1,16 @@
 """Property tests: invariants of the estimators and agreement with brute force on random data."""
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nudge_sync._context import ValidationContext
-from nudge_sync._metrics import evaluate, rank
-from nudge_sync._nudge import NudgeM, NudgeN
+from nudge_sync.core import candidates as cand
+from nudge_sync.core.context import ValidationContext
+from nudge_sync.core.metrics import evaluate, rank
+from nudge_sync.core.nudge import NudgeM, NudgeN
 
 from ._data import make_problem
 from ._mirror import g_sums, n_solution, unit
@@ -19,6 +21,23 @@ SETTINGS = dict(max_examples=int(os.environ.get("NUDGE_CORE_EXAMPLES", "40")), d
 # or a representable step. The estimators themselves use the rotation form, fine at any γ.
 GAMMA_N = st.one_of(st.just(0.0), st.floats(1e-9, 4.0))
 OBJECTIVES = st.sampled_from(["hit@1", "hit@3", "recall@1", "recall@4", "ndcg@3", "ndcg@10", "mrr@5"])
+
+
+@contextmanager
+def built_tables(**extra):
+    """The candidate tables the fits inside the block build (``extra`` passed to the builder)."""
+    tables, original = [], cand.build_candidates
+
+    def recording(*a, **kw):
+        tables.append(original(*a, **kw, **extra))
+        return tables[-1]
+
+    cand.build_candidates = recording
+    try:
+        yield tables
+    finally:
+        cand.build_candidates = original
+
 
 
 @st.composite
@@ -119,11 +138,12 @@ def test_analytic_scores_equal_brute_force_scoring_of_the_transformed_vectors(pr
     p, base, rest = prob
     k = int(objective.split("@")[1])
     G = g_sums(len(p.X), p.tq, p.ta)
-    est = fit(NudgeN(gamma=gamma, gamma_search="fine", objective=objective), p, base, rest, k)
+    with built_tables() as tables:
+        est = fit(NudgeN(gamma=gamma, gamma_search="fine", objective=objective), p, base, rest, k)
     Y = n_solution(unit(p.X), G, gamma)
     want = brute_score(p, Y, objective)
     assert abs(est.val_score_ - want) < 1e-12
-    C = est._candidates  # every candidate's analytic score equals q·x of the transformed record
+    C = tables[-1]  # every candidate's analytic score equals q·x of the transformed record
     s = C.values(np.arange(C.el_id.size), C.point_of_gamma(gamma))  # (validation rows have answers)
     np.testing.assert_allclose(s, (p.vq @ Y.T)[C.el_row, C.el_id], rtol=0, atol=1e-12)
     assert abs(est.val_score_before_ - brute_score(p, unit(p.X), objective)) < 1e-12
@@ -172,20 +192,15 @@ def test_fine_mode_is_at_least_as_good_as_the_parity_grid_on_the_same_metric(pro
 @settings(**SETTINGS)
 @given(problems(), OBJECTIVES, st.booleans())
 def test_pruning_changes_nothing(prob, objective, family_n):
-    from nudge_sync import _gamma as gm
-
     p, base, rest = prob
     k = int(objective.split("@")[1])
     make = (lambda: NudgeN(gamma_search="exact", objective=objective)) if family_n else (
         lambda: NudgeM(gamma_search="exact", objective=objective))
-    pruned = fit(make(), p, base, rest, k)
-    original = gm.build_candidates
-    gm.build_candidates = lambda *a, **kw: original(*a, **kw, skip_pruning=True)
-    try:
+    with built_tables() as pruned_tables:
+        pruned = fit(make(), p, base, rest, k)
+    with built_tables(skip_pruning=True) as full_tables:
         full = fit(make(), p, base, rest, k)
-    finally:
-        gm.build_candidates = original
-    assert full._candidates.el_id.size >= pruned._candidates.el_id.size
+    assert full_tables[-1].el_id.size >= pruned_tables[-1].el_id.size
     assert abs(full.gamma_ - pruned.gamma_) < 1e-9 and abs(full.val_score_ - pruned.val_score_) < 1e-12
     # the same curve wherever both computed it (what the search left out may differ)
     edges = np.unique(np.concatenate([full.plateaus_[:, :2].ravel(), pruned.plateaus_[:, :2].ravel()]))

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nudge_sync._answers import Answers
-from nudge_sync._context import ValidationContext
-from nudge_sync._metrics import evaluate, search_exact
-from nudge_sync._nudge import NudgeM, NudgeN
+from nudge_sync.core.answers import Answers
+from nudge_sync.core.context import ValidationContext
+from nudge_sync.core.metrics import evaluate, search_exact
+from nudge_sync.core.nudge import NudgeM, NudgeN
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact-minilm.npz"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._metrics import _topk_rows
+from .metrics import _topk_rows
 
 #: Narrowest padded width: tiny groups share one block instead of one block per size.
 _MIN_WIDTH = 16

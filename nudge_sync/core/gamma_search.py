@@ -3,7 +3,7 @@
 Both score the objective directly at a set of points (γ = 0, points every 1/FINE_GRID of the
 range and, when the objective is the reference's own criterion, the reference's grid, so that
 neither mode can do worse than parity mode on it), then compute the exact piecewise-constant
-curve (:func:`nudge_sync._curve.exact_curve`):
+curve (:func:`nudge_sync.core.curve.exact_curve`):
 
 * ``"exact"``: over the whole range: the optimum of the continuous objective, certified. Its
   cost follows the number of rank changes along the whole range, which on dense labels (tens of
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _gamma as gm
-from ._cells import restrict
-from ._curve import Sweep, TableScorer, exact_curve
+from . import gamma as gm
+from .cells import restrict
+from .curve import Sweep, TableScorer, exact_curve
 
 #: Beyond the given grid (NUDGE-N: the reference's, up to γ = 0.48), points are scored every
 #: 1/FINE_GRID of the range (in φ for NUDGE-N, γ for NUDGE-M).

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._metrics import merge_topk, stream_topk
+from .metrics import merge_topk, stream_topk
 
 __all__ = ["ValidationContext"]
 
@@ -44,7 +44,7 @@ class ValidationContext:
             raise ValueError(f"context row {row}: a real id has score -inf (use id -1 for padding)")
         scores = np.where(pad, -np.inf, scores)
         # Keep the documented order even if a caller (a database search) returned ties differently.
-        from ._metrics import _topk_rows
+        from .metrics import _topk_rows
 
         self.ids, self.scores = _topk_rows(scores, np.where(pad, -1, ids), ids.shape[1])
 

@@ -1,4 +1,4 @@
-"""Exact pieces of small items (internal; the leaves of :func:`nudge_sync._curve.exact_curve`).
+"""Exact pieces of small items (internal; the leaves of :func:`nudge_sync.core.curve.exact_curve`).
 
 Inside an item's cell a query's value can only change where one of its answers crosses another
 element's score curve, or at a saturation angle. For a small item (few answers x few elements)
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._answer_ranks import answer_ranks, locate, metric_from_ranks
-from ._cells import Items, QueryMetric
-from ._ragged import RaggedGroups
+from .answer_ranks import answer_ranks, locate, metric_from_ranks
+from .cells import Items, QueryMetric
+from .ragged import RaggedGroups
 
 #: (piece, element) entries ranked per batch, to bound memory.
 _PIECE_BATCH = 1 << 21

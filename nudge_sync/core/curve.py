@@ -1,5 +1,5 @@
 """The validation objective of a candidate table as a function of γ: at one point, and exactly
-over the whole range as a piecewise-constant curve (internal; see :mod:`nudge_sync._gamma`).
+over the whole range as a piecewise-constant curve (internal; see :mod:`nudge_sync.core.gamma`).
 
 **At a point** (:class:`TableScorer`). Every element's score is closed-form; each validation
 query's top k is taken with a row-wise partition (:class:`._ragged.RaggedGroups`) and scored by
@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._cells import SETTLE_TOL, Items, QueryMetric, answer_weights, bound_items
-from ._leaves import leaf_pieces
-from ._answer_ranks import answer_ranks, locate, metric_from_ranks
-from ._ragged import RaggedGroups
+from .cells import SETTLE_TOL, Items, QueryMetric, answer_weights, bound_items
+from .leaves import leaf_pieces
+from .answer_ranks import answer_ranks, locate, metric_from_ranks
+from .ragged import RaggedGroups
 
 #: An item becomes a leaf once (its relevant answers) x (its kept elements) is at most this:
 #: solving it in closed form is then cheaper than halving it further.
@@ -43,7 +43,7 @@ MAX_DEPTH = 48
 #: Elements bounded per step (a few arrays of this many doubles each); leaves take 1/16 of it,
 #: since they pair every answer with every element of their item.
 BATCH_ELEMENTS = 1 << 21
-#: Breakpoints closer than this (relative to the range) are merged (see :mod:`._leaves`).
+#: Breakpoints closer than this (relative to the range) are merged (see :mod:`.leaves`).
 BREAK_TOL = 1e-11
 #: A cell is pruned when its upper bound (a sum over queries, each worth at most 1) is below the
 #: best lower bound by more than this: far above rounding, far below one rank change.

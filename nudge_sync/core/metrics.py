@@ -1,7 +1,7 @@
 """Ranking, exact top-k search and retrieval metrics, shared by fitting, reports and benchmarks.
 
 One tie rule everywhere: results are ordered by (score descending, id ascending). The γ search in
-:mod:`nudge_sync._nudge` uses the same rule, so the validation score it optimises is exactly what
+:mod:`nudge_sync.core.nudge` uses the same rule, so the validation score it optimises is exactly what
 :func:`evaluate` reports on the transformed vectors.
 
 Ranked results are ``(n_queries, k)`` int64 id arrays padded with -1 (score -inf).
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._answers import Answers, as_answers
+from .answers import Answers, as_answers
 
 __all__ = [
     "METRICS",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._ragged import RaggedGroups, top_of_blocks
+from .ragged import RaggedGroups, top_of_blocks
 
 
 def locate(groups: RaggedGroups, ans: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

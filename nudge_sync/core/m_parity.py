@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ._metrics import normalize_rows, stream_topk
+from .metrics import normalize_rows, stream_topk
 
 #: Work arrays (pairs x competitors) are kept under this many elements.
 _CHUNK = 1 << 19

@@ -21,11 +21,12 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from ._answers import Answers
-from ._context import ValidationContext
-from ._m_parity import rounded_topk
-from ._metrics import normalize_rows, parse_metric
-from ._nudge import NudgeM, NudgeN, _scalar
+from .answers import Answers
+from .context import ValidationContext
+from .m_parity import rounded_topk
+from .metrics import normalize_rows, parse_metric
+from .checks import check_scalar
+from .nudge import NudgeM, NudgeN
 
 __all__ = ["NUDGEN", "NUDGEM", "QueriesAnswersDict", "finetune_embeddings"]
 
@@ -134,7 +135,7 @@ class NUDGEN(_Compat):
         val_k: int = 1,
         gamma: Any = None,
     ) -> np.ndarray:
-        g = None if gamma is None else _scalar(gamma, "gamma")
+        g = None if gamma is None else check_scalar(gamma, "gamma")
         out, est = finetune_embeddings(embeddings, train_set, val_set, nontrain_embeddings, method="N",
                                        gamma=g, val_k=val_k, return_estimator=True)
         self.estimator_ = est
@@ -154,7 +155,7 @@ class NUDGEM(_Compat):
         val_batch_size: int = 256,
         gamma: Any = None,
     ) -> np.ndarray:
-        g = None if gamma is None else _scalar(gamma, "gamma")
+        g = None if gamma is None else check_scalar(gamma, "gamma")
         out, est = finetune_embeddings(embeddings, train_set, val_set, nontrain_embeddings, method="M",
                                        gamma=g, return_estimator=True)
         self.estimator_ = est

@@ -1,5 +1,5 @@
 """Bounds of the validation objective over a cell of the γ range, query by query (internal;
-the refinement step of :func:`nudge_sync._curve.exact_curve`).
+the refinement step of :func:`nudge_sync.core.curve.exact_curve`).
 
 An *item* is one validation query on one cell [t0, t1] of the range (φ for NUDGE-N, γ for
 NUDGE-M) with the candidate elements that may still matter there. For every item:
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._metrics import _ideal_dcg
-from ._ragged import RaggedGroups
+from .metrics import _ideal_dcg
+from .ragged import RaggedGroups
 
 
 def answer_weights(C, name: str, k: int) -> np.ndarray | None:
