@@ -14,6 +14,8 @@
 
 Precedence: command-line flag > environment variable (``NUDGE_SYNC_<COMMAND>_<OPTION>``, e.g.
 ``NUDGE_SYNC_RUN_MIN_GAIN``; ``NUDGE_SYNC_STORE`` for the store) > config file > built-in default.
+``plan`` previews ``run``: it takes the ``[run]`` table and the ``NUDGE_SYNC_RUN_*`` variables
+(a ``[plan]`` table overrides the first).
 Secrets are never read from config files: API keys and tokens come from the environment or a
 secret file (see ``connectors._uri``).
 """
@@ -51,7 +53,12 @@ def load_config(path: str | Path, commands: dict[str, Any]) -> dict[str, Any]:
     if unknown_tables:
         raise RefusedInput(f"config file {str(path)!r}: unknown key(s) or table(s) {unknown_tables}; "
                            f"top-level keys: {list(SHARED_KEYS)}, tables: {sorted(commands)}")
-    return _defaults_for(commands, shared, data, str(path))
+    defaults = _defaults_for(commands, shared, data, str(path))
+    if "plan" in defaults and "run" in defaults:
+        # `plan` is `run --dry-run`: it previews the run the file configures ([plan] may override)
+        run = {k: v for k, v in defaults["run"].items() if k != "dry_run"}
+        defaults["plan"] = {**run, **defaults["plan"]}
+    return defaults
 
 
 def _defaults_for(commands: dict[str, Any], shared: dict[str, Any], tables: dict[str, Any], where: str,

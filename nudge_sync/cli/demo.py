@@ -23,7 +23,7 @@ from ..engine.options import SyncOptions
 from ..engine.progress import Progress
 from ..synthetic import make_corpus
 
-#: A file the demo leaves in its directory, so a second demo may safely replace the directory.
+#: A file the demo leaves in its directory, so a second demo may safely replace its own database.
 MARKER = ".nudge-sync-demo"
 COLLECTION = "demo"
 #: Embedded database location inside the demo directory, per backend.
@@ -37,19 +37,25 @@ def demo_uri(backend: str, directory: Path) -> str:
     return f"{backend}://{location}?collection={COLLECTION}"
 
 
-def prepare_directory(directory: Path) -> None:
-    """A fresh, empty demo directory; never deletes a directory the demo did not create."""
-    if directory.exists():
-        if not (directory / MARKER).exists():
-            if directory.is_dir() and not any(directory.iterdir()):
-                directory.rmdir()
-            else:
-                raise RefusedInput(f"{directory} exists and was not created by `nudge-sync demo`; "
-                                   "choose another --dir")
+def prepare_directory(directory: Path, backend: str) -> None:
+    """The demo directory, with no database of ``backend`` in it: a directory the demo created
+    keeps the other backends' demos (each has its own path in it); a directory it did not create
+    is used only if empty."""
+    if directory.exists() and not (directory / MARKER).exists():
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
         else:
-            shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+            raise RefusedInput(f"{directory} exists and was not created by `nudge-sync demo`; "
+                               "choose another --dir")
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / MARKER).write_text("created by `nudge-sync demo`; safe to delete\n")
+    previous = directory / LOCATIONS[backend]
+    if previous.is_dir():
+        shutil.rmtree(previous)
+    elif previous.exists():
+        previous.unlink()
+    for leftover in directory.glob(f".{LOCATIONS[backend]}*"):  # Milvus Lite's lock and side files
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
 
 
 def run_demo(
@@ -68,7 +74,7 @@ def run_demo(
     if records < 100 or dim < 2 or queries < 50:
         raise RefusedInput("the demo needs at least 100 records, 2 dimensions and 50 queries")
     directory = Path(directory)
-    prepare_directory(directory)
+    prepare_directory(directory, backend)
     uri = demo_uri(backend, directory)
 
     say(f"generating {records} records x {dim} dims and {queries} labelled queries (seed {seed})")

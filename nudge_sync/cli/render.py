@@ -4,6 +4,7 @@ passed through the connectors' secret redaction."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ class BarProgress(Progress):
             self._bar = click.progressbar(length=total, label=f"{phase:<18}", file=sys.stderr, show_eta=True)
             self._bar.__enter__()
         else:
-            click.echo(f"{phase} ...", err=True)
+            echo(f"{phase} ...", err=True)
 
     def advance(self, n: int) -> None:
         if self._bar is not None:
@@ -53,7 +54,23 @@ def emit(ctx: click.Context, data: Any, human: Callable[[Any], str]) -> None:
 
 def echo(text: str, err: bool = False) -> None:
     """Everything the command prints goes through here: no configured secret ever leaves."""
-    click.echo(connectors.redact(text), err=err)
+    try:
+        click.echo(connectors.redact(text), err=err)
+    except BrokenPipeError:
+        # the reader went away (`nudge-sync history | head -1`): what it did not read is dropped
+        # and the command's own exit code stands (a gated run piped into a scheduler's log still
+        # exits 3, not "internal error")
+        _drop_stream(sys.stderr if err else sys.stdout)
+
+
+def _drop_stream(stream: Any) -> None:
+    """Point a closed pipe's file descriptor at /dev/null, so later writes and the flush at exit
+    do not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
 
 
 def json_default(o: Any) -> Any:

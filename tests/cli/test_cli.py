@@ -98,6 +98,16 @@ def test_run_from_a_log_file_and_dry_run_flag(h, coll):
     assert coll["name"] + "_nudge_state" not in h.collections()
 
 
+def test_an_empty_log_file_imports_nothing_and_says_so(h, coll, tmp_path):
+    """Cold try: an empty file exited 0 with "appended 0 entries to None"."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    before = h.collections()
+    result = invoke("feedback", "import", "--store", coll["uri"], empty, expect=ExitCode.NOTHING_TO_DO)
+    assert "empty.jsonl' holds no labelled queries: nothing to import" in result.stderr
+    assert h.collections() == before  # no log collection created
+
+
 def test_feedback_add_from_arguments(h, coll):
     vec = ",".join(["0.25"] * DIM)
     rid = coll["ids"][3]
@@ -229,6 +239,11 @@ def test_config_file_and_environment(coll, tmp_path):
     config.write_text(f'store = "{coll["uri"]}"\n\n[run]\nmin_gain = 0.99\n')
     result = invoke("--config", config, "run", "--log-file", coll["log_file"], expect=ExitCode.NOTHING_TO_DO)
     assert "min_gain=0.99" in result.stderr
+    # `plan` previews that run: the [run] table and NUDGE_SYNC_RUN_* reach it (cold try: it said
+    # "would write" where `run --dry-run` was held back)
+    invoke("--config", config, "plan", "--log-file", coll["log_file"], expect=ExitCode.NOTHING_TO_DO)
+    invoke("plan", "--store", coll["uri"], "--log-file", coll["log_file"], expect=ExitCode.NOTHING_TO_DO,
+           env={"NUDGE_SYNC_RUN_MIN_GAIN": "0.99"})
     # a flag beats the config file
     assert as_json("--config", config, "run", "--log-file", coll["log_file"], "--min-gain", "0")["status"] == "written"
     # the store from the environment
@@ -250,8 +265,14 @@ def test_demo(tmp_path):
     out = as_json("demo", "--dir", tmp_path / "demo", "--records", 3000, "--dim", 32, "--queries", 900)
     assert out["run"]["status"] == "written"
     assert out["eval"]["current"]["ndcg@10"] > out["eval"]["original"]["ndcg@10"] + 0.03
-    # a second demo replaces its own directory, but never someone else's
+    # a second demo replaces its own database, but never another backend's demo beside it
+    # (cold try: a Milvus demo deleted the Qdrant demo's directory, then failed on a missing extra)
     invoke("demo", "--dir", tmp_path / "demo", "--records", 500, "--dim", 8, "--queries", 200)
+    invoke("demo", "--dir", tmp_path / "demo", "--backend", "chroma", "--records", 500, "--dim", 8,
+           "--queries", 200)
+    qdrant = as_json("status", "--store", out["store"])
+    assert (qdrant["count"], qdrant["dimension"], qdrant["runs"]) == (500, 8, 1), qdrant
+    # ... and someone else's directory never
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     result = invoke("demo", "--dir", tmp_path / "mine", expect=ExitCode.REFUSED_INPUT)

@@ -57,3 +57,25 @@ def test_milvus_lite_commands_in_separate_processes(tmp_path):
         client.close()
     stored = {r["id"]: np.asarray(r["vector"], np.float32) for r in rows}
     assert all(stored[i].tobytes() == v.tobytes() for i, v in zip(corpus.ids, corpus.vectors))
+
+
+def test_a_reader_that_closes_the_pipe_early_leaves_the_exit_code_alone(tmp_path):
+    """Cold try: `nudge-sync history | true` and a gated `run ... | true` said 'internal error
+    (a bug)', exit 1. The unread output is dropped; the command's own exit code stands."""
+    demo = nudge_sync("demo", "--dir", str(tmp_path / "d"), "--records", "300", "--dim", "16", "--queries", "120")
+
+    def piped(*args: str) -> subprocess.CompletedProcess:
+        # the reader is gone before nudge-sync writes: its stdout is a pipe with no reader
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            return subprocess.run([NUDGE_SYNC, *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+        finally:
+            os.close(write)
+
+    for args, code in ((("history", "--store", demo["store"]), 0),
+                       (("--json", "history", "--store", demo["store"]), 0),
+                       (("run", "--store", demo["store"], "--dry-run", "--min-gain", "0.9"), 3)):
+        done = piped(*args)
+        assert done.returncode == code, (args, done.returncode, done.stderr)
+        assert "internal error" not in done.stderr and "Traceback" not in done.stderr, done.stderr

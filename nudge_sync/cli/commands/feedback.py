@@ -14,7 +14,7 @@ import connectors
 from connectors import LabelledQuery
 
 from ...engine import ops
-from ...engine.errors import RefusedInput
+from ...engine.errors import NothingToDo, RefusedInput
 from ..failures import EXIT_CODES_HELP, handle_errors
 from ..option_types import FiniteFloat
 from ..params import MAX_BATCH, file_label, opened, store_options
@@ -91,15 +91,15 @@ def _typed_id(text: str, id_type: str) -> connectors.RecordId:
 @handle_errors
 def feedback_import(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
                     path: Path, batch_size: int) -> None:
-    """Append labelled queries from a JSONL, Parquet or NPZ file (see README: query log files).
+    """Append labelled queries from a JSONL, Parquet or NPZ file (see README: The labelled query log, In files).
 
     All or nothing: every entry is checked before the first write, and a write that fails part-way
     leaves the log as it was."""
     located = list(connectors.read_log_places(path))  # every line checked before the database is opened
     entries = [entry for _, entry in located]
+    if not entries:
+        raise NothingToDo(f"{file_label(path)} holds no labelled queries: nothing to import")
     with opened(store_uri, collection) as store:
         report = ops.add_feedback(store, entries, log_name=log_name, batch_size=batch_size,
                                    places=[file_label(path) + where[len(path.name):] for where, _ in located])
-    if not entries:
-        report["log"] = None
     emit(ctx, report, human_feedback)

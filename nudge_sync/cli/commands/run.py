@@ -46,7 +46,8 @@ def run_cmd(ctx: click.Context, **kw: Any) -> None:
     _run_command(ctx, **kw)
 
 
-@click.command("plan", epilog=EXIT_CODES_HELP)
+# the run it previews: NUDGE_SYNC_RUN_* (not NUDGE_SYNC_PLAN_*) and the config's [run] table
+@click.command("plan", epilog=EXIT_CODES_HELP, context_settings={"auto_envvar_prefix": "NUDGE_SYNC_RUN"})
 @store_options
 @log_options
 @state_option
