@@ -61,7 +61,10 @@ _UNREACHABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCE
 #: Milvus error numbers: 1400 not authenticated, 1401 privilege not permitted (merr).
 _AUTH_NUMBERS = {1400, 1401}
 _BUSY_PHRASES = ("rate limit", "service not ready", "not healthy", "unhealthy", "server is closing",
-                 "is stopping", "too many requests")
+                 "is stopping", "too many requests",
+                 # query nodes re-subscribing their channels after a restart or a hang (Milvus 2.3.5
+                 # answered this for seconds after a SIGSTOPped server was continued)
+                 "channel not subscribed", "channel lacks")
 _AUTH_PHRASES = ("auth check failure", "unauthenticated", "authentication fail", "missing authorization",
                  "permission denied", "privilege not permitted", "not authenticated")
 

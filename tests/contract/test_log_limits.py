@@ -104,6 +104,8 @@ def test_chroma_breaks_a_collection_past_5461_list_elements(harness, collection_
     pass 5,462 elements, the limit may be raised."""
     if harness.backend != "chroma":
         pytest.skip("Chroma's metadata lists")
+    if harness.name != "chroma-persistent":  # the same engine behind HTTP: a minute of suite time
+        pytest.skip("the engine's limit is measured on chroma-persistent")
     outcomes = {}
     for n in (5461, 5462):
         name = f"{collection_name}_{n}"

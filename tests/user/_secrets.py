@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from tests.user._native import UserBackend
 
@@ -53,6 +54,7 @@ def planted_credentials(backend: UserBackend, uri: str, secret: str, directory: 
     with backend.native() as h:
         h.client.create_user(user, secret)
         h.client.grant_role(user, "admin")
+        _wait_until_granted(h.client_uri, f"{user}:{secret}", parse_qs(urlsplit(uri).query)["collection"][0])
     path = directory / "milvus-token"
     path.write_text(f"{user}:{secret}")
     path.chmod(0o600)
@@ -62,3 +64,25 @@ def planted_credentials(backend: UserBackend, uri: str, secret: str, directory: 
         with backend.native() as h:
             h.client.revoke_role(user, "admin")
             h.client.drop_user(user)
+
+
+def _wait_until_granted(client_uri: str, token: str, collection: str, timeout: float = 30.0) -> None:
+    """Milvus' proxies learn a new grant asynchronously: a command started right after
+    ``grant_role`` was refused (PERMISSION_DENIED on list_partitions) now and then. Wait until the
+    user may read the collection's layout, as the commands will."""
+    from pymilvus import MilvusClient
+
+    probe = MilvusClient(uri=client_uri, token=token, timeout=10, dedicated=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                probe.list_partitions(collection)
+                probe.describe_collection(collection)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        probe.close()
