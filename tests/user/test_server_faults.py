@@ -183,8 +183,11 @@ def scenarios(f: Faults) -> dict:
 #: dead components' sessions: "session idle for long time", "unhealthy node exist, node up will be
 #: delayed"), even with its session lease cut to 10 s and the restart delayed past it; killed with
 #: no client connected it restarts in ~10 s. A server that does not come back says nothing about
-#: nudge-sync, so Milvus 2.3.5 gets the SIGSTOP faults: hung and continued, hung past the budget.
-ONLY = {"milvus-2.3.5": ("stopped, continued", "stopped, stays down")}
+#: nudge-sync, so Milvus 2.3.5 gets the SIGSTOP fault within the budget: hung and continued. Hung
+#: past a run's budget, it answered "channel not subscribed" after SIGCONT (now retried), then in
+#: 2 of 3 later trials refused every connection for the whole next minute, so that case is left out
+#: too (the Chroma and Milvus Lite servers run it).
+ONLY = {"milvus-2.3.5": ("stopped, continued",)}
 
 
 def test_server_faults_mid_write(server, collection_name, tmp_path, tally):
