@@ -63,7 +63,7 @@ def test_every_command_in_its_own_process(user_backend, collection_name, tmp_pat
     with tally.counting(b.name, "sequence"):
         coll = make_collection(b, collection_name, tmp_path)
         state = collection_name + "_nudge_state"
-        with planted_credentials(b, coll.uri, secret, tmp_path) as (uri, env):
+        with planted_credentials(b, coll.uri, secret, tmp_path) as (uri, env, secret):
             steps = sequence(b, coll, uri, Steps(env))
             with tally.counting(b.name, "secrets", fault="planted secret"):
                 dump = b.dump(state)
