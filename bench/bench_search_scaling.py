@@ -92,7 +92,7 @@ def run(backend: str, n_small: int, n: int, dim: int, workdir: Path) -> dict:
     raw_write(written, vectors[[rows[i] for i in written]])
     raw_write_s = time.perf_counter() - t
     return {"backend": backend, "n": n, "load_s": round(load, 1), "sync_s": round(seconds, 2),
-            "gamma": report.gamma, "context_s": round(report.timings.get("context", 0.0), 2),
+            "gamma": report.gamma, "plan_s": round(report.timings.get("plan", 0.0), 2),
             "written": len(written), "raw_write_s": round(raw_write_s, 2), "update_s": round(in_update[0], 2),
             "timings": report.timings}
 

@@ -15,16 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from connectors import CollectionInfo, ConnectorError, RecordId, VectorStore
+from connectors import ConnectorError, RecordId
 
-from . import faults
 from .classify import ADOPTED, NUDGED, RESTORED, VANISHED, same_vector
-from .names import new_run_id, state_name_for
-from .verdicts import load_state
-from .errors import NothingToDo, NudgeSyncError, PartiallyWritten, RefusedInput
-from .options import check_batch_size_option
-from .progress import Progress
+from .context import Context
+from .errors import NudgeSyncError, PartiallyWritten
 from .state import Original, SyncState, fingerprint
+from .verdicts import load_state
 from .writer import BatchWriter, WriteItem, fetch_vectors
 
 #: Extra write rounds a rollback may spend to land bit-exactly on a re-normalising database:
@@ -32,46 +29,7 @@ from .writer import BatchWriter, WriteItem, fetch_vectors
 COMPENSATION: tuple[str | int, ...] = ("shift", "shift", 1, -1, 2, -2)
 
 
-def rollback(
-    store: VectorStore,
-    *,
-    run_id: str | None = None,
-    state_name: str | None = None,
-    dry_run: bool = False,
-    batch_size: int = 1000,
-    lock_ttl: float = 3600.0,
-    break_lock: bool = False,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Write back the original vector of every record nudge-sync changed (or only those whose
-    current vector was written by ``run_id``). Records re-embedded by someone else since our write
-    are left alone (their new vector is theirs). ``break_lock`` first removes a lock left by a run
-    that died (the usual reason to roll back). Returns a report dict; raises PartiallyWritten
-    (exit 7) when it fails part-way (a rerun finishes it)."""
-    progress = progress or Progress()
-    check_batch_size_option(batch_size)
-    info = store.describe()
-    state = SyncState(store.state(state_name_for(info.collection, state_name)))
-    if not state.exists():
-        raise NothingToDo(f"collection {info.collection!r} has no nudge-sync state: nothing to roll back")
-    if run_id is not None and not _known_run(state, run_id):
-        raise RefusedInput(f"run {run_id!r} is not in the history of {info.collection!r} (see `nudge-sync history`)")
-    broken = state.break_lock() if break_lock and not dry_run else None
-    token = None if dry_run else state.acquire(lock_ttl)
-    if token is not None:
-        faults.probe("lock.acquired")
-    failed = False
-    try:
-        return _rollback(store, info, state, run_id, dry_run, batch_size, progress, broken)
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        if token is not None:
-            state.release(token, quiet=failed)
-
-
-def _known_run(state: SyncState, run_id: str) -> bool:
+def known_run(state: SyncState, run_id: str) -> bool:
     """In the history, or named by a state entry: a run that lost its database before it could
     record itself left its pending writes under its id (its exit-7 message names it)."""
     if run_id in {r.get("run_id") for r in state.runs()}:
@@ -79,16 +37,20 @@ def _known_run(state: SyncState, run_id: str) -> bool:
     return any(run_id in (o.run, o.target_run) for o in state.originals())
 
 
-def _rollback(store: VectorStore, info: CollectionInfo, state: SyncState, run_id: str | None, dry_run: bool,
-              batch_size: int, progress: Progress, broken: dict[str, Any] | None) -> dict[str, Any]:
-    rid = new_run_id()
+def rollback_steps(ctx: Context, run_id: str | None, dry_run: bool, broken: dict[str, Any] | None) -> dict[str, Any]:
+    """read_state -> write -> verify -> record; the rollback's report."""
+    state, info, rid = ctx.state, ctx.info, ctx.run_id
     current: dict[RecordId, np.ndarray] = {}
-    entries, verdicts = load_state(store, state, info, current, batch_size, probe="rollback.read")
-    ours = {i for i, v in verdicts.items() if v.entry is not None and (run_id is None or v.entry.run == run_id)}
-    todo = [i for i, v in verdicts.items() if v.kind == NUDGED and i in ours]
-    settled = [v.entry for i, v in verdicts.items() if v.kind == RESTORED and v.changed and v.entry]
-    adopted = [v.entry for v in verdicts.values() if v.kind == ADOPTED and v.entry]
-    vanished = [i for i, v in verdicts.items() if v.kind == VANISHED]
+    with ctx.emit.step("read_state") as step:
+        entries, verdicts = load_state(ctx.store, state, info, current, ctx.batch_size,
+                                       on_read=lambda: ctx.emit.probe("rollback.read"))
+        ours = {i for i, v in verdicts.items() if v.entry is not None and (run_id is None or v.entry.run == run_id)}
+        todo = [i for i, v in verdicts.items() if v.kind == NUDGED and i in ours]
+        settled = [v.entry for i, v in verdicts.items() if v.kind == RESTORED and v.changed and v.entry]
+        adopted = [v.entry for v in verdicts.values() if v.kind == ADOPTED and v.entry]
+        vanished = [i for i, v in verdicts.items() if v.kind == VANISHED]
+        step.update(state_records=len(entries), to_restore=len(todo), already_restored=len(settled),
+                    skipped_reembedded=len(adopted), vanished=len(vanished))
     report: dict[str, Any] = {
         "run_id": rid, "status": "dry-run" if dry_run else "rolled-back", "collection": info.collection,
         "of_run": run_id, "started": time.time(), "to_restore": len(todo),
@@ -101,24 +63,55 @@ def _rollback(store: VectorStore, info: CollectionInfo, state: SyncState, run_id
     if dry_run:
         report.update(restored=0, bit_exact=0, finished=time.time())
         return report
-    _settle(state, settled, adopted, vanished)
-    if not todo:
-        report.update(status="unchanged", restored=0, bit_exact=0, finished=time.time())
-        return report
-    writer = BatchWriter(store, state, info, rid, "rollback", batch_size)
-    restored: dict[RecordId, np.ndarray] = {}
+    writer = BatchWriter(ctx.store, state, info, ctx.emit, "rollback", ctx.batch_size)
+    items = [WriteItem(i, np.asarray(verdicts[i].entry.vector, np.float32), current[i], verdicts[i].entry, False)
+             for i in todo]
     try:
-        with progress.phase("restoring", len(todo)) as p:
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start : start + batch_size]
-                restored.update(_restore_batch(writer, [verdicts[i].entry for i in batch], current, rid))
-                p.advance(len(batch))
+        with ctx.emit.step("write", len(items)) as step:
+            writer.write(items, advance=True)
+            step.update(attempted=len(writer.attempted), adopted=len(writer.adopted))
+        with ctx.emit.step("verify", len(writer.attempted)) as step:
+            restored = _compensate(writer, writer.verify())
+            step.update(landed=len(restored), adopted=len(writer.adopted))
+        with ctx.emit.step("record") as step:
+            _record(ctx, writer, restored, settled, adopted, vanished)
+            _report(report, writer, restored, entries)
+            state.put_run(rid, report)
+            ctx.emit.probe("rollback.record")
+            step.update(restored=len(restored))
     except (NudgeSyncError, ConnectorError) as exc:
         if not writer.attempted:
             raise
         raise PartiallyWritten(
-            f"partially rolled back: {len(restored)} of {len(todo)} records restored before the failure ({exc}); "
-            "run `nudge-sync rollback` again to complete it (the state says which records are restored)") from None
+            f"partially rolled back: {len(writer.attempted)} of {len(todo)} records may be restored before the "
+            f"failure ({exc}); run `nudge-sync rollback` again to complete it (the state says which records "
+            "are restored)") from None
+    return report
+
+
+def _record(ctx: Context, writer: BatchWriter, restored: dict[RecordId, np.ndarray], settled: list[Original],
+            adopted: list[Original], vanished: list[RecordId]) -> None:
+    """The restores that landed, adoptions and records gone (found by the read or during the
+    write), and restores a killed rollback did not record. One probe after each state write."""
+    state = ctx.state
+    writes: list[tuple[list[Original], bool]] = [
+        ([Original(i, writer.attempted[i].target, fingerprint(v), False, ctx.run_id) for i, v in restored.items()],
+         True),
+        (settled, True),
+        (adopted + [Original(i, v, fingerprint(v), False, None) for i, v in writer.adopted.items()], False),
+    ]
+    for entries, vectors_stored in writes:
+        if entries:
+            state.put_originals(entries, vectors_stored=vectors_stored)
+            ctx.emit.probe("rollback.record")
+    gone = sorted(set(vanished) | set(writer.vanished), key=str)
+    if gone:
+        state.delete_originals(gone)
+        ctx.emit.probe("rollback.record")
+
+
+def _report(report: dict[str, Any], writer: BatchWriter, restored: dict[RecordId, np.ndarray],
+            entries: dict[RecordId, Original]) -> None:
     wanted = {i: entries[i].vector for i in restored}
     exact = sum(restored[i].tobytes() == np.asarray(wanted[i], np.float32).tobytes() for i in restored)
     worst = max((_max_abs(restored[i], wanted[i]) for i in restored), default=0.0)
@@ -129,46 +122,6 @@ def _rollback(store: VectorStore, info: CollectionInfo, state: SyncState, run_id
                   finished=time.time())
     if not restored:
         report["status"] = "unchanged"
-    state.put_run(rid, report)
-    faults.probe("rollback.record")
-    return report
-
-
-def _settle(state: SyncState, settled: list[Original], adopted: list[Original], vanished: list[RecordId]) -> None:
-    """Record what the classification found: restores a killed rollback did not record, adoptions,
-    records gone."""
-    if settled:
-        state.put_originals(settled, vectors_stored=True)
-        faults.probe("rollback.record")
-    if adopted:
-        state.put_originals(adopted)
-        faults.probe("rollback.record")
-    if vanished:
-        state.delete_originals(vanished)
-        faults.probe("rollback.record")
-
-
-def _restore_batch(writer: BatchWriter, entries: list[Original], current: dict[RecordId, np.ndarray],
-                   rid: str) -> dict[RecordId, np.ndarray]:
-    """One batch: re-read, mark as being restored, write the originals, read back (and correct the
-    last bits on a re-normalising database), record. Returns {id: vector read back} of the restored."""
-    items = [WriteItem(o.record_id, np.asarray(o.vector, np.float32), current[o.record_id], o, False) for o in entries]
-    written = writer.write_batch(items)
-    landed, not_landed = writer.read_back([it.record_id for it in written])
-    if not_landed:
-        landed.update(writer.write_again(not_landed))
-    landed = _compensate(writer, landed)
-    state = writer.state
-    state.put_originals((Original(i, writer.attempted[i].target, fingerprint(v), False, rid) for i, v in landed.items()),
-                        vectors_stored=True)
-    fresh = [Original(i, v, fingerprint(v), False, None) for i, v in writer.adopted.items()
-             if i in {it.record_id for it in items}]
-    if fresh:
-        state.put_originals(fresh)
-    gone = [i for i in set(writer.vanished) if i in {it.record_id for it in items}]
-    state.delete_originals(gone)
-    faults.probe("rollback.record")
-    return landed
 
 
 def _compensate(writer: BatchWriter, back: dict[RecordId, np.ndarray]) -> dict[RecordId, np.ndarray]:

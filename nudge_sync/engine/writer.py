@@ -21,6 +21,7 @@ write; none where the store writes conditionally. Probes ``<phase>.before_write`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,8 +30,8 @@ import numpy as np
 
 from connectors import CollectionInfo, RecordId, UnknownIds, VectorStore, WriteFailed
 
-from . import faults
 from .classify import adopted, same_vector, tolerance_of
+from .emitter import Emitter
 from .state import Original, SyncState
 
 
@@ -66,13 +67,13 @@ class WriteItem:
 @dataclass
 class BatchWriter:
     """The protocol of the module docstring for one run / rollback / undo (``phase`` names its
-    probes; None: no probes)."""
+    probes and its BatchWritten events; an undo has no probes)."""
 
     store: VectorStore
     state: SyncState
     info: CollectionInfo
-    run_id: str
-    phase: str | None
+    emit: Emitter
+    phase: str
     batch_size: int
     #: step 2; off for an undo: the failed run's pending entries already name both vectors a
     #: record may hold while the undo writes (the run's target, and what it held before)
@@ -89,20 +90,26 @@ class BatchWriter:
     def tolerance(self) -> float:
         return tolerance_of(self.info)
 
-    def _probe(self, step: str, ids: list[RecordId] | None = None) -> None:
-        if self.phase is not None:
-            faults.probe(f"{self.phase}.{step}", ids)
+    @property
+    def run_id(self) -> str:
+        return self.emit.run_id
 
-    def write(self, items: Sequence[WriteItem], on_batch: Any = None) -> None:
-        """Steps 1-3 for every batch of ``items``."""
+    def _probe(self, step: str, ids: list[RecordId] | None = None) -> None:
+        if self.phase != "undo":
+            self.emit.probe(f"{self.phase}.{step}", ids)
+
+    def write(self, items: Sequence[WriteItem], *, advance: bool = False) -> None:
+        """Steps 1-3 for every batch of ``items``; ``advance``: one Advanced event per batch."""
         for start in range(0, len(items), self.batch_size):
             chunk = list(items[start : start + self.batch_size])
             self.write_batch(chunk)
-            if on_batch is not None:
-                on_batch(len(chunk))
+            if advance:
+                self.emit.advance(len(chunk))
 
     def write_batch(self, items: list[WriteItem]) -> list[WriteItem]:
         """Steps 1-3 for one batch; returns the items written."""
+        began = time.perf_counter()
+        adopted_before, vanished_before = len(self.adopted), len(self.vanished)
         conditional = self.info.conditional_writes
         ids = [it.record_id for it in items]
         snap = self.store.get_versioned(ids) if conditional else None
@@ -130,6 +137,8 @@ class BatchWriter:
             self.before[it.record_id] = now[it.record_id]
             self.attempted[it.record_id] = it
         self._send(go, versions)
+        self.emit.batch(self.phase, len(go), len(self.adopted) - adopted_before, len(self.vanished) - vanished_before,
+                        time.perf_counter() - began)
         self._probe("write", go_ids)
         return go
 
@@ -185,6 +194,14 @@ class BatchWriter:
                               f"after being written twice (the database acknowledged the writes), e.g. {still[:5]}")
         return landed
 
+    def verify(self) -> dict[RecordId, np.ndarray]:
+        """Step 4 for everything attempted: read back, write again what did not land. ``{id: the
+        vector the database holds now}`` of the writes that landed."""
+        landed, not_landed = self.read_back(self.written_ids())
+        if not_landed:
+            landed.update(self.write_again(not_landed))
+        return landed
+
     def written_ids(self) -> list[RecordId]:
         return list(self.attempted)
 
@@ -197,7 +214,7 @@ def undo(writer: BatchWriter, previous: dict[RecordId, Original]) -> int:
     ids = writer.written_ids()
     got, _ = fetch_vectors(writer.store, ids, writer.batch_size)
     ours = [i for i in ids if i in got and same_vector(got[i], writer.attempted[i].target, writer.tolerance)]
-    back = BatchWriter(writer.store, writer.state, writer.info, writer.run_id, None, writer.batch_size,
+    back = BatchWriter(writer.store, writer.state, writer.info, writer.emit, "undo", writer.batch_size,
                        save_pending=False)
     back.write([WriteItem(i, writer.before[i], got[i], previous.get(i), writer.attempted[i].nudged_after)
                 for i in ours])
