@@ -1,11 +1,14 @@
-"""``rollback``: write back the original vector of every record whose stored vector nudge-sync wrote.
+"""The steps of ``rollback`` (read_state -> write -> verify -> record): write back the original
+vector of every record whose stored vector nudge-sync wrote. The command around them (checks, lock,
+events) is ``nudge_sync.engine.restore``.
 
 Every state entry is classified against the vector stored now (``nudge_sync.engine.classify``): records
 holding our vector are restored, records already holding their original (a rollback killed before
 it could record so) are only recorded, records someone else wrote are adopted and left alone. The
-restores go batch by batch through the same protocol as a run's writes (``nudge_sync.engine.writer``):
-re-read, mark the batch as being restored in the state (pending, target = the original), write,
-read back, record -- so a rollback killed anywhere and run again finishes the job and counts right.
+restores go through the same write protocol as a run's writes (``nudge_sync.engine.writer``): each
+batch marked as being restored in the state (pending, target = the original), re-read, written;
+then read back (and corrected on a re-normalising database), then recorded -- so a rollback killed
+anywhere and run again finishes the job and counts right.
 """
 
 from __future__ import annotations
@@ -17,16 +20,12 @@ import numpy as np
 
 from connectors import ConnectorError, RecordId
 
-from .classify import ADOPTED, NUDGED, RESTORED, VANISHED, same_vector
+from .classify import ADOPTED, NUDGED, RESTORED, VANISHED
 from .context import Context
 from .errors import NudgeSyncError, PartiallyWritten
-from .state import Original, SyncState, fingerprint
+from .state import Original, SyncState
 from .verdicts import load_state
-from .writer import BatchWriter, WriteItem, fetch_vectors
-
-#: Extra write rounds a rollback may spend to land bit-exactly on a re-normalising database:
-#: "shift" corrects by the observed error, a number scales the original by that many 2^-24 steps.
-COMPENSATION: tuple[str | int, ...] = ("shift", "shift", 1, -1, 2, -2)
+from .writer import BatchWriter, WriteItem, max_abs
 
 
 def known_run(state: SyncState, run_id: str) -> bool:
@@ -71,10 +70,10 @@ def rollback_steps(ctx: Context, run_id: str | None, dry_run: bool, broken: dict
             writer.write(items, advance=True)
             step.update(attempted=len(writer.attempted), adopted=len(writer.adopted))
         with ctx.emit.step("verify", len(writer.attempted)) as step:
-            restored = _compensate(writer, writer.verify())
+            restored = writer.verify(compensate=True)
             step.update(landed=len(restored), adopted=len(writer.adopted))
         with ctx.emit.step("record") as step:
-            _record(ctx, writer, restored, settled, adopted, vanished)
+            writer.record(restored, verdicts)
             _report(report, writer, restored, entries)
             state.put_run(rid, report)
             ctx.emit.probe("rollback.record")
@@ -89,32 +88,11 @@ def rollback_steps(ctx: Context, run_id: str | None, dry_run: bool, broken: dict
     return report
 
 
-def _record(ctx: Context, writer: BatchWriter, restored: dict[RecordId, np.ndarray], settled: list[Original],
-            adopted: list[Original], vanished: list[RecordId]) -> None:
-    """The restores that landed, adoptions and records gone (found by the read or during the
-    write), and restores a killed rollback did not record. One probe after each state write."""
-    state = ctx.state
-    writes: list[tuple[list[Original], bool]] = [
-        ([Original(i, writer.attempted[i].target, fingerprint(v), False, ctx.run_id) for i, v in restored.items()],
-         True),
-        (settled, True),
-        (adopted + [Original(i, v, fingerprint(v), False, None) for i, v in writer.adopted.items()], False),
-    ]
-    for entries, vectors_stored in writes:
-        if entries:
-            state.put_originals(entries, vectors_stored=vectors_stored)
-            ctx.emit.probe("rollback.record")
-    gone = sorted(set(vanished) | set(writer.vanished), key=str)
-    if gone:
-        state.delete_originals(gone)
-        ctx.emit.probe("rollback.record")
-
-
 def _report(report: dict[str, Any], writer: BatchWriter, restored: dict[RecordId, np.ndarray],
             entries: dict[RecordId, Original]) -> None:
     wanted = {i: entries[i].vector for i in restored}
     exact = sum(restored[i].tobytes() == np.asarray(wanted[i], np.float32).tobytes() for i in restored)
-    worst = max((_max_abs(restored[i], wanted[i]) for i in restored), default=0.0)
+    worst = max((max_abs(restored[i], wanted[i]) for i in restored), default=0.0)
     # A database that re-normalises what it stores (e.g. Qdrant cosine collections) can move the
     # last bit of a few components; the report says how many vectors came back bit-for-bit.
     report.update(restored=len(restored), bit_exact=int(exact), max_abs_diff=worst,
@@ -122,73 +100,3 @@ def _report(report: dict[str, Any], writer: BatchWriter, restored: dict[RecordId
                   finished=time.time())
     if not restored:
         report["status"] = "unchanged"
-
-
-def _compensate(writer: BatchWriter, back: dict[RecordId, np.ndarray]) -> dict[RecordId, np.ndarray]:
-    """Where the database re-normalised a restored vector on write (Qdrant and Chroma cosine
-    collections do, in float32) and moved the last bit of some component, try other pre-images of
-    the original: ``sent + (original - stored)``, then the original scaled by a few ulps. Each
-    round rewrites only the vectors still off and still ours (one someone else wrote meanwhile is
-    adopted, never overwritten). Some stored vectors have no float32 pre-image under the database's
-    normalisation; those end at the closest candidate (1 ulp)."""
-    if not back or not writer.info.renormalises:
-        return back  # the database stores what it is sent: what landed is the original
-    want = {i: writer.attempted[i].target for i in back}
-    sent = dict(want)
-    best = {i: (_max_abs(back[i], want[i]), want[i]) for i in back}
-    for attempt in COMPENSATION:
-        off = [i for i in back if best[i][0] > 0 and i not in writer.adopted]
-        if not off:
-            break
-        if attempt == "shift":
-            sent = {i: (sent[i] + (want[i] - back[i])).astype(np.float32) for i in off}
-        else:
-            sent = {i: (want[i].astype(np.float64) * (1.0 + attempt * 2.0**-24)).astype(np.float32) for i in off}
-        back.update(_rewrite(writer, {i: sent[i] for i in off}, back))
-        for i in off:
-            if i in back and _max_abs(back[i], want[i]) < best[i][0]:
-                best[i] = (_max_abs(back[i], want[i]), sent[i])
-    # leave each vector at the best candidate found (the last one written may be worse)
-    worse = {i: best[i][1] for i in back if i not in writer.adopted and _max_abs(back[i], want[i]) > best[i][0]}
-    if worse:
-        back.update(_rewrite(writer, worse, back))
-    return {i: v for i, v in back.items() if i not in writer.adopted}
-
-
-def _rewrite(writer: BatchWriter, vectors: dict[RecordId, np.ndarray],
-             back: dict[RecordId, np.ndarray]) -> dict[RecordId, np.ndarray]:
-    """Write candidates over records that still hold what we last read back (ours), read them
-    back; a record someone else wrote meanwhile is adopted instead."""
-    store, tol = writer.store, writer.tolerance
-    conditional = writer.info.conditional_writes
-    if conditional:  # the same one-snapshot read and conditional write as every other write
-        snap = store.get_versioned(list(vectors))
-        now, versions = dict(zip(snap.ids, snap.vectors)), dict(zip(snap.ids, snap.versions))
-    else:
-        now, _ = fetch_vectors(store, list(vectors), writer.batch_size)
-    mine = {}
-    for i, v in vectors.items():
-        if i in now and now[i].tobytes() == back[i].tobytes():
-            mine[i] = v
-        else:
-            writer.adopted[i] = now[i] if i in now else back[i]
-    for start in range(0, len(mine), writer.batch_size):
-        chunk = list(mine)[start : start + writer.batch_size]
-        candidates = np.stack([mine[i] for i in chunk])
-        if conditional:
-            store.update_vectors_if(chunk, candidates, [versions[i] for i in chunk])
-        else:
-            store.update_vectors(chunk, candidates, verify=False)  # read back just below
-    got, _ = fetch_vectors(store, list(mine), writer.batch_size)
-    out = {}
-    for i in mine:
-        want = writer.attempted[i].target
-        if i in got and same_vector(got[i], want, max(tol, 1e-5)):
-            out[i] = got[i]
-        elif i in got:
-            writer.adopted[i] = got[i]
-    return out
-
-
-def _max_abs(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.max(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)), initial=0.0))

@@ -11,7 +11,6 @@ import numpy as np
 
 from connectors import RecordId
 
-from .aftermath import record_writes
 from .context import RunContext
 from .options import SyncReport
 from .plan import Plan
@@ -55,7 +54,7 @@ def record(ctx: RunContext, plan: Plan, writer: BatchWriter, landed: dict[Record
     """Step ``record``: fingerprints, adoptions and vanished records into the state, then the run."""
     report = ctx.report
     with ctx.emit.step("record") as step:
-        record_writes(ctx, writer, landed, plan.originals, plan.verdicts)
+        writer.record(landed, plan.verdicts)
         _report_writes(report, writer, landed)
         report.finished = time.time()
         ctx.state.put_run(report.run_id, report.to_dict())
