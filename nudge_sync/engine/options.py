@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -168,6 +169,25 @@ class SyncReport:
         if not with_ids:
             out.pop("written_ids")
         return out
+
+    def would_write(self, ids: list[Any], restores: int) -> SyncReport:
+        """A dry run's outcome: what it would write, having written nothing."""
+        self.status = "dry-run"
+        self.reason = f"would write {len(ids)} vectors ({restores} restores)"
+        self.written_ids = ids
+        self.finished = time.time()
+        return self
+
+    def wrote(self, ids: list[Any], *, restores: int, adopted: int, vanished: int) -> dict[str, Any]:
+        """A run's outcome once its writes landed (``ids``); the run record the state keeps."""
+        self.counts.update(written=len(ids), adopted_during_run=adopted, vanished_during_run=vanished)
+        self.status = "written" if ids else "unchanged"
+        self.reason = f"wrote {len(ids)} vectors ({restores} restores)"
+        if adopted:
+            self.reason += f"; {adopted} re-embedded by someone else during the run were adopted, not written"
+        self.written_ids = ids
+        self.finished = time.time()
+        return self.to_dict()
 
 
 def check_batch_size_option(batch_size: int) -> None:
