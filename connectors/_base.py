@@ -120,12 +120,43 @@ class StateCollection(ABC):
     #: The largest ``meta`` (JSON text, UTF-8 bytes) a record can hold; None = no practical limit.
     max_meta_bytes: int | None = None
 
+    def __init__(self, name: str):
+        # one name rule for every database, before any call (each database may refuse more)
+        self.name = check_state_name(name)
+
     @abstractmethod
     def exists(self) -> bool: ...
 
     @abstractmethod
+    def dimension(self) -> int:
+        """The dimension of the existing collection's vectors (CollectionNotFound if it is absent)."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """How many records the collection holds, of every kind and of any layout (a collection
+        someone else created counts every record in it); CollectionNotFound if it is absent."""
+
     def create(self, dimension: int) -> None:
-        """Create the companion collection if missing (idempotent)."""
+        """Create the companion collection if missing (idempotent). An existing one must hold
+        vectors of ``dimension`` (UnsupportedCollection names both sides): the same check on
+        every database."""
+        dimension = check_state_dimension(self.name, dimension)
+        if not self.exists():
+            self._create(dimension)
+            return
+        have = self.dimension()
+        if have != dimension:
+            raise UnsupportedCollection(
+                f"state collection {self.name!r} holds {have}-d vectors, but the collection it serves has "
+                f"{dimension}-d vectors: it belongs to another collection (pass --state with another name)")
+        self._opened()
+
+    @abstractmethod
+    def _create(self, dimension: int) -> None:
+        """Create the missing collection for ``dimension``-d vectors, storing vectors exactly as sent."""
+
+    def _opened(self) -> None:
+        """Make an existing collection ready for reads and writes (Milvus loads it); by default nothing."""
 
     @abstractmethod
     def put(self, kind: str, records: Sequence[StateRecord]) -> None:
@@ -330,6 +361,36 @@ def check_update_ids(ids: Sequence[RecordId], collection: str) -> list[RecordId]
 
 
 # -- checks every StateCollection makes (before touching its database) -----------------------------
+
+
+#: The most characters a state collection's name may have (Milvus' and Qdrant's limit is 255).
+MAX_STATE_NAME = 255
+
+
+def state_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name a state collection, or None: a non-empty str of at most
+    MAX_STATE_NAME printable characters, no surrounding blanks, no path separator (Qdrant's local
+    mode makes the name a directory) and not ``.`` or ``..``."""
+    if not isinstance(name, str):
+        return f"must be a str, not {type(name).__name__}"
+    if not name:
+        return "is empty"
+    if name != name.strip():
+        return "starts or ends with a blank"
+    if len(name) > MAX_STATE_NAME:
+        return f"is {len(name)} characters long (at most {MAX_STATE_NAME})"
+    if not name.isprintable() or any(c in name for c in "/\\"):
+        return "holds a control character or a path separator"
+    if name in (".", ".."):
+        return "is a path, not a name"
+    return None
+
+
+def check_state_name(name: Any) -> str:
+    problem = state_name_problem(name)
+    if problem:
+        raise InvalidVectors(f"state collection name {name!r} {problem}")
+    return name
 
 
 def check_state_kind(kind: str) -> None:
