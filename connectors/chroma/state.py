@@ -10,13 +10,12 @@ from typing import Any
 import numpy as np
 
 from .._arrays import chunks, float32_rows
-from .._base import (
+from .._base import check_batch_size, dedupe
+from .._state import (
     StateCollection,
     StateRecord,
-    check_batch_size,
     check_state_keys,
     check_state_kind,
-    dedupe,
     state_meta_json,
     state_vector,
 )

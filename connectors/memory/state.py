@@ -11,13 +11,12 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .._base import (
+from .._base import check_batch_size, dedupe
+from .._state import (
     StateCollection,
     StateRecord,
-    check_batch_size,
     check_state_keys,
     check_state_kind,
-    dedupe,
     state_meta_json,
     state_vector,
 )

@@ -10,12 +10,11 @@ import numpy as np
 from pymilvus import DataType
 
 from .._arrays import chunks
-from .._base import (
+from .._base import check_batch_size, dedupe
+from .._state import (
     StateCollection,
     StateRecord,
-    check_batch_size,
     check_state_kind,
-    dedupe,
     state_meta_json,
     state_vector,
 )

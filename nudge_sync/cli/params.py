@@ -15,7 +15,7 @@ from connectors import LabelledQuery, VectorStore
 
 from ..engine.errors import RefusedInput
 from ..engine.options import MAX_GAMMA_M, MAX_K, MAX_LOCK_TTL, SyncOptions
-from .option_types import FiniteFloat, MetricSpec
+from .option_types import CollectionName, FiniteFloat, MetricSpec
 
 
 #: Largest --batch-size: records per database call (Milvus reads at most 16,384 rows per query).
@@ -31,14 +31,20 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def state_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--state", "state_name", metavar="NAME",
+    return click.option("--state", "state_name", metavar="NAME", type=CollectionName(),
                         help="Companion state collection (default <collection>_nudge_state).")(fn)
+
+
+def skip_unverified_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--skip-unverified", is_flag=True,
+                        help="Go on past state entries that fail their checksums: leave those records as they "
+                             "are now (reported), instead of refusing (exit 4).")(fn)
 
 
 def log_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--log-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                       help="Read the labelled query log from a JSONL, Parquet or NPZ file instead.")(fn)
-    fn = click.option("--log", "log_name", metavar="NAME",
+    fn = click.option("--log", "log_name", metavar="NAME", type=CollectionName(),
                       help="Log collection in the same database (default <collection>_feedback).")(fn)
     return fn
 

@@ -52,6 +52,7 @@ def plan_run(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state:
     counts.update(state_records=len(originals), adopted_reembedded=kinds.count(ADOPTED),
                   state_vanished=kinds.count(VANISHED),
                   pending_settled=sum(v.changed and v.kind not in (ADOPTED, VANISHED) for v in verdicts.values()))
+    counts.update(skipped_unverified=len(state.unverified)) if state.unverified else None  # --skip-unverified
     laps.mark("read_state")
 
     # -- 5. base vectors from originals ----------------------------------------------------------

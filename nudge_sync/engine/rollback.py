@@ -19,12 +19,13 @@ from connectors import CollectionInfo, ConnectorError, RecordId, VectorStore
 
 from . import faults
 from .classify import ADOPTED, NUDGED, RESTORED, VANISHED, same_vector
-from .names import new_run_id, state_name_for
+from .names import new_run_id
 from .verdicts import load_state
 from .errors import NothingToDo, NudgeSyncError, PartiallyWritten, RefusedInput
 from .options import check_batch_size_option
 from .progress import Progress
 from .state import Original, SyncState, fingerprint
+from .state_open import open_state
 from .writer import BatchWriter, WriteItem, fetch_vectors
 
 #: Extra write rounds a rollback may spend to land bit-exactly on a re-normalising database:
@@ -42,6 +43,7 @@ def rollback(
     lock_ttl: float = 3600.0,
     break_lock: bool = False,
     progress: Progress | None = None,
+    skip_unverified: bool = False,
 ) -> dict[str, Any]:
     """Write back the original vector of every record nudge-sync changed (or only those whose
     current vector was written by ``run_id``). Records re-embedded by someone else since our write
@@ -51,7 +53,7 @@ def rollback(
     progress = progress or Progress()
     check_batch_size_option(batch_size)
     info = store.describe()
-    state = SyncState(store.state(state_name_for(info.collection, state_name)))
+    state = open_state(store, info, state_name, skip_unverified=skip_unverified)
     if not state.exists():
         raise NothingToDo(f"collection {info.collection!r} has no nudge-sync state: nothing to roll back")
     if run_id is not None and not _known_run(state, run_id):
@@ -94,6 +96,8 @@ def _rollback(store: VectorStore, info: CollectionInfo, state: SyncState, run_id
         "of_run": run_id, "started": time.time(), "to_restore": len(todo),
         "already_restored": len(settled), "skipped_reembedded": len(adopted), "vanished": len(vanished),
     }
+    if state.unverified:  # --skip-unverified: entries failing their checksums, left as they are
+        report["skipped_unverified"] = state.unverified[:100]
     if broken:
         report["broke_lock_of"] = broken.get("run_id")
     if getattr(state, "took_over", None):

@@ -35,11 +35,12 @@ from .checks import check_collection, check_state_room
 from .gates import as_nothing_to_do, is_gated
 from .inputs import Inputs, read_inputs
 from .laps import Laps
-from .names import new_run_id, state_name_for
+from .names import new_run_id
 from .options import SyncOptions, SyncReport
 from .plan import plan_run
 from .progress import Progress
 from .state import SyncState
+from .state_open import open_state
 from .write import dry_run_report, write_plan
 
 __all__ = ["sync"]
@@ -72,7 +73,7 @@ def sync(
     check_collection(info, opts.method)
     report = _new_report(info, opts, store_label)
     opts = _fit_context_k(info, opts, report)
-    state = SyncState(store.state(state_name_for(info.collection, opts.state)))
+    state = open_state(store, info, opts.state, opts.log, skip_unverified=opts.skip_unverified)
     existed = state.exists()
     check_state_room(state, info)
 
