@@ -17,23 +17,43 @@ digest of every record, vectors included).
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 
 import numpy as np
 
 from nudge_sync.engine.state import encode_id
 from tests.user._data import BATCH_ARGS, Collection, make_collection
-from tests.user._native import UserBackend, checksum
+from tests.user._native import UserBackend
 from tests.user._runner import nudge
 
 
 def digest(b: UserBackend, name: str) -> tuple[int, str]:
-    """(record count, one digest of every record: vectors and everything else) of ``name``."""
-    vectors, snap = b.read(name)
-    h = hashlib.sha256(checksum(snap).encode())
-    for key in sorted(vectors, key=repr):
-        h.update(repr(key).encode() + np.ascontiguousarray(vectors[key], dtype="<f4").tobytes())
-    return len(vectors), h.hexdigest()
+    """(record count, one digest of every record: id, vectors and everything else) of any collection
+    (data, log or state), read with the database's own client."""
+    with b.native() as h:
+        if b.backend == "qdrant":
+            points, _ = h.client.scroll(name, limit=100_000, with_payload=True, with_vectors=True)
+            rows = [{"id": p.id, "payload": p.payload, "vector": p.vector} for p in points]
+        elif b.backend == "milvus":
+            h.client.load_collection(name)
+            rows = h.client.query(name, filter="", output_fields=["*"], limit=16_384, consistency_level="Strong")
+        else:
+            got = h.client.get_collection(name, embedding_function=None).get(
+                include=["embeddings", "metadatas", "documents"])
+            rows = [{"id": i, "vector": np.asarray(e, np.float32).tobytes().hex(), "meta": m, "doc": d}
+                    for i, e, m, d in zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"])]
+    text = sorted(json.dumps(r, sort_keys=True, default=_plain) for r in rows)
+    return len(rows), hashlib.sha256("\n".join(text).encode()).hexdigest()
+
+
+def _plain(value: object) -> object:
+    """numpy values and float vectors as exact text (every bit counts)."""
+    if isinstance(value, np.ndarray):
+        return np.asarray(value, np.float32).tobytes().hex()
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
 
 
 def digests(b: UserBackend, *names: str) -> dict[str, tuple[int, str]]:
