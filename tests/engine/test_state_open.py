@@ -60,3 +60,32 @@ def test_a_marker_of_another_collection_or_metric_is_refused(harness, coll):
         state.collection.put(MARKER, [StateRecord(MARKER_KEY, None, {**state.marker(), "metric": other})])
         with pytest.raises(RefusedInput, match=f"made for collection {name!r} .*{other}"):
             open_state(store, info, None)
+
+
+def test_entries_failing_their_checksums_are_refused_or_skipped(harness, coll):
+    """Checksums survive each database's state storage (float32 vectors, meta as JSON): a true
+    entry verifies, an edited original or target does not. The CLI's refusals are in tests/user."""
+    from nudge_sync.engine.state import encode_vector
+    from nudge_sync.engine.verdicts import load_state
+
+    name, ids, vectors = coll
+    with connectors.open_store(harness.uri(name)) as store:
+        info = store.describe()
+        state = open_state(store, info, None)
+        state.ensure(DIM)
+        pending = Original(ids[2], vectors[2], None, False, None).with_target(vectors[3], "r1")
+        state.put_originals([Original(i, vectors[n], None, False, "r1")
+                             for n, i in enumerate(ids[:2])] + [pending])
+        _, verdicts = load_state(store, state, info, {}, 100)
+        assert len(verdicts) == 3 and state.unverified == []
+        edited = Original(ids[0], vectors[0] * 0.5, None, False, "r1").record()
+        edited.meta["sum"] = Original(ids[0], vectors[0], None, False, "r1").record().meta["sum"]
+        target = pending.record()
+        target.meta["target"] = encode_vector(vectors[4])
+        state.collection.put("original", [edited, target])
+        with pytest.raises(RefusedInput, match=rf"2 entries no longer match.*{ids[0]!r} \(original\).*\(target\)"):
+            load_state(store, state, info, {}, 100)
+        state.skip_unverified = True
+        _, verdicts = load_state(store, state, info, {}, 100)
+        assert sorted(map(repr, state.unverified)) == sorted([repr(ids[0]), repr(ids[2])])
+        assert verdicts[ids[0]].kind == "adopted" and verdicts[ids[1]].kind != "adopted"
