@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._arrays import as_vectors
+from ._arrays import as_vectors  # re-exported: the backends validate vectors with it
 from ._errors import InvalidVectors, UnsupportedCollection
-from ._state import StateCollection, StateRecord
+from ._state import StateCollection, StateRecord  # the state half of the interface, re-exported
 
 RecordId = int | str
 Metric = Literal["cosine", "dot", "l2"]
