@@ -20,6 +20,7 @@ from ._base import (
     Versioned,
     check_batch_size,
 )
+from ._state import state_name_problem
 from ._entry import check_entry, labelled_query
 from ._errors import (
     AuthenticationFailed,
@@ -74,5 +75,6 @@ __all__ = [
     "read_log_places",
     "redact",
     "redact_data",
+    "state_name_problem",
     "write_log_file",
 ]

@@ -17,7 +17,6 @@ Conventions shared by every backend (the contract tests in ``tests/contract`` ch
 
 from __future__ import annotations
 
-import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,7 +25,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._arrays import as_vectors  # re-exported: the backends validate vectors with it
 from ._errors import InvalidVectors, UnsupportedCollection
+from ._state import StateCollection, StateRecord  # the state half of the interface, re-exported
 
 RecordId = int | str
 Metric = Literal["cosine", "dot", "l2"]
@@ -97,62 +98,6 @@ class SearchResult:
     ids: list[list[RecordId]]
     #: float64 ``(n_queries, k)``; rows shorter than k are padded with ``-inf``.
     scores: np.ndarray
-
-
-@dataclass
-class StateRecord:
-    """One record of a :class:`StateCollection`: a string key, an optional vector, a JSON-able dict."""
-
-    key: str
-    vector: np.ndarray | None
-    meta: dict[str, Any]
-
-
-class StateCollection(ABC):
-    """A companion collection holding the sync engine's state, in the same database.
-
-    Records are addressed by ``(kind, key)``; kinds partition the collection (the engine uses
-    e.g. "original", "run", "lock"). Vectors, when present, round-trip bit-exactly as float32.
-    ``meta`` round-trips through JSON (keys must be strings; values JSON types).
-    """
-
-    name: str
-    #: The largest ``meta`` (JSON text, UTF-8 bytes) a record can hold; None = no practical limit.
-    max_meta_bytes: int | None = None
-
-    @abstractmethod
-    def exists(self) -> bool: ...
-
-    @abstractmethod
-    def create(self, dimension: int) -> None:
-        """Create the companion collection if missing (idempotent)."""
-
-    @abstractmethod
-    def put(self, kind: str, records: Sequence[StateRecord]) -> None:
-        """Insert or replace records by key. Records without a vector store zeros."""
-
-    def put_meta(self, kind: str, records: Sequence[StateRecord]) -> None:
-        """Replace the meta of records stored earlier with exactly these vectors (the caller's
-        promise: e.g. fingerprints added after the originals were saved). A backend that can
-        write metadata alone does so and does not resend the vectors; by default this is
-        :meth:`put`."""
-        self.put(kind, records)
-
-    @abstractmethod
-    def get(self, kind: str, keys: Sequence[str]) -> list[StateRecord]:
-        """Records found among ``keys`` (missing keys are simply absent), any order."""
-
-    @abstractmethod
-    def scan(self, kind: str, batch_size: int = 1000) -> Iterator[list[StateRecord]]:
-        """Every record of ``kind``, each exactly once, in batches."""
-
-    @abstractmethod
-    def delete(self, kind: str, keys: Sequence[str]) -> None:
-        """Delete records by key; unknown keys are ignored."""
-
-    @abstractmethod
-    def drop(self) -> None:
-        """Delete the whole companion collection (no error if missing)."""
 
 
 class VectorStore(ABC):
@@ -272,32 +217,6 @@ def read_page_rows(dimension: int, batch_size: int) -> int:
     return max(batch_size, min(MAX_READ_PAGE_ROWS, READ_PAGE_BYTES // (4 * max(dimension, 1))))
 
 
-def as_vectors(vectors: Any, dimension: int, *, what: str = "vectors", n: int | None = None) -> np.ndarray:
-    """Validate and convert to a C-contiguous float32 ``(n, dimension)`` array, or raise InvalidVectors.
-
-    Non-finite values are reported with the row index so the caller can name the record.
-    """
-    arr = np.asarray(vectors)
-    if arr.ndim == 1 and n is None and arr.shape[0] == dimension:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise InvalidVectors(f"{what}: expected a 2-D array of shape (n, {dimension}), got shape {arr.shape}")
-    if arr.shape[1] != dimension:
-        raise InvalidVectors(f"{what}: dimension {arr.shape[1]} does not match the collection's dimension {dimension}")
-    if n is not None and arr.shape[0] != n:
-        raise InvalidVectors(f"{what}: {arr.shape[0]} vectors for {n} ids")
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise InvalidVectors(f"{what}: dtype {arr.dtype} is not a real number type")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
-    finite = np.isfinite(out).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise InvalidVectors(
-            f"{what}: {bad.size} vector(s) contain NaN or inf (or overflow float32), first at row(s) {bad[:5].tolist()}"
-        )
-    return out
-
-
 def check_ids(ids: Sequence[RecordId], what: str = "ids") -> list[RecordId]:
     """Reject anything that is not an int or a str (bools and numpy scalars are converted/refused)."""
     out: list[RecordId] = []
@@ -327,44 +246,6 @@ def check_update_ids(ids: Sequence[RecordId], collection: str) -> list[RecordId]
     if dupes:
         raise InvalidVectors(f"duplicate id(s) in update of {collection!r}: {dedupe(dupes)[:10]}")
     return ids
-
-
-# -- checks every StateCollection makes (before touching its database) -----------------------------
-
-
-def check_state_kind(kind: str) -> None:
-    """Kinds prefix the stored keys as ``kind:key``, so a kind cannot contain ``:``."""
-    if not isinstance(kind, str) or not kind or ":" in kind:
-        raise ValueError(f"state kind {kind!r} must be a non-empty str without ':'")
-
-
-def check_state_dimension(name: str, dimension: Any) -> int:
-    if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or dimension < 1:
-        raise InvalidVectors(f"state collection {name!r}: dimension must be a positive int, got {dimension!r}")
-    return int(dimension)
-
-
-def check_state_keys(name: str, keys: Sequence[Any]) -> None:
-    """Keys of one put: all str, none twice."""
-    if any(not isinstance(k, str) for k in keys):
-        raise InvalidVectors(f"state {name!r}: keys must be str")
-    if len(set(keys)) != len(keys):
-        raise InvalidVectors(f"state {name!r}: duplicate key(s) in one put")
-
-
-def state_meta_json(name: str, record: StateRecord, *, ensure_ascii: bool = True) -> str:
-    """A state record's ``meta`` as JSON text (NaN and non-JSON types refused)."""
-    try:
-        return json.dumps(record.meta, allow_nan=False, sort_keys=True, ensure_ascii=ensure_ascii)
-    except (TypeError, ValueError) as exc:
-        raise InvalidVectors(f"state {name!r} key {record.key!r}: meta is not JSON-serialisable: {exc}") from None
-
-
-def state_vector(name: str, record: StateRecord, dimension: int) -> np.ndarray:
-    """A state record's vector checked against the collection's dimension; zeros when it has none."""
-    if record.vector is None:
-        return np.zeros(dimension, np.float32)
-    return as_vectors(np.asarray(record.vector).reshape(1, -1), dimension, n=1, what=f"state {name!r} key {record.key!r}")[0]
 
 
 def pad_results(rows: list[list[tuple[RecordId, float]]], k: int) -> SearchResult:

@@ -257,8 +257,17 @@ class RetryingState(StateCollection):
     def exists(self) -> bool:
         return self._call("state exists", self._inner.exists)
 
+    def dimension(self) -> int:
+        return self._call("state dimension", self._inner.dimension)
+
+    def count(self) -> int:
+        return self._call("count state", self._inner.count)
+
     def create(self, dimension: int) -> None:
         self._call("create state", lambda: self._inner.create(dimension))
+
+    def _create(self, dimension: int) -> None:  # create() is delegated whole
+        raise NotImplementedError
 
     def put(self, kind: str, records: Sequence[StateRecord]) -> None:
         self._call("write state", lambda: self._inner.put(kind, records))

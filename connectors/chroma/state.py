@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._arrays import chunks, float32_rows
-from .._base import (
+from .._base import check_batch_size, dedupe
+from .._state import (
     StateCollection,
     StateRecord,
-    check_batch_size,
-    check_state_dimension,
     check_state_keys,
     check_state_kind,
-    dedupe,
     state_meta_json,
     state_vector,
 )
 from .._errors import CollectionNotFound, UnsupportedCollection
 from .client import Connection, STATE_SPACE
-
-if TYPE_CHECKING:
-    from .store import ChromaStore
+from .pages import scan_pages
 
 
 # -- state collection ------------------------------------------------------------------------------
@@ -34,16 +29,24 @@ if TYPE_CHECKING:
 class ChromaState(StateCollection):
     """The sync engine's companion collection (layout in the module docstring)."""
 
-    def __init__(self, store: ChromaStore, name: str):
-        self.store = store
-        self.name = name
+    def __init__(self, conn: Callable[[], Connection], name: str):
+        super().__init__(name)
+        self._conn = conn  # the store's live connection (it may be closed and reopened)
 
     @property
     def conn(self) -> Connection:
-        return self.store.conn
+        return self._conn()
 
     def _coll(self) -> Any:
         return self.conn.get_collection(self.name)
+
+    def dimension(self) -> int:
+        return self._dimension(self._coll())
+
+    def count(self) -> int:
+        coll = self._coll()
+        with self.conn.calls("count state", self.name):
+            return int(coll.count())
 
     def _dimension(self, coll: Any) -> int:
         dim = (coll.metadata or {}).get("dimension")
@@ -62,8 +65,7 @@ class ChromaState(StateCollection):
     def exists(self) -> bool:
         return self.conn.collection_exists(self.name)
 
-    def create(self, dimension: int) -> None:
-        dimension = check_state_dimension(self.name, dimension)
+    def _create(self, dimension: int) -> None:
         with self.conn.calls("create state collection", self.name, write=True):
             self.conn.client.get_or_create_collection(
                 self.name, configuration={"hnsw": {"space": STATE_SPACE}}, embedding_function=None,
@@ -126,7 +128,7 @@ class ChromaState(StateCollection):
         check_state_kind(kind)
         batch_size = check_batch_size(batch_size)
         coll = self._coll()
-        for page in self.store._scan(coll, self.name, batch_size, ["embeddings", "metadatas"], where={"kind": kind}):
+        for page in scan_pages(self.conn, coll, self.name, batch_size, ["embeddings", "metadatas"], where={"kind": kind}):
             yield self._records(page)
 
     def delete(self, kind: str, keys: Sequence[str]) -> None:

@@ -36,6 +36,7 @@ from .._uri import StoreConfig
 from .client import Connection, SPACE_TO_METRIC, _QUERY_ROWS, check_name
 from .layout import _ef_name, _same_vector, _space_of, _to_scores
 from .log import ChromaQueryLog
+from .pages import scan_pages
 from .state import ChromaState
 
 
@@ -101,28 +102,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
 
     def _scan(self, coll: Any, name: str, batch_size: int, include: list[str],
               where: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Pages of ``coll.get`` in storage order, each re-reading the previous page's last id so a
-        shift of the pages (records deleted before the cursor) is detected instead of skipping one."""
-        offset, last = 0, None
-        while True:
-            overlap = 0 if last is None else 1
-            with self.conn.calls("get (scan)", name):
-                page = coll.get(limit=batch_size + overlap, offset=offset - overlap, where=where, include=include)
-            ids = list(page["ids"])
-            if overlap:
-                if not ids or ids[0] != last:
-                    raise ConnectorError(
-                        f"collection {name!r} changed while it was being read (records before position {offset} were "
-                        "deleted), so the scan could skip records; nothing was written by this scan, run again"
-                    )
-                page = {k: (v[1:] if k != "included" and v is not None else v) for k, v in page.items()}
-                ids = ids[1:]
-            if ids:
-                yield page
-            if len(ids) < batch_size:
-                return
-            offset += len(ids)
-            last = ids[-1]
+        return scan_pages(self.conn, coll, name, batch_size, include, where)
 
     def _existing(self, coll: Any, ids: list[str], name: str) -> set[str]:
         found: set[str] = set()
@@ -261,7 +241,7 @@ class ChromaStore(ChromaQueryLog, VectorStore):
 
     def state(self, name: str) -> ChromaState:
         check_name(name)
-        return ChromaState(self, name)
+        return ChromaState(lambda: self.conn, name)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

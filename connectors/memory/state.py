@@ -11,14 +11,12 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .._base import (
+from .._base import check_batch_size, dedupe
+from .._state import (
     StateCollection,
     StateRecord,
-    check_batch_size,
-    check_state_dimension,
     check_state_keys,
     check_state_kind,
-    dedupe,
     state_meta_json,
     state_vector,
 )
@@ -32,8 +30,8 @@ _SCAN_PAGE = 4096
 
 class MemoryState(StateCollection):
     def __init__(self, client: MemoryDatabase, name: str):
+        super().__init__(name)
         self.client = client
-        self.name = name
 
     @staticmethod
     def _id(kind: str, key: str) -> str:
@@ -42,10 +40,14 @@ class MemoryState(StateCollection):
     def exists(self) -> bool:
         return self.client.has_collection(self.name)
 
-    def create(self, dimension: int) -> None:
-        dimension = check_state_dimension(self.name, dimension)
-        if not self.client.has_collection(self.name):
-            self.client.create_collection(self.name, dimension, "dot", "str", {"nudge_sync_state": 1})
+    def dimension(self) -> int:
+        return self.client.collection(self.name).dimension
+
+    def count(self) -> int:
+        return self.client.count(self.name)
+
+    def _create(self, dimension: int) -> None:
+        self.client.create_collection(self.name, dimension, "dot", "str", {"nudge_sync_state": 1})
 
     def put(self, kind: str, records: Sequence[StateRecord]) -> None:
         records = list(records)
@@ -89,7 +91,7 @@ class MemoryState(StateCollection):
         while page := self.client.scan(self.name, offset, _SCAN_PAGE):
             offset += len(page)
             for _, vec, payload in page:
-                if payload["kind"] == kind:
+                if (payload or {}).get("kind") == kind:
                     batch.append(self._record(vec, payload))
                 if len(batch) == batch_size:
                     yield batch

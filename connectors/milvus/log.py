@@ -51,8 +51,8 @@ class MilvusQueryLog:
         if not self.conn.exists(name):
             raise self.conn.not_found(name, "query log")
         pk, vec, dim = self._log_layout(name)
-        self._ensure_loaded(name)
-        for rows in self._pages(name, pk, ["*"], max(batch_size, _rows_per_page(dim)), what="read query log"):
+        self.ensure_loaded(name)
+        for rows in self.page_rows(name, pk, ["*"], max(batch_size, _rows_per_page(dim)), what="read query log"):
             for row in rows:
                 yield _entry_from_row(name, row, pk, vec)
 
@@ -80,17 +80,17 @@ class MilvusQueryLog:
                     self.client.upsert(name, rows[part], timeout=self.conn.timeout)
             return write
 
-        writes = [] if exists else [lambda: self._create_keyed(name, "query_id", schema.dim, {}, dynamic=True)]
+        writes = [] if exists else [lambda: self.create_keyed(name, "query_id", schema.dim, {}, dynamic=True)]
         writes += [upsert(part) for part in chunks_by_bytes(sizes, step, _PAGE_BYTES)]
         write_or_put_back(name, writes, lambda: self._put_log_back(name, schema, exists, keys, before))
         return len(rows)
 
     def _log_rows(self, name: str, schema: LogSchema, keys: list[str]) -> list[dict[str, Any]]:
         """The log's rows among ``keys`` as they are now (every field), to put back after a failed append."""
-        self._ensure_loaded(name)
+        self.ensure_loaded(name)
         found: list[dict[str, Any]] = []
         for part in chunks(len(keys), _ID_CHUNK):
-            found += self._query(name, in_expression(schema.pk, keys[part]), ["*"], what="read query log")
+            found += self.query_rows(name, in_expression(schema.pk, keys[part]), ["*"], what="read query log")
         return found
 
     def _put_log_back(self, name: str, schema: LogSchema, existed: bool, keys: list[str],
@@ -117,7 +117,7 @@ class MilvusQueryLog:
         except (CollectionNotFound, UnsupportedCollection):
             return int(np.asarray(queries[0].vector).size)
 
-    def _create_keyed(self, name: str, key: str, dim: int, extra: Mapping[str, Any], *, dynamic: bool,
+    def create_keyed(self, name: str, key: str, dim: int, extra: Mapping[str, Any], *, dynamic: bool,
                       description: str = "") -> None:
         """A collection with a VARCHAR key and a FLAT/IP vector ``vector`` (query log, state)."""
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=dynamic, description=description)
@@ -134,7 +134,7 @@ class MilvusQueryLog:
         except WriteFailed:
             if not self.conn.exists(name):  # else: created concurrently, fine
                 raise
-        self._ensure_loaded(name)
+        self.ensure_loaded(name)
 
 
 def _entry_from_row(log: str, row: Mapping[str, Any], pk: str, vec: str) -> LabelledQuery:

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 from pymilvus import DataType
 
 from .._arrays import chunks
-from .._base import (
+from .._base import check_batch_size, dedupe
+from .._state import (
     StateCollection,
     StateRecord,
-    check_batch_size,
-    check_state_dimension,
     check_state_kind,
-    dedupe,
     state_meta_json,
     state_vector,
 )
@@ -25,8 +22,25 @@ from .._errors import CollectionNotFound, InvalidVectors, UnsupportedCollection
 from .client import Connection, _ID_CHUNK, _ROWS_PER_UPSERT, _STATE_META_BYTES
 from .layout import _rows_per_page, in_expression, literal
 
-if TYPE_CHECKING:
-    from .store import MilvusStore
+
+class SiblingRows(Protocol):
+    """What the state needs of the store that hands it out: rows of a sibling collection of the same
+    connection, read on a loaded collection (the store's public row API; no import of the store)."""
+
+    @property
+    def conn(self) -> Connection: ...
+
+    def ensure_loaded(self, name: str) -> None: ...
+
+    def count_rows(self, name: str) -> int: ...
+
+    def query_rows(self, name: str, expr: str, fields: list[str], *, what: str = "query") -> list[dict[str, Any]]: ...
+
+    def page_rows(self, name: str, pk: str, fields: list[str], page: int, expr: str = "",
+                  what: str = "read") -> Iterator[list[dict[str, Any]]]: ...
+
+    def create_keyed(self, name: str, key: str, dim: int, extra: Mapping[str, Any], *, dynamic: bool,
+                     description: str = "") -> None: ...
 
 
 # -- state collection --------------------------------------------------------------------------------
@@ -38,13 +52,13 @@ class MilvusState(StateCollection):
     KEY = "id"
     max_meta_bytes = _STATE_META_BYTES
 
-    def __init__(self, store: MilvusStore, name: str):
-        self.store = store
-        self.name = name
+    def __init__(self, rows: SiblingRows, name: str):
+        super().__init__(name)
+        self.rows = rows
 
     @property
     def conn(self) -> Connection:
-        return self.store.conn
+        return self.rows.conn
 
     def _ids(self, kind: str, keys: Iterable[str]) -> list[str]:
         out = []
@@ -54,24 +68,31 @@ class MilvusState(StateCollection):
             out.append(f"{kind}:{key}")
         return dedupe(out)
 
-    def _dimension(self) -> int:
+    def dimension(self) -> int:
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where} "
                                      "(call create(dimension) first)")
-        return self.store._log_layout(self.name)[2]
+        with self.conn.calls("describe state collection", self.name):
+            desc = self.conn.client.describe_collection(self.name, timeout=self.conn.timeout)
+        dims = [f.get("params", {}).get("dim") for f in desc.get("fields", []) if f.get("name") == "vector"]
+        if not dims or dims[0] is None:
+            raise UnsupportedCollection(f"state collection {self.name!r} has no float vector field 'vector': "
+                                        "nudge-sync did not create it")
+        return int(dims[0])
+
+    def count(self) -> int:
+        if not self.exists():
+            raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
+        return self.rows.count_rows(self.name)
 
     def exists(self) -> bool:
         return self.conn.exists(self.name)
 
-    def create(self, dimension: int) -> None:
-        dimension = check_state_dimension(self.name, dimension)
-        if self.exists():
-            have = self._dimension()
-            if have != dimension:
-                raise UnsupportedCollection(f"state collection {self.name!r} holds {have}-d vectors, not {dimension}-d")
-            self.store._ensure_loaded(self.name)
-            return
-        self.store._create_keyed(
+    def _opened(self) -> None:
+        self.rows.ensure_loaded(self.name)
+
+    def _create(self, dimension: int) -> None:
+        self.rows.create_keyed(
             self.name, self.KEY, int(dimension),
             {"kind": (DataType.VARCHAR, {"max_length": 256}),
              "meta": (DataType.VARCHAR, {"max_length": _STATE_META_BYTES}),
@@ -87,7 +108,7 @@ class MilvusState(StateCollection):
         ids = self._ids(kind, keys)
         if len(ids) != len(keys):
             raise InvalidVectors(f"state {self.name!r}: duplicate key(s) in one put")
-        dim = self._dimension()
+        dim = self.dimension()
         rows = []
         for r, rid in zip(records, ids):
             vec = state_vector(self.name, r, dim)
@@ -99,7 +120,7 @@ class MilvusState(StateCollection):
                          "has_vector": r.vector is not None})
         for part in chunks(len(rows), max(1, min(_ROWS_PER_UPSERT, _rows_per_page(dim)))):
             with self.conn.calls("upsert state", self.name, write=True):
-                self.store.client.upsert(self.name, rows[part], timeout=self.conn.timeout)
+                self.conn.client.upsert(self.name, rows[part], timeout=self.conn.timeout)
 
     @staticmethod
     def _record(row: Mapping[str, Any]) -> StateRecord:
@@ -114,7 +135,7 @@ class MilvusState(StateCollection):
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
         out: list[StateRecord] = []
         for part in chunks(len(ids), _ID_CHUNK):
-            rows = self.store._query(self.name, in_expression(self.KEY, ids[part]), [self.KEY, "vector", "meta", "has_vector"],
+            rows = self.rows.query_rows(self.name, in_expression(self.KEY, ids[part]), [self.KEY, "vector", "meta", "has_vector"],
                                      what="get state")
             out.extend(self._record(r) for r in rows)
         return out
@@ -125,7 +146,7 @@ class MilvusState(StateCollection):
         if not self.exists():
             raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
         fields = [self.KEY, "vector", "meta", "has_vector"]
-        for rows in self.store._pages(self.name, self.KEY, fields, batch_size, expr=f"kind == {literal(kind)}",
+        for rows in self.rows.page_rows(self.name, self.KEY, fields, batch_size, expr=f"kind == {literal(kind)}",
                                       what="scan state"):
             yield [self._record(r) for r in rows]
 
@@ -136,9 +157,9 @@ class MilvusState(StateCollection):
             return
         for part in chunks(len(ids), _ID_CHUNK):
             with self.conn.calls("delete state", self.name, write=True):
-                self.store.client.delete(self.name, filter=in_expression(self.KEY, ids[part]), timeout=self.conn.timeout)
+                self.conn.client.delete(self.name, filter=in_expression(self.KEY, ids[part]), timeout=self.conn.timeout)
 
     def drop(self) -> None:
         if self.exists():
             with self.conn.calls("drop state collection", self.name, write=True):
-                self.store.client.drop_collection(self.name, timeout=self.conn.timeout)
+                self.conn.client.drop_collection(self.name, timeout=self.conn.timeout)

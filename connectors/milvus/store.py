@@ -113,7 +113,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         with self._calls("list_partitions"):
             partitions = list(self.client.list_partitions(self.name, timeout=t))
         keyed = any(f.get("is_partition_key") for f in desc["fields"])
-        self._ensure_loaded(self.name)
+        self.ensure_loaded(self.name)
         return Layout(
             pk=pk, id_type=id_type, vector=vec["name"], dim=int(vec["params"]["dim"]), metric=metric,
             index_type=index_type, dynamic=bool(desc.get("enable_dynamic_field")), fields=list(desc["fields"]),
@@ -140,7 +140,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
                                         f"{metric or '?'}; nudge-sync supports COSINE, IP and L2")
         return metric, str(infos[0].get("index_type", ""))
 
-    def _ensure_loaded(self, name: str) -> None:
+    def ensure_loaded(self, name: str) -> None:
         """Queries and searches need a loaded collection: a collection another process created and
         closed is released (Milvus Lite releases everything when its process ends; a server may
         release a collection at any time)."""
@@ -155,7 +155,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         """``call()`` (a query or search of ``name``) on a loaded collection: loaded before this
         store's first read of it, and loaded again (then retried once) if it was released since."""
         if name not in self._loaded:
-            self._ensure_loaded(name)
+            self.ensure_loaded(name)
         try:
             with self.conn.calls(what, name):
                 return call()
@@ -163,17 +163,17 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
             if not _released(exc):
                 raise
         self._loaded.discard(name)
-        self._ensure_loaded(name)
+        self.ensure_loaded(name)
         with self.conn.calls(what, name):
             return call()
 
-    def _query(self, name: str, expr: str, fields: list[str], *, what: str = "query",
+    def query_rows(self, name: str, expr: str, fields: list[str], *, what: str = "query",
                partition: str | None = None, **extra: Any) -> list[dict[str, Any]]:
         return list(self._on_loaded(name, what, lambda: self.client.query(
             name, filter=expr, output_fields=fields, consistency_level=STRONG, timeout=self.conn.timeout,
             partition_names=[partition] if partition else None, **extra)))
 
-    def _pages(self, name: str, pk: str, fields: list[str], page: int, expr: str = "",
+    def page_rows(self, name: str, pk: str, fields: list[str], page: int, expr: str = "",
                what: str = "read") -> Iterator[list[dict[str, Any]]]:
         """Every row of ``name`` matching ``expr`` once, in pages ordered by primary key (see the
         module docstring: pymilvus' query_iterator protocol with escaped keys)."""
@@ -183,7 +183,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
             parts = [] if last is None else [f"{pk} > {literal(last)}"]
             if expr:
                 parts.append(f"({expr})")
-            rows = self._query(name, " and ".join(parts), fields, what=what, limit=page,
+            rows = self.query_rows(name, " and ".join(parts), fields, what=what, limit=page,
                                iterator="True", reduce_stop_for_best="True")
             keys = [r[pk] for r in rows]
             if not _increasing(last, keys):
@@ -200,7 +200,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         lay = self.layout()
         out: dict[RecordId, dict[str, Any]] = {}
         for part in chunks(len(ids), _ID_CHUNK):
-            rows = self._query(self.name, in_expression(lay.pk, ids[part]), fields, what=what, partition=partition)
+            rows = self.query_rows(self.name, in_expression(lay.pk, ids[part]), fields, what=what, partition=partition)
             out.update((r[lay.pk], r) for r in rows)
         return out
 
@@ -208,7 +208,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
 
     def describe(self) -> CollectionInfo:
         lay = self.layout()
-        count = self._count(self.name)
+        count = self.count_rows(self.name)
         path = self.write_path
         details: dict[str, Any] = {
             "primary_key": lay.pk,
@@ -233,8 +233,8 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
             details=details,
         )
 
-    def _count(self, name: str) -> int:
-        rows = self._query(name, "", ["count(*)"], what="count")
+    def count_rows(self, name: str) -> int:
+        rows = self.query_rows(name, "", ["count(*)"], what="count")
         return int(rows[0]["count(*)"]) if rows else 0
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[list[RecordId], np.ndarray]]:
@@ -242,7 +242,7 @@ class MilvusStore(MilvusSearch, MilvusQueryLog, VectorStore):
         lay = self.layout()
         # Large pages: a Strong read costs a time tick on a server, whatever its size.
         page = max(min(batch_size, MAX_WINDOW), _rows_per_page(lay.dim))
-        for rows in self._pages(self.name, lay.pk, [lay.pk, lay.vector], page, what="read vectors"):
+        for rows in self.page_rows(self.name, lay.pk, [lay.pk, lay.vector], page, what="read vectors"):
             for part in chunks(len(rows), batch_size):
                 chunk = rows[part]
                 yield [r[lay.pk] for r in chunk], float32_rows([r[lay.vector] for r in chunk], lay.dim)

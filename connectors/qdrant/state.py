@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-from typing import TYPE_CHECKING
 
 import numpy as np
 from qdrant_client import models
 
-from .._base import (
+from .._base import check_batch_size, dedupe
+from .._state import (
     StateCollection,
     StateRecord,
-    check_batch_size,
-    check_state_dimension,
     check_state_keys,
     check_state_kind,
-    dedupe,
     state_meta_json,
     state_vector,
 )
-from .._errors import CollectionNotFound, UnsupportedCollection
+from .._errors import CollectionNotFound
 from .client import Connection, READ_BATCH, WRITE_BATCH, _NAMESPACE
 from .layout import _pick_vector
-
-if TYPE_CHECKING:
-    from .store import QdrantStore
 
 
 # -- state collection ------------------------------------------------------------------------------
@@ -36,31 +30,31 @@ if TYPE_CHECKING:
 class QdrantState(StateCollection):
     """The sync engine's companion collection (layout in the module docstring)."""
 
-    def __init__(self, store: QdrantStore, name: str):
-        self.store = store
-        self.name = name
+    def __init__(self, conn: Callable[[], Connection], name: str):
+        super().__init__(name)
+        self._conn = conn  # the store's live connection (it may be closed and reopened)
 
     @property
     def conn(self) -> Connection:
-        return self.store.conn
+        return self._conn()
 
     @staticmethod
     def _point(kind: str, key: str) -> str:
         return str(uuid.uuid5(_NAMESPACE, f"{kind}:{key}"))
 
-    def _dimension(self) -> int:
+    def dimension(self) -> int:
         return _pick_vector(self.name, self.conn.vectors_config(self.name), None).dim
+
+    def count(self) -> int:
+        if not self.exists():
+            raise CollectionNotFound(f"state collection {self.name!r} does not exist in {self.conn.where}")
+        with self.conn.calls("count state", self.name):
+            return int(self.conn.client.count(self.name, exact=True).count)
 
     def exists(self) -> bool:
         return self.conn.exists(self.name)
 
-    def create(self, dimension: int) -> None:
-        dimension = check_state_dimension(self.name, dimension)
-        if self.exists():
-            have = self._dimension()
-            if have != dimension:
-                raise UnsupportedCollection(f"state collection {self.name!r} holds {have}-d vectors, not {dimension}-d")
-            return
+    def _create(self, dimension: int) -> None:
         with self.conn.calls("create state collection", self.name, write=True):
             self.conn.client.create_collection(
                 self.name, vectors_config=models.VectorParams(size=int(dimension), distance=models.Distance.DOT))
@@ -75,7 +69,7 @@ class QdrantState(StateCollection):
             return
         keys = [r.key for r in records]
         check_state_keys(self.name, keys)
-        dim = self._dimension()
+        dim = self.dimension()
         points = []
         for r in records:
             vec, meta = state_vector(self.name, r, dim), state_meta_json(self.name, r)

@@ -297,7 +297,7 @@ class QdrantStore(QdrantQueryLog, VectorStore):
 
     def state(self, name: str) -> QdrantState:
         check_name(name, "state collection")
-        return QdrantState(self, name)
+        return QdrantState(lambda: self.conn, name)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..engine.names import name_problem
 from ..engine.options import SyncOptions, parse_metric_spec
 
 
@@ -84,3 +85,16 @@ class RunOption(click.ParamType):
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return self.name.upper()
+
+
+class CollectionName(click.ParamType):
+    """A log or state collection name (--log, --state): an empty or unusable name is a usage error,
+    never "the default" (the engine's rule, ``engine.names``)."""
+
+    name = "name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        problem = name_problem(value)
+        if problem:
+            self.fail(f"{value!r}: a collection name that {problem} is not usable", param, ctx)
+        return value

@@ -15,9 +15,9 @@ from connectors import LabelledQuery, VectorStore
 
 from ..engine.errors import RefusedInput
 from ..engine.options import MAX_BATCH, MAX_K, SyncOptions
-from .option_types import MetricSpec, RunOption
+from .option_types import CollectionName, MetricSpec, RunOption
 
-__all__ = ["MAX_BATCH", "entries_from_file", "file_label", "log_options", "opened", "run_options", "state_option",
+__all__ = ["MAX_BATCH", "entries_from_file", "file_label", "log_options", "opened", "run_options", "skip_unverified_option", "state_option",
            "store_options"]
 
 
@@ -30,14 +30,20 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def state_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--state", "state_name", metavar="NAME",
+    return click.option("--state", "state_name", metavar="NAME", type=CollectionName(),
                         help="Companion state collection (default <collection>_nudge_state).")(fn)
+
+
+def skip_unverified_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--skip-unverified", is_flag=True,
+                        help="Go on past state entries that fail their checksums: leave those records as they "
+                             "are now (reported), instead of refusing (exit 4).")(fn)
 
 
 def log_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--log-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                       help="Read the labelled query log from a JSONL, Parquet or NPZ file instead.")(fn)
-    fn = click.option("--log", "log_name", metavar="NAME",
+    fn = click.option("--log", "log_name", metavar="NAME", type=CollectionName(),
                       help="Log collection in the same database (default <collection>_feedback).")(fn)
     return fn
 

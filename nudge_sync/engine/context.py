@@ -15,9 +15,9 @@ from connectors import CollectionInfo, VectorStore
 from .checks import check_collection, check_state_room
 from .emitter import Emitter
 from .events import RunStarted
-from .names import state_name_for
 from .options import SyncOptions, SyncReport
 from .state import SyncState
+from .state_open import open_state
 from .views import context_mode
 
 log = logging.getLogger("nudge_sync.engine.run")
@@ -77,12 +77,6 @@ class RunContext(Context):
                 state.release(token, quiet=failed)
 
 
-def open_state(store: VectorStore, collection: str, name: str | None) -> SyncState:
-    """The state collection of ``collection`` (``name``, else the default name): every command
-    opens it here."""
-    return SyncState(store.state(state_name_for(collection, name)))
-
-
 def open_run(store: VectorStore, options: SyncOptions | None, store_label: str, emit: Emitter,
              timings: dict[str, float]) -> RunContext:
     """A run's context, after every refusal that needs nothing but the collection's description;
@@ -96,7 +90,7 @@ def open_run(store: VectorStore, options: SyncOptions | None, store_label: str, 
         split={"val_fraction": opts.val_fraction, "salt": opts.split_salt}, timings=timings,
     )
     opts = _fit_context_k(info, opts, report)
-    state = open_state(store, info.collection, opts.state)
+    state = open_state(store, info, opts.state, opts.log, skip_unverified=opts.skip_unverified)
     check_state_room(state, info)
     emit.emit(RunStarted(emit.run_id, "run", report.store, info.collection, asdict(opts), opts.dry_run))
     log.debug("run %s on %s: %s, context %s", report.run_id, report.store, opts.method, opts.context)

@@ -11,7 +11,7 @@ from connectors import InvalidEntry, LabelledQuery, RecordId, VectorStore
 
 from ..core.metrics import evaluate as score_rankings
 from .classify import ADOPTED, NUDGED, RESTORED, VANISHED
-from .context import open_state
+from .state_open import open_state
 from .emitter import Emitter
 from .errors import NothingToDo, RefusedInput
 from .events import Events, RunStarted
@@ -32,10 +32,11 @@ __all__ = ["EVAL_METRICS", "add_feedback", "evaluate", "history", "rollback", "s
 EVAL_METRICS = REPORT_METRICS
 
 
-def status(store: VectorStore, *, state_name: str | None = None, log_name: str | None = None) -> dict[str, Any]:
+def status(store: VectorStore, *, state_name: str | None = None, log_name: str | None = None,
+           skip_unverified: bool = False) -> dict[str, Any]:
     """What is nudged, the last run, the lock and the log watermark."""
     info = store.describe()
-    state = open_state(store, info.collection, state_name)
+    state = open_state(store, info, state_name, log_name, skip_unverified=skip_unverified)
     entries, verdicts = load_state(store, state, info, {}, 1000)
     kinds = [v.kind for v in verdicts.values()]
     runs = state.runs()
@@ -56,6 +57,7 @@ def status(store: VectorStore, *, state_name: str | None = None, log_name: str |
         "adopted": kinds.count(ADOPTED),
         "vanished": kinds.count(VANISHED),
         "pending": sum(o.pending for o in entries.values()),
+        "unverified": len(state.unverified),  # entries failing their checksums (--skip-unverified)
         "originals_kept": len(entries),
         "runs": len(runs),
         "last_run": _run_summary(runs[-1]) if runs else None,
@@ -73,7 +75,7 @@ def history(store: VectorStore, *, state_name: str | None = None, limit: int | N
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise RefusedInput(f"history limit must be a positive int (the number of latest runs), got {limit!r}")
     info = store.describe()
-    runs = [_run_summary(r) for r in open_state(store, info.collection, state_name).runs()]
+    runs = [_run_summary(r) for r in open_state(store, info, state_name).runs()]
     return runs[-limit:] if limit is not None else runs
 
 
@@ -121,7 +123,7 @@ def evaluate(
         check_fraction(val_fraction, "val_fraction")
     check_batch_size_option(batch_size)
     info = store.describe()
-    state = open_state(store, info.collection, state_name)
+    state = open_state(store, info, state_name)
     settings = _split_settings(state, val_fraction, split_salt)
     feedback = prepare_feedback(entries, info.dimension, val_fraction=settings["val_fraction"],
                                 salt=settings["salt"], source=log_source)

@@ -70,6 +70,9 @@ class SyncOptions:
     log: str | None = None
     #: Companion collection holding originals, fingerprints, runs and the lock.
     state: str | None = None
+    #: State entries failing their checksums are adopted (left as stored) and counted instead of
+    #: refusing the run (--skip-unverified).
+    skip_unverified: bool = False
     method: Method = "nudge-n"
     #: Fixed γ (skips the search), else chosen on validation.
     gamma: float | None = None

@@ -70,6 +70,8 @@ def _plan(ctx: RunContext, inputs: Inputs) -> Plan:
     counts.update(state_records=len(originals), adopted_reembedded=kinds.count(ADOPTED),
                   state_vanished=kinds.count(VANISHED),
                   pending_settled=sum(v.changed and v.kind not in (ADOPTED, VANISHED) for v in verdicts.values()))
+    if state.unverified:  # --skip-unverified: entries failing their checksums, left as they are now
+        counts["skipped_unverified"] = len(state.unverified)
 
     # -- 5. base vectors from originals ----------------------------------------------------------
     train, val = feedback.rows("train"), feedback.rows("val")

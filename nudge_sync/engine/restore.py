@@ -7,13 +7,14 @@ from typing import Any
 
 from connectors import VectorStore
 
-from .context import Context, open_state
+from .context import Context
 from .emitter import Emitter
 from .errors import NothingToDo, RefusedInput
 from .events import Events, RunStarted
 from .names import new_run_id
 from .options import check_batch_size_option
 from .rollback import known_run, rollback_steps
+from .state_open import open_state
 from .wiring import Progress, command_events
 
 
@@ -28,6 +29,7 @@ def rollback(
     break_lock: bool = False,
     progress: Progress | None = None,
     events: Events | None = None,
+    skip_unverified: bool = False,
 ) -> dict[str, Any]:
     """Write back the original vector of every record nudge-sync changed (or only those whose
     current vector was written by ``run_id``). Records re-embedded by someone else since our write
@@ -38,7 +40,7 @@ def rollback(
     try:
         check_batch_size_option(batch_size)
         info = store.describe()
-        state = open_state(store, info.collection, state_name)
+        state = open_state(store, info, state_name, skip_unverified=skip_unverified)
         emit.emit(RunStarted(emit.run_id, "rollback", info.backend, info.collection,
                              {"run_id": run_id, "batch_size": batch_size, "lock_ttl": lock_ttl,
                               "break_lock": break_lock}, dry_run))

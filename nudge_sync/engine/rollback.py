@@ -55,6 +55,8 @@ def rollback_steps(ctx: Context, run_id: str | None, dry_run: bool, broken: dict
         "of_run": run_id, "started": time.time(), "to_restore": len(todo),
         "already_restored": len(settled), "skipped_reembedded": len(adopted), "vanished": len(vanished),
     }
+    if state.unverified:  # --skip-unverified: entries failing their checksums, left as they are
+        report["skipped_unverified"] = state.unverified[:100]
     if broken:
         report["broke_lock_of"] = broken.get("run_id")
     if getattr(state, "took_over", None):

@@ -12,6 +12,14 @@ Kinds of records in the companion collection (see ``connectors.StateCollection``
               ``"target_run"`` (the run or rollback writing it).
 ``run``       one per run: the run report (JSON), keyed by run id (sortable by time).
 ``lock``      key ``"lock"``: who holds the collection (host, boot, pid, run), until when.
+``marker``    key ``"nudge-sync"``: written when nudge-sync creates the collection (or first locks a
+              state of an earlier version that passed the rule of ``state_open``): the collection,
+              dimension and metric it serves. Checked on every open (``nudge_sync.engine.state_open``).
+
+Every original carries ``"sum"``, a checksum of its record id and its vector's exact float32
+bytes, and every pending target ``"target_sum"``: an entry edited by hand (or damaged) no longer
+matches and is refused by ``verdicts.load_state`` (entries of earlier versions have none and are
+trusted until rewritten).
 
 Originals (with the target) are stored before the write they protect, and fingerprints only after
 the write was read back, so a run or rollback killed at any point leaves enough to tell, for every
@@ -35,11 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from connectors import RecordId, StateCollection, StateRecord, redact_data
+from connectors import CollectionInfo, RecordId, StateCollection, StateRecord, redact_data
 
 from .errors import LockHeld
 
-ORIGINAL, RUN, LOCK = "original", "run", "lock"
+ORIGINAL, RUN, LOCK, MARKER = "original", "run", "lock", "marker"
+#: the marker record's key, and the layout version it declares
+MARKER_KEY, STATE_FORMAT = "nudge-sync", 2
 
 
 def encode_id(record_id: RecordId) -> str:
@@ -58,6 +68,13 @@ def fingerprint(vector: np.ndarray) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
+def checksum(record_id: RecordId, vector: np.ndarray) -> str:
+    """What a state entry's vector must hash to: its record's key and exact little-endian float32
+    bytes, so an edited vector, or one moved to another record, no longer matches."""
+    data = encode_id(record_id).encode("utf-8") + b"\0" + np.ascontiguousarray(vector, dtype="<f4").tobytes()
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
 @dataclass
 class Original:
     """A record's state entry (see the module docstring)."""
@@ -70,6 +87,9 @@ class Original:
     #: the vector a run or rollback is about to write (None: no write in flight)
     target: np.ndarray | None = None
     target_run: str | None = None
+    #: read from the state: what does not match its checksum ("original", "target"); [] = verified
+    #: or written by an earlier version without checksums
+    unverified: tuple[str, ...] = ()
 
     @property
     def pending(self) -> bool:
@@ -78,19 +98,28 @@ class Original:
         return self.target is not None or self.fp is None
 
     def record(self) -> StateRecord:
-        meta: dict[str, Any] = {"id": self.record_id, "fp": self.fp, "nudged": self.nudged, "run": self.run}
+        meta: dict[str, Any] = {"id": self.record_id, "fp": self.fp, "nudged": self.nudged, "run": self.run,
+                                "sum": checksum(self.record_id, self.vector)}
         if self.target is not None:
             meta["target"] = encode_vector(self.target)
             meta["target_run"] = self.target_run
+            meta["target_sum"] = checksum(self.record_id, self.target)
         return StateRecord(encode_id(self.record_id), self.vector, meta)
 
     @classmethod
     def from_record(cls, rec: StateRecord) -> Original:
         m = rec.meta
         rid = m.get("id", decode_id(rec.key))
-        target = decode_vector(m["target"]) if m.get("target") else None
-        return cls(rid, np.asarray(rec.vector, dtype=np.float32), m.get("fp"), bool(m.get("nudged")), m.get("run"),
-                   target, m.get("target_run"))
+        vector = np.asarray(rec.vector if rec.vector is not None else [], dtype=np.float32)
+        bad = [] if _sum_ok(m, "sum", rid, vector) else ["original"]
+        try:
+            target = decode_vector(m["target"]) if m.get("target") else None
+        except (TypeError, ValueError):  # not base64 of float32s: edited by hand
+            target, bad = None, [*bad, "target"]
+        if target is not None and not _sum_ok(m, "target_sum", rid, target):
+            bad.append("target")
+        return cls(rid, vector, m.get("fp"), bool(m.get("nudged")), m.get("run"), target, m.get("target_run"),
+                   tuple(bad))
 
     def with_target(self, target: np.ndarray, run_id: str) -> Original:
         """This entry, with a write of ``target`` by ``run_id`` in flight."""
@@ -99,6 +128,14 @@ class Original:
     def settled(self, stored: np.ndarray, *, nudged: bool, run: str | None) -> Original:
         """This entry once the database was seen holding ``stored`` (ours), no write in flight."""
         return Original(self.record_id, self.vector, fingerprint(stored), nudged, run)
+
+
+def _sum_ok(meta: dict[str, Any], field: str, record_id: RecordId, vector: np.ndarray) -> bool:
+    """The checksum ``meta[field]`` matches (True for an entry of an earlier version, which has none;
+    False when the original's checksum is there but its target's is not, or the reverse)."""
+    if field not in meta:
+        return "sum" not in meta
+    return meta[field] == checksum(record_id, vector)
 
 
 def encode_vector(vector: np.ndarray) -> str:
@@ -122,8 +159,16 @@ def pending_meta_bytes(dimension: int) -> int:
 class SyncState:
     """Typed access to the companion collection."""
 
-    def __init__(self, collection: StateCollection):
+    def __init__(self, collection: StateCollection, serves: CollectionInfo | None = None):
         self.collection = collection
+        #: the collection this state serves (``state_open`` sets it): what the marker records
+        self.serves = serves
+        #: the marker was found on open (or written since)
+        self.marked = False
+        #: entries failing their checksum are adopted and reported instead of refused (--skip-unverified)
+        self.skip_unverified = False
+        #: records whose entries failed their checksum and were skipped by the last ``load_state``
+        self.unverified: list[RecordId] = []
 
     # -- originals ------------------------------------------------------------------------------
 
@@ -132,6 +177,23 @@ class SyncState:
 
     def ensure(self, dimension: int) -> None:
         self.collection.create(dimension)
+        self.write_marker()
+
+    # -- the marker -----------------------------------------------------------------------------
+
+    def marker(self) -> dict[str, Any] | None:
+        found = self.collection.get(MARKER, [MARKER_KEY])
+        return found[0].meta if found else None
+
+    def write_marker(self) -> None:
+        """Make the collection recognisable as nudge-sync's state of ``serves`` (once)."""
+        if self.serves is None or self.marked:
+            return
+        info = self.serves
+        meta = {"format": STATE_FORMAT, "collection": info.collection, "backend": info.backend,
+                "dimension": info.dimension, "metric": info.metric, "created": time.time()}
+        self.collection.put(MARKER, [StateRecord(MARKER_KEY, None, meta)])
+        self.marked = True
 
     @property
     def name(self) -> str:
@@ -226,6 +288,7 @@ class SyncState:
         held = self.lock()
         if not held or held.get("token") != token:
             raise LockHeld(f"another run took the lock at the same time ({held.get('owner') if held else 'unknown'})")
+        self.write_marker()  # a state of an earlier version, accepted on open, is marked by its first writer
         return token
 
     def set_lock_run(self, token: str, run_id: str) -> None:

@@ -16,7 +16,7 @@ from connectors import LabelledQuery
 from ...engine import ops
 from ...engine.errors import NothingToDo, RefusedInput
 from ..failures import EXIT_CODES_HELP, handle_errors
-from ..option_types import FiniteFloat
+from ..option_types import CollectionName, FiniteFloat
 from ..params import MAX_BATCH, file_label, opened, store_options
 from ..render import emit, human_feedback
 from ..vector_input import read_query_vector
@@ -29,7 +29,7 @@ def feedback_group() -> None:
 
 @feedback_group.command("add", epilog=EXIT_CODES_HELP)
 @store_options
-@click.option("--log", "log_name", metavar="NAME", help="Log collection (default <collection>_feedback).")
+@click.option("--log", "log_name", metavar="NAME", type=CollectionName(), help="Log collection (default <collection>_feedback).")
 @click.option("--query-id", required=True, help="Stable id of the query (re-adding it replaces the entry).")
 @click.option("--vector", "vector_text", help="Query embedding as comma-separated numbers.")
 @click.option("--vector-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -83,7 +83,7 @@ def _typed_id(text: str, id_type: str) -> connectors.RecordId:
 
 @feedback_group.command("import", epilog=EXIT_CODES_HELP)
 @store_options
-@click.option("--log", "log_name", metavar="NAME", help="Log collection (default <collection>_feedback).")
+@click.option("--log", "log_name", metavar="NAME", type=CollectionName(), help="Log collection (default <collection>_feedback).")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=1000, show_default=True,
               help="Entries per write request.")

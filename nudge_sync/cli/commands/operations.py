@@ -10,8 +10,9 @@ from ...engine import ops
 from ...engine.names import log_name_for
 from ...engine.options import MAX_K, SyncOptions
 from ..failures import EXIT_CODES_HELP, handle_errors
-from ..option_types import FiniteFloat, MetricSpec
-from ..params import MAX_BATCH, entries_from_file, file_label, log_options, opened, state_option, store_options
+from ..option_types import CollectionName, FiniteFloat, MetricSpec
+from ..params import (MAX_BATCH, entries_from_file, file_label, log_options, opened, skip_unverified_option,
+                      state_option, store_options)
 from ..render import emit, human_eval, human_history, human_status, progress_bar
 
 
@@ -25,14 +26,16 @@ from ..render import emit, human_eval, human_history, human_status, progress_bar
 @click.option("--dry-run", is_flag=True, help="Count what would be restored; write nothing.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=1000, show_default=True)
 @click.option("--break-lock", is_flag=True, help="Remove a lock left by a run that died, then roll back.")
+@skip_unverified_option
 @click.pass_context
 @handle_errors
 def rollback_cmd(ctx: click.Context, store_uri: str, collection: str | None, state_name: str | None,
-                 run_id: str | None, dry_run: bool, batch_size: int, break_lock: bool) -> None:
+                 run_id: str | None, dry_run: bool, batch_size: int, break_lock: bool, skip_unverified: bool) -> None:
     """Restore the original vector of every record nudge-sync changed."""
     with opened(store_uri, collection) as store:
         report = ops.rollback(store, run_id=run_id, state_name=state_name, dry_run=dry_run,
-                               batch_size=batch_size, break_lock=break_lock, progress=progress_bar(ctx))
+                               batch_size=batch_size, break_lock=break_lock, progress=progress_bar(ctx),
+                               skip_unverified=skip_unverified)
     emit(ctx, report, lambda r: (
         f"rollback {r['run_id']}: {r['status']} — {r.get('restored', 0)} restored "
         f"({r.get('bit_exact', 0)} bit-for-bit), {r['to_restore']} to restore, "
@@ -43,14 +46,15 @@ def rollback_cmd(ctx: click.Context, store_uri: str, collection: str | None, sta
 @click.command("status", epilog=EXIT_CODES_HELP)
 @store_options
 @state_option
-@click.option("--log", "log_name", metavar="NAME", help="Log collection (default <collection>_feedback).")
+@click.option("--log", "log_name", metavar="NAME", type=CollectionName(), help="Log collection (default <collection>_feedback).")
+@skip_unverified_option
 @click.pass_context
 @handle_errors
 def status_cmd(ctx: click.Context, store_uri: str, collection: str | None, state_name: str | None,
-               log_name: str | None) -> None:
+               log_name: str | None, skip_unverified: bool) -> None:
     """What is nudged, the last run, the lock and the log watermark."""
     with opened(store_uri, collection) as store:
-        report = ops.status(store, state_name=state_name, log_name=log_name)
+        report = ops.status(store, state_name=state_name, log_name=log_name, skip_unverified=skip_unverified)
     emit(ctx, report, human_status)
 
 

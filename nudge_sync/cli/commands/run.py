@@ -12,7 +12,8 @@ import connectors
 from ...engine.options import SyncOptions
 from ...engine.run import sync
 from ..failures import EXIT_CODES_HELP, handle_errors
-from ..params import entries_from_file, file_label, log_options, opened, run_options, state_option, store_options
+from ..params import (entries_from_file, file_label, log_options, opened, run_options, skip_unverified_option,
+                      state_option, store_options)
 from ..render import emit, human_run, progress_bar
 
 
@@ -24,7 +25,7 @@ def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log
         val_fraction=kw["val_fraction"], split_salt=kw["split_salt"], min_val_queries=kw["min_val_queries"],
         min_gain=kw["min_gain"], max_changed_fraction=kw["max_changed_fraction"],
         min_new_feedback=kw["min_new_feedback"], tolerance=kw["tolerance"], batch_size=kw["batch_size"],
-        lock_ttl=kw["lock_ttl"], break_lock=kw["break_lock"], dry_run=dry_run,
+        lock_ttl=kw["lock_ttl"], break_lock=kw["break_lock"], dry_run=dry_run, skip_unverified=kw["skip_unverified"],
     )
     config = connectors.parse_uri(store_uri, collection=collection)
     with opened(store_uri, collection) as store:
@@ -38,6 +39,7 @@ def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log
 @log_options
 @state_option
 @run_options
+@skip_unverified_option
 @click.option("--dry-run", is_flag=True, help="Compute and report; write nothing at all.")
 @click.pass_context
 @handle_errors
@@ -52,6 +54,7 @@ def run_cmd(ctx: click.Context, **kw: Any) -> None:
 @log_options
 @state_option
 @run_options
+@skip_unverified_option
 @click.pass_context
 @handle_errors
 def plan_cmd(ctx: click.Context, **kw: Any) -> None:
