@@ -5,7 +5,7 @@ the result against what is stored. Reads only; writes nothing."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .laps import Laps
 from .options import AUTO_EXACT_MAX_FLOATS, SyncOptions, SyncReport
 from .progress import Progress
 from .state import Original, SyncState
+from .sticky import keep_gamma_in_force
 from .verdicts import load_state
 from .views import IdSpace, View, exact_topk, search_topk
 
@@ -73,12 +74,17 @@ def plan_run(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state:
     laps.mark("context")
 
     # -- 7. fit, gate -----------------------------------------------------------------------------
-    with progress.phase("fitting"):
-        est = estimator(opts).fit(
+    def fit(options: SyncOptions):  # noqa: ANN202 - the core's NudgeN | NudgeM
+        return estimator(options).fit(
             base, feedback.vectors[train], answers_of(feedback, train, ids),
             feedback.vectors[val], answers_of(feedback, val, ids),
             base_ids=np.arange(len(moving), dtype=np.int64), val_context=context,
         )
+
+    with progress.phase("fitting"):
+        est = fit(opts)
+        # search mode on an approximate index: the γ in force stays unless clearly beaten (sticky.py)
+        est = keep_gamma_in_force(est, lambda g: fit(replace(opts, gamma=g)), state.runs, opts, report)
     report.gamma = float(est.gamma_)
     report.objective = est.objective_  # parity mode optimises the reference's own criterion
     report.curve = curve(est.gammas_, est.validation_curve_, report.gamma)
