@@ -40,16 +40,19 @@ _GAIN = re.compile(r"the gain ([+-][0-9.]+)")
 
 
 def popular_shape(seed: int) -> tuple[list[str], np.ndarray, list[LabelledQuery], dict[str, Any]]:
-    """10,000 random 32-d records, 2,000 queries near 200 popular ones, an index of 4 links per
-    node and beams of 10: every answer competes with the whole (approximately searched) collection."""
+    """10,000 random 32-d records, 4,000 queries asking for 400 popular ones from one side each
+    (a query-document gap), an index of 4 links per node and beams of 10: every answer competes
+    with the whole, approximately searched, collection (tests/user/test_idempotent_search.py)."""
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((10_000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = [f"doc-{i}" for i in range(len(vectors))]
+    shift = rng.standard_normal((400, 32)).astype(np.float32)
+    shift /= np.linalg.norm(shift, axis=1, keepdims=True)
     entries = []
-    for q in range(2_000):
-        row = int(rng.integers(200))
-        query = vectors[row] + 1.6 * rng.standard_normal(32).astype(np.float32) / np.sqrt(32)
+    for q in range(4_000):
+        row = int(rng.integers(400))
+        query = vectors[row] + 0.6 * shift[row] + 1.6 * rng.standard_normal(32).astype(np.float32) / np.sqrt(32)
         entries.append(LabelledQuery(f"q{q}", query.astype(np.float32), [ids[row]], timestamp=1.7e9 + q,
                                      split="val" if q % 5 == 0 else "train"))
     return ids, vectors, entries, {"max_neighbors": 4, "ef_construction": 10, "ef_search": 10}

@@ -24,7 +24,7 @@ MAX_K = 4096
 #: Largest γ accepted for NUDGE-M (NUDGE-N's is 4): far past any useful step, well inside float32.
 MAX_GAMMA_M = 1000.0
 #: Default of ``gamma_margin`` (measured: bench/results/sticky.md).
-DEFAULT_GAMMA_MARGIN = 0.005
+DEFAULT_GAMMA_MARGIN = 0.01
 #: Longest lock expiry: a dead run never blocks a collection for more than 30 days.
 MAX_LOCK_TTL = 30 * 86_400.0
 
