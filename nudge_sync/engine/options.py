@@ -24,6 +24,8 @@ AUTO_EXACT_MAX_FLOATS = 200_000_000
 MAX_K = 4096
 #: Largest γ accepted for NUDGE-M (NUDGE-N's is 4): far past any useful step, well inside float32.
 MAX_GAMMA_M = 1000.0
+#: Default of ``gamma_margin`` (measured: bench/results/sticky.md).
+DEFAULT_GAMMA_MARGIN = 0.01
 #: Longest lock expiry: a dead run never blocks a collection for more than 30 days.
 MAX_LOCK_TTL = 30 * 86_400.0
 #: Largest batch: records per database call (Milvus reads at most 16,384 rows per query).
@@ -91,6 +93,10 @@ class SyncOptions:
     min_gain: float = 0.0
     #: ... and at most this share of the collection rewritten in one run.
     max_changed_fraction: float = 0.25
+    #: Search mode: the last run's γ stays unless the newly chosen one beats it on this run's
+    #: validation context by more than this (absolute objective), so the noise of an approximate
+    #: kNN does not rewrite every nudged record (``nudge_sync.engine.sticky``; bench/bench_sticky.py).
+    gamma_margin: float = DEFAULT_GAMMA_MARGIN
     #: Only run when at least this many log entries are newer than the last run's watermark.
     min_new_feedback: int = 0
     #: Vectors closer than this (max abs difference) to the stored ones are not rewritten.
@@ -142,6 +148,8 @@ class SyncOptions:
             raise bad("max_changed_fraction", "must be a number in (0, 1]")
         if not (_number(self.min_gain) and -1 <= self.min_gain <= 1):
             raise bad("min_gain", "must be a number from -1 to 1 (metrics lie between 0 and 1)")
+        if not (_number(self.gamma_margin) and 0 <= self.gamma_margin <= 1):
+            raise bad("gamma_margin", "must be a number from 0 to 1 (metrics lie between 0 and 1)")
         if not (_number(self.tolerance) and self.tolerance >= 0):
             raise bad("tolerance", "must be a finite number >= 0")
         if not (_number(self.lock_ttl) and 0 < self.lock_ttl <= MAX_LOCK_TTL):

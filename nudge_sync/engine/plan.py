@@ -5,7 +5,7 @@ the result against what is stored. Reads only; writes nothing."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,7 +17,9 @@ from .fit import answers_of, curve, estimator, metric_k, normalized, validation_
 from .gates import gated
 from .context import RunContext
 from .inputs import Inputs
+from .options import SyncOptions
 from .state import Original
+from .sticky import keep_gamma_in_force
 from .verdicts import load_state
 from .writer import WriteItem
 from .views import IdSpace, View, topk
@@ -99,11 +101,16 @@ def _plan(ctx: RunContext, inputs: Inputs) -> Plan:
                       mode=mode, batch_size=opts.batch_size, on_batch=advanced)
 
     # -- 7. fit, gate -----------------------------------------------------------------------------
-    est = estimator(opts).fit(
-        base, feedback.vectors[train], answers_of(feedback, train, ids),
-        feedback.vectors[val], answers_of(feedback, val, ids),
-        base_ids=np.arange(len(moving), dtype=np.int64), val_context=context,
-    )
+    def fit(options: SyncOptions):  # noqa: ANN202 - the core's NudgeN | NudgeM
+        return estimator(options).fit(
+            base, feedback.vectors[train], answers_of(feedback, train, ids),
+            feedback.vectors[val], answers_of(feedback, val, ids),
+            base_ids=np.arange(len(moving), dtype=np.int64), val_context=context,
+        )
+
+    est = fit(opts)
+    # search mode on an approximate index: the γ in force stays unless clearly beaten (sticky.py)
+    est = keep_gamma_in_force(est, lambda g: fit(replace(opts, gamma=g)), state.runs, opts, report)
     report.gamma = float(est.gamma_)
     report.objective = est.objective_  # parity mode optimises the reference's own criterion
     report.curve = curve(est.gammas_, est.validation_curve_, report.gamma)

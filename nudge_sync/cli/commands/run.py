@@ -9,9 +9,10 @@ import click
 
 import connectors
 
-from ...engine.options import SyncOptions
+from ...engine.options import DEFAULT_GAMMA_MARGIN, SyncOptions
 from ...engine.run import sync
 from ..failures import EXIT_CODES_HELP, handle_errors
+from ..option_types import RunOption
 from ..params import (entries_from_file, file_label, log_options, opened, run_options, skip_unverified_option,
                       state_option, store_options)
 from ..render import emit, human_run, progress_bar
@@ -26,6 +27,7 @@ def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log
         min_gain=kw["min_gain"], max_changed_fraction=kw["max_changed_fraction"],
         min_new_feedback=kw["min_new_feedback"], tolerance=kw["tolerance"], batch_size=kw["batch_size"],
         lock_ttl=kw["lock_ttl"], break_lock=kw["break_lock"], dry_run=dry_run, skip_unverified=kw["skip_unverified"],
+        gamma_margin=kw["gamma_margin"],
     )
     config = connectors.parse_uri(store_uri, collection=collection)
     with opened(store_uri, collection) as store:
@@ -34,12 +36,19 @@ def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log
     emit(ctx, report.to_dict(), human_run)
 
 
+#: search mode's sticky γ (engine/sticky.py): added here, beside the run options of params.py
+gamma_margin_option = click.option(
+    "--gamma-margin", type=RunOption("gamma_margin", float), default=DEFAULT_GAMMA_MARGIN, show_default=True,
+    help="Search mode: keep the last run's gamma unless the new one beats it on validation by more than this.")
+
+
 @click.command("run", epilog=EXIT_CODES_HELP)
 @store_options
 @log_options
 @state_option
 @run_options
 @skip_unverified_option
+@gamma_margin_option
 @click.option("--dry-run", is_flag=True, help="Compute and report; write nothing at all.")
 @click.pass_context
 @handle_errors
@@ -55,6 +64,7 @@ def run_cmd(ctx: click.Context, **kw: Any) -> None:
 @state_option
 @run_options
 @skip_unverified_option
+@gamma_margin_option
 @click.pass_context
 @handle_errors
 def plan_cmd(ctx: click.Context, **kw: Any) -> None:
