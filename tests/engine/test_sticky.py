@@ -54,6 +54,9 @@ def test_repeated_search_run_on_the_memory_store_writes_nothing(harness_memory, 
     assert second.gamma == first.gamma and second.notes == []
     after_second = harness_memory.vectors(collection_name)
     assert all(after_second[i].tobytes() == after_first[i].tobytes() for i in ids)
+    for name in harness_memory.collections():  # the memory store lives as long as the test process
+        if name.startswith(collection_name):
+            harness_memory.drop(name)
 
 
 class Fit:
