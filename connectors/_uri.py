@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import _secrets
 from ._base import METRICS, RecordId, VectorStore
+from ._bounded import read_bounded
 from ._errors import InvalidURI, MissingDependency
 from ._retry import DEFAULT_RETRY_BUDGET, RetryingStore, RetryPolicy
 
@@ -59,6 +60,9 @@ DEFAULT_SECRET_ENV: dict[str, str] = {
 
 #: Seconds a call to a database server may take before it counts as failed (``timeout=`` changes it).
 SERVER_CALL_TIMEOUT = 60.0
+
+#: The most bytes read from a ``secret_file`` (a token or password is far smaller; /dev/zero is not).
+MAX_SECRET_BYTES = 64 * 1024
 
 _SECRET_PARAMS = {"api_key", "apikey", "token", "password", "secret", "key"}
 _COMMON_OPTIONS = {"collection", "timeout", "retry_budget", "secret_env", "secret_file"}
@@ -222,10 +226,12 @@ def _read_secret(backend: str, params: dict[str, str], env: Mapping[str, str]) -
     path = params.pop("secret_file", None)
     env_name = params.pop("secret_env", None)
     if path is not None:
+        raw = read_bounded(path, MAX_SECRET_BYTES, f"secret_file={path!r}")
         try:
-            return Path(path).expanduser().read_text().strip() or None
-        except OSError as exc:
-            raise InvalidURI(f"secret_file={path!r} cannot be read: {exc.strerror}") from None
+            return raw.decode("utf-8").strip() or None
+        except UnicodeDecodeError as exc:  # the bytes are never shown: they may be the secret
+            raise InvalidURI(f"secret_file={path!r} is not UTF-8 text (at byte {exc.start}): is it the "
+                             "right file?") from None
     if env_name is not None and env_name not in env:
         raise InvalidURI(f"secret_env={env_name!r} names an environment variable that is not set")
     if env_name is None and backend not in DEFAULT_SECRET_ENV:
