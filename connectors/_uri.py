@@ -14,8 +14,8 @@ Grammar (``<backend>[+<transport>]:<location>?collection=<name>&<option>=<value>
 
 Options every backend understands: ``collection`` (required), ``timeout`` (seconds per call;
 servers default to a finite one, so a stopped server cannot hang a run), ``retry_budget`` (seconds
-during which a call that failed transiently is retried, default 60; 0 = no retries; see
-``connectors._retry``). Backend options: ``vector`` (Qdrant named vector or Milvus vector field;
+the whole command may spend retrying calls that failed transiently, default 60; 0 = no retries;
+see ``connectors._retry``: the deadline). Backend options: ``vector`` (Qdrant named vector or Milvus vector field;
 detected when the collection has exactly one; a Chroma collection has one embedding, so Chroma
 refuses it), Chroma ``tenant``, ``database``, ``auth`` (``bearer`` | ``x-chroma-token`` |
 ``basic``); Milvus ``db_name``; Qdrant ``prefer_grpc``, ``version_field`` (conditional writes
@@ -24,7 +24,7 @@ against an application-maintained payload field; see ``connectors.qdrant``).
 Secrets never appear in URIs (they would end up in shell history, logs and reports). They are
 read from an environment variable (default ``QDRANT_API_KEY``, ``MILVUS_TOKEN``,
 ``CHROMA_AUTH_TOKEN``; override the name with ``secret_env=NAME``) or from a file
-(``secret_file=/path``; surrounding whitespace is stripped).
+(``secret_file=/path``; surrounding whitespace is stripped; at most :data:`MAX_SECRET_BYTES`).
 """
 
 from __future__ import annotations
