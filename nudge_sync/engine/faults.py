@@ -47,6 +47,7 @@ POINTS: tuple[str, ...] = (
     "rollback.save",
     "rollback.write",
     "rollback.record",
+    "feedback.append",
 )
 
 
