@@ -100,6 +100,11 @@ class RetryPolicy:
         if not (self.budget >= 0 and math.isfinite(self.budget)):
             raise ValueError(f"retry budget must be a finite number of seconds >= 0, got {self.budget!r}")
 
+    def renew(self) -> None:
+        """A fresh budget: for a long-lived process that reuses one store for many commands (each
+        command opened by the CLI gets its own store, so its own budget)."""
+        self.spent, self.exhausted, self.broken = 0.0, False, None
+
     @property
     def left(self) -> float:
         """Seconds of the budget not yet spent on failures."""

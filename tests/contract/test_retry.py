@@ -241,3 +241,13 @@ def test_a_long_pass_is_charged_only_for_its_failures():
     inner = SlowPass(range(100), fail_after=40)
     seen = [i for ids, _ in RetryingStore(inner, p).iter_vectors(batch_size=15) for i in ids]  # type: ignore[arg-type]
     assert seen == list(range(100)) and p.spent < 2.0
+
+
+def test_renew_gives_a_reused_store_a_fresh_budget():
+    p, fake = policy(budget=1.0)
+    for _ in range(2):
+        with pytest.raises(GaveUp):
+            p.call("write", hanging(fake, 1.0, errors=100)[0])
+    assert p.broken is not None
+    p.renew()
+    assert p.call("read", hanging(fake, 0.5, errors=1)[0]) == "ok" and 0.5 <= p.spent <= 0.5 + p.first_delay
