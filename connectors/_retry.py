@@ -10,8 +10,9 @@ read-back mismatch are never retried.
 
 The deadline. ``retry_budget`` (URI option, seconds, default 60; 0 turns retries off) is what one
 store -- one command -- may spend on a failing database *in all*, not per call: the time from the
-start of a call's first failed attempt to the start of its next successful one is taken from one
-pool, so a server that keeps failing, hangs (SIGSTOP), drops packets or answers slowly cannot keep
+start of a call's first failed attempt (at most one call timeout before it failed: a method making
+several calls is charged only for the one that failed) to the start of its next successful one is
+taken from one pool, so a server that keeps failing, hangs (SIGSTOP), drops packets or answers slowly cannot keep
 a command alive by answering now and then. No attempt starts once the pool is spent, and the sleeps
 between attempts are cut to what is left of it. Every network call has its own timeout (``timeout``
 URI option; :data:`connectors._uri.SERVER_CALL_TIMEOUT` by default), so the attempt running when the
@@ -89,6 +90,10 @@ class RetryPolicy:
     max_delay: float = 5.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    #: the longest one network call may take (the store's ``timeout``), None if unbounded: a failed
+    #: attempt of a method that makes several calls is charged at most this much (the calls before
+    #: the failing one answered: that is work, not waiting on a failing database)
+    call_timeout: float | None = None
     #: seconds of the budget taken by failures so far (every call of this store together)
     spent: float = field(default=0.0, init=False)
     #: a call gave up: the budget is spent (later calls get one attempt each)
@@ -151,10 +156,11 @@ class _Streak:
         policy = self.policy
         if not exc.transient:
             raise exc
-        if self.started is None:
-            self.started = self.attempt_started
-        self.attempts += 1
         now = policy.clock()
+        if self.started is None:
+            cap = policy.call_timeout
+            self.started = self.attempt_started if cap is None else max(self.attempt_started, now - cap)
+        self.attempts += 1
         elapsed = now - self.started
         left = policy.budget - policy.spent - elapsed  # what the pool still holds after this streak
         if left <= 0:

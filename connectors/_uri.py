@@ -256,7 +256,9 @@ def open_store(target: str | StoreConfig, *, collection: str | None = None, **op
         if unknown:
             raise InvalidURI(f"unknown option(s) {unknown} for {config.backend}; allowed: {sorted(allowed)}")
         config = replace(config, options={**config.options, **{k: str(v) for k, v in options.items()}})
-    policy = RetryPolicy(config.retry_budget())  # checked before anything is opened
+    # checked before anything is opened; servers' calls time out (SERVER_CALL_TIMEOUT unless timeout=)
+    policy = RetryPolicy(config.retry_budget(),
+                         call_timeout=config.timeout(SERVER_CALL_TIMEOUT) if config.is_server else None)
     module = _backend_module(config.backend)
     # connecting is a database call too: a server restarting for a moment is waited for
     return RetryingStore(policy.call("connect", lambda: module.open_store(config)), policy)

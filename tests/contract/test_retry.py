@@ -251,3 +251,13 @@ def test_renew_gives_a_reused_store_a_fresh_budget():
     assert p.broken is not None
     p.renew()
     assert p.call("read", hanging(fake, 0.5, errors=1)[0]) == "ok" and 0.5 <= p.spent <= 0.5 + p.first_delay
+
+
+def test_a_failed_attempt_is_charged_at_most_one_call_timeout():
+    """A method that makes several calls (answered) and then one that times out: the answered
+    calls are work, not waiting, so the failure costs the budget one call timeout at most."""
+    fake = FakeClock()
+    p = RetryPolicy(10.0, sleep=fake.sleep, clock=fake.clock, call_timeout=2.0)
+    call, calls = hanging(fake, 30.0, errors=1)  # 28 s of answered calls, then a 2 s timeout
+    assert p.call("read query log", call) == "ok" and len(calls) == 2
+    assert 2.0 <= p.spent <= 2.0 + p.first_delay
