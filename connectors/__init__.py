@@ -20,6 +20,7 @@ from ._base import (
     Versioned,
     check_batch_size,
 )
+from ._bounded import read_bounded
 from ._state import state_name_problem
 from ._entry import check_entry, labelled_query
 from ._errors import (
@@ -72,6 +73,7 @@ __all__ = [
     "open_store",
     "parse_uri",
     "read_log_file",
+    "read_bounded",
     "read_log_places",
     "redact",
     "redact_data",

@@ -5,9 +5,23 @@ vectors written by key, upserts by key, deletes by key; ``create`` creates only 
 So :class:`RetryingStore` wraps any :class:`VectorStore` (and the :class:`StateCollection` s it
 hands out) and repeats a call that failed with a *transient* error -- the database unreachable, a
 timeout, HTTP 5xx / 429, gRPC UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED, as each
-connector marks them (``ConnectorError.transient``) -- with exponential backoff and jitter, for at
-most ``retry_budget`` seconds (URI option, default 60; 0 turns retries off). Credentials refused,
-a missing collection, bad input or a read-back mismatch are never retried.
+connector marks them (``ConnectorError.transient``) -- with exponential backoff and jitter. Credentials refused, a missing collection, bad input or a
+read-back mismatch are never retried.
+
+The deadline. ``retry_budget`` (URI option, seconds, default 60; 0 turns retries off) is what one
+store -- one command -- may spend on a failing database *in all*, not per call: the time from the
+start of a call's first failed attempt (at most one call timeout before it failed: a method making
+several calls is charged only for the one that failed) to the start of its next successful one is
+taken from one pool, so a server that keeps failing, hangs (SIGSTOP), drops packets or answers slowly cannot keep
+a command alive by answering now and then. No attempt starts once the pool is spent, and the sleeps
+between attempts are cut to what is left of it. Every network call has its own timeout (``timeout``
+URI option; :data:`connectors._uri.SERVER_CALL_TIMEOUT` by default), so the attempt running when the
+pool runs out ends within one call timeout. Once the pool is spent each later call gets one attempt
+without retries -- the put-back of what a failed run wrote -- and the first of those that fails too
+opens the circuit: every call after it fails at once with :class:`GaveUp`, without reaching the
+database. So a command that meets a failing database ends within ``retry_budget`` plus two call
+timeouts (the last retried attempt and the put-back's first attempt), plus the time its successful
+calls take (README: Safety, "The deadline").
 
 A full pass (``iter_vectors``, ``read_log``, ``scan``) that fails part-way restarts from the
 beginning and skips the records it already handed out, after checking that the record at the seam
@@ -68,58 +82,107 @@ class GaveUp(ConnectionFailed):
 @dataclass
 class RetryPolicy:
     """Exponential backoff (``first_delay`` doubling up to ``max_delay``, each delay scaled by a
-    random factor in [0.5, 1]) while the failures of one call stay within ``budget`` seconds."""
+    random factor in [0.5, 1]) while the failures of all calls together stay within ``budget``
+    seconds (the deadline: see the module docstring)."""
 
     budget: float = DEFAULT_RETRY_BUDGET
     first_delay: float = 0.2
     max_delay: float = 5.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    #: the longest one network call may take (the store's ``timeout``), None if unbounded: a failed
+    #: attempt of a method that makes several calls is charged at most this much (the calls before
+    #: the failing one answered: that is work, not waiting on a failing database)
+    call_timeout: float | None = None
+    #: seconds of the budget taken by failures so far (every call of this store together)
+    spent: float = field(default=0.0, init=False)
+    #: a call gave up: the budget is spent (later calls get one attempt each)
+    exhausted: bool = field(default=False, init=False)
+    #: a call failed after the budget was spent: no call reaches the database any more
+    broken: ConnectorError | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not (self.budget >= 0 and math.isfinite(self.budget)):
             raise ValueError(f"retry budget must be a finite number of seconds >= 0, got {self.budget!r}")
 
+    def renew(self) -> None:
+        """A fresh budget: for a long-lived process that reuses one store for many commands (each
+        command opened by the CLI gets its own store, so its own budget)."""
+        self.spent, self.exhausted, self.broken = 0.0, False, None
+
+    @property
+    def left(self) -> float:
+        """Seconds of the budget not yet spent on failures."""
+        return max(0.0, self.budget - self.spent)
+
     def call(self, what: str, fn: Callable[[], T]) -> T:
         """``fn()``, retried on transient connector errors."""
         streak = _Streak(self, what)
         while True:
+            streak.attempt()
             try:
-                return fn()
+                result = fn()
             except ConnectorError as exc:
                 streak.failed(exc)
+            else:
+                streak.reset()
+                return result
 
     def delay(self, attempt: int) -> float:
         return min(self.max_delay, self.first_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
 class _Streak:
-    """Consecutive failures of one call: decides whether to wait and try again or give up."""
+    """Consecutive failures of one call: decides whether to wait and try again or give up, and
+    charges the time they took to the policy's budget."""
 
     def __init__(self, policy: RetryPolicy, what: str):
         self.policy, self.what = policy, what
         self.attempts = 0
-        self.started: float | None = None
+        self.started: float | None = None  #: when the first failed attempt of the streak started
+        self.attempt_started = 0.0
+
+    def attempt(self) -> None:
+        """Called before each attempt: refuses to reach the database once the circuit is open."""
+        broken = self.policy.broken
+        if broken is not None:
+            raise GaveUp(f"{self.what}: not attempted: this command's retry budget "
+                         f"(retry_budget={self.policy.budget:g} s) is spent and the database failed again "
+                         f"after that: {broken}", attempts=0, seconds=0.0, cause=broken) from None
+        self.attempt_started = self.policy.clock()
 
     def failed(self, exc: ConnectorError) -> None:
         """Wait before the next attempt, or raise (the error itself, or GaveUp)."""
         policy = self.policy
-        if not exc.transient or policy.budget <= 0:
+        if not exc.transient:
             raise exc
         now = policy.clock()
         if self.started is None:
-            self.started = now
+            cap = policy.call_timeout
+            self.started = self.attempt_started if cap is None else max(self.attempt_started, now - cap)
         self.attempts += 1
         elapsed = now - self.started
-        delay = policy.delay(self.attempts)
-        if elapsed + delay > policy.budget:
-            raise GaveUp(f"gave up after {self.attempts} attempts over {elapsed:.1f} s "
-                         f"(retry_budget={policy.budget:g}): {exc}", attempts=self.attempts, seconds=elapsed,
-                         cause=exc) from None
+        left = policy.budget - policy.spent - elapsed  # what the pool still holds after this streak
+        if left <= 0:
+            attempts = self.attempts
+            self.reset(now)
+            if policy.exhausted:  # the put-back's (or any later call's) one attempt failed: open the circuit
+                policy.broken = exc
+            policy.exhausted = True
+            if policy.budget <= 0:
+                raise exc
+            raise GaveUp(f"gave up after {attempts} attempts over {elapsed:.1f} s "
+                         f"(retry_budget={policy.budget:g}): {exc}",
+                         attempts=attempts, seconds=elapsed, cause=exc) from None
+        delay = min(policy.delay(self.attempts), left)  # the next attempt starts before the pool is spent
         log.warning("%s failed (attempt %d), retrying in %.2f s: %s", self.what, self.attempts, delay, exc)
         policy.sleep(delay)
 
-    def reset(self) -> None:
+    def reset(self, now: float | None = None) -> None:
+        """The streak is over (a success, progress, or giving up): charge its failures to the budget."""
+        if self.started is not None:
+            end = self.attempt_started if now is None else now
+            self.policy.spent += max(0.0, end - self.started)
         self.attempts, self.started = 0, None
 
 
@@ -131,25 +194,33 @@ def _restartable(policy: RetryPolicy, what: str, start: Callable[[], Iterator[T]
     streak = _Streak(policy, what)
     handed, last = 0, None
     while True:
+        streak.attempt()
         try:
             skip = handed
-            for batch in start():
+            batches = iter(start())
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                if streak.started is not None:
+                    streak.reset()  # a batch arrived: the failures are over (and charged to the budget)
                 n = size(batch)
                 if skip >= n:
                     if skip == n and n and key(batch, n - 1) != last:
                         raise _changed(what)
                     skip -= n
+                    streak.attempt()
                     continue
                 if skip:
                     if key(batch, skip - 1) != last:
                         raise _changed(what)
                     batch, n, skip = cut(batch, skip), n - skip, 0
-                if n == 0:
-                    continue
-                yield batch
-                handed += n
-                last = key(batch, n - 1)
-                streak.reset()  # progress: a later failure gets the whole budget again
+                if n:
+                    yield batch
+                    handed += n
+                    last = key(batch, n - 1)
+                streak.attempt()  # the wait for the next batch starts now, not when the consumer began
             if skip:
                 raise _changed(what)
             return

@@ -14,8 +14,8 @@ Grammar (``<backend>[+<transport>]:<location>?collection=<name>&<option>=<value>
 
 Options every backend understands: ``collection`` (required), ``timeout`` (seconds per call;
 servers default to a finite one, so a stopped server cannot hang a run), ``retry_budget`` (seconds
-during which a call that failed transiently is retried, default 60; 0 = no retries; see
-``connectors._retry``). Backend options: ``vector`` (Qdrant named vector or Milvus vector field;
+the whole command may spend retrying calls that failed transiently, default 60; 0 = no retries;
+see ``connectors._retry``: the deadline). Backend options: ``vector`` (Qdrant named vector or Milvus vector field;
 detected when the collection has exactly one; a Chroma collection has one embedding, so Chroma
 refuses it), Chroma ``tenant``, ``database``, ``auth`` (``bearer`` | ``x-chroma-token`` |
 ``basic``); Milvus ``db_name``; Qdrant ``prefer_grpc``, ``version_field`` (conditional writes
@@ -24,7 +24,7 @@ against an application-maintained payload field; see ``connectors.qdrant``).
 Secrets never appear in URIs (they would end up in shell history, logs and reports). They are
 read from an environment variable (default ``QDRANT_API_KEY``, ``MILVUS_TOKEN``,
 ``CHROMA_AUTH_TOKEN``; override the name with ``secret_env=NAME``) or from a file
-(``secret_file=/path``; surrounding whitespace is stripped).
+(``secret_file=/path``; surrounding whitespace is stripped; at most :data:`MAX_SECRET_BYTES`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import _secrets
 from ._base import METRICS, RecordId, VectorStore
+from ._bounded import read_bounded
 from ._errors import InvalidURI, MissingDependency
 from ._retry import DEFAULT_RETRY_BUDGET, RetryingStore, RetryPolicy
 
@@ -59,6 +60,9 @@ DEFAULT_SECRET_ENV: dict[str, str] = {
 
 #: Seconds a call to a database server may take before it counts as failed (``timeout=`` changes it).
 SERVER_CALL_TIMEOUT = 60.0
+
+#: The most bytes read from a ``secret_file`` (a token or password is far smaller; /dev/zero is not).
+MAX_SECRET_BYTES = 64 * 1024
 
 _SECRET_PARAMS = {"api_key", "apikey", "token", "password", "secret", "key"}
 _COMMON_OPTIONS = {"collection", "timeout", "retry_budget", "secret_env", "secret_file"}
@@ -222,10 +226,12 @@ def _read_secret(backend: str, params: dict[str, str], env: Mapping[str, str]) -
     path = params.pop("secret_file", None)
     env_name = params.pop("secret_env", None)
     if path is not None:
+        raw = read_bounded(path, MAX_SECRET_BYTES, f"secret_file={path!r}")
         try:
-            return Path(path).expanduser().read_text().strip() or None
-        except OSError as exc:
-            raise InvalidURI(f"secret_file={path!r} cannot be read: {exc.strerror}") from None
+            return raw.decode("utf-8").strip() or None
+        except UnicodeDecodeError as exc:  # the bytes are never shown: they may be the secret
+            raise InvalidURI(f"secret_file={path!r} is not UTF-8 text (at byte {exc.start}): is it the "
+                             "right file?") from None
     if env_name is not None and env_name not in env:
         raise InvalidURI(f"secret_env={env_name!r} names an environment variable that is not set")
     if env_name is None and backend not in DEFAULT_SECRET_ENV:
@@ -250,7 +256,9 @@ def open_store(target: str | StoreConfig, *, collection: str | None = None, **op
         if unknown:
             raise InvalidURI(f"unknown option(s) {unknown} for {config.backend}; allowed: {sorted(allowed)}")
         config = replace(config, options={**config.options, **{k: str(v) for k, v in options.items()}})
-    policy = RetryPolicy(config.retry_budget())  # checked before anything is opened
+    # checked before anything is opened; servers' calls time out (SERVER_CALL_TIMEOUT unless timeout=)
+    policy = RetryPolicy(config.retry_budget(),
+                         call_timeout=config.timeout(SERVER_CALL_TIMEOUT) if config.is_server else None)
     module = _backend_module(config.backend)
     # connecting is a database call too: a server restarting for a moment is waited for
     return RetryingStore(policy.call("connect", lambda: module.open_store(config)), policy)

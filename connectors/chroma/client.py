@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 import chromadb
 import chromadb.errors as chroma_errors
 import httpx
+import chromadb.api.fastapi as chroma_fastapi
 
 from .._base import Metric
 from .._errors import (
@@ -133,12 +135,7 @@ class Connection:
     def _connect_http(self) -> Any:
         headers = auth_headers(self.config.option("auth"), self.config.secret, self.config.option("user"))
         self._preflight(headers)
-        client = self._make_client(
-            lambda: chromadb.HttpClient(
-                host=self.base_url, port=self.port, ssl=self.config.transport == "https", headers=headers,
-                tenant=self.tenant, database=self.database,
-            )
-        )
+        client = self._make_client(lambda: self._http_client(headers))
         # chromadb 1.5 builds its httpx session with timeout=None and has no setting for it: a server
         # that accepts the connection and then hangs (or was stopped) would block forever. Connect
         # fast; a read may take up to ``timeout`` (a 5,000-vector update can take a while).
@@ -146,6 +143,22 @@ class Connection:
         if isinstance(session, httpx.Client):
             session.timeout = httpx.Timeout(self.timeout, connect=min(self.timeout or 10.0, 10.0))
         return client
+
+    def _http_client(self, headers: Mapping[str, str]) -> Any:
+        """``chromadb.HttpClient`` whose session times out from the start: the client's constructor
+        already calls the server (identity, tenant, database) with a session chromadb builds without
+        a timeout (and refuses any API class but its own), so a server that hung after the preflight
+        would block the constructor for ever. chromadb's module sees an httpx whose ``Client``
+        has our timeout while the client is built."""
+        seconds = self.timeout or SERVER_CALL_TIMEOUT
+        with _BUILD_LOCK:
+            saved = chroma_fastapi.httpx
+            chroma_fastapi.httpx = _TimedHttpx(httpx.Timeout(seconds, connect=min(seconds, 10.0)))
+            try:
+                return chromadb.HttpClient(host=self.base_url, port=self.port, ssl=self.config.transport == "https",
+                                           headers=dict(headers), tenant=self.tenant, database=self.database)
+            finally:
+                chroma_fastapi.httpx = saved
 
     def _preflight(self, headers: Mapping[str, str]) -> None:
         """Reach the server with a short timeout and check the credentials, before chromadb does
@@ -251,6 +264,24 @@ class Connection:
                 session.close()
         except Exception:  # closing must never mask the caller's own error
             pass
+
+
+class _TimedHttpx:
+    """The httpx module as chromadb's HTTP API sees it while a client is built: ``Client`` gets our
+    timeout instead of chromadb's ``None``; everything else is httpx itself."""
+
+    def __init__(self, timeout: httpx.Timeout):
+        self._timeout = timeout
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(httpx, name)
+
+    def Client(self, *args: Any, **kwargs: Any) -> httpx.Client:  # noqa: N802 (httpx's name)
+        kwargs["timeout"] = self._timeout
+        return httpx.Client(*args, **kwargs)
+
+
+_BUILD_LOCK = threading.Lock()
 
 
 def _http_status(exc: BaseException) -> int | None:

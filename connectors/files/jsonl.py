@@ -13,7 +13,12 @@ from typing import Any, BinaryIO
 from .._base import LabelledQuery
 from .common import REQUIRED_FIELDS, EntryChecker, LogFileError
 
-__all__ = ["read_jsonl", "write_jsonl"]
+__all__ = ["MAX_LINE_BYTES", "read_jsonl", "write_jsonl"]
+
+#: The longest line read: an entry's fields may take 16 MiB as JSON (``connectors._log``), its
+#: vector as JSON numbers about 25 bytes per dimension. A longer line is refused when its first
+#: 64 MiB have been read, whatever the file's (or the gzip stream's) size.
+MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -21,16 +26,18 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
         gz = raw.read(2) == b"\x1f\x8b"  # by content, whatever the suffix
         raw.seek(0)
         f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw  # type: ignore[assignment]
-        it = iter(f)
         n = 0
         while True:
             try:
-                line = next(it)
-            except StopIteration:
-                return
+                line = f.readline(MAX_LINE_BYTES + 1)
             except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip
                 raise LogFileError(f"{path.name} line {n + 1}: cannot read the file ({exc})") from None
+            if not line:
+                return
             n += 1
+            if len(line) > MAX_LINE_BYTES:
+                raise LogFileError(f"{path.name} line {n}: longer than {MAX_LINE_BYTES:,} bytes; one log entry "
+                                   f"per line, and an entry's fields may take at most 16 MiB")
             yield n, line
 
 

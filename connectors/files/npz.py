@@ -17,6 +17,11 @@ from .common import EntryChecker, LogFileError, OneIdType
 __all__ = ["read_npz", "write_npz"]
 
 REQUIRED_ARRAYS = ("query_ids", "vectors", "relevant_indptr", "relevant_ids")
+_OPTIONAL_ARRAYS = ("grades", "timestamps", "splits")
+#: The most bytes the arrays of one NPZ log may take once loaded: numpy cannot stream an archive, so
+#: it is loaded whole; the sizes are read from the arrays' headers before any array is loaded (a
+#: small compressed archive may declare a huge array). Larger logs stream as JSONL or Parquet.
+MAX_NPZ_BYTES = 1024 * 1024 * 1024
 
 
 def read_npz(path: Path, check: EntryChecker) -> Iterator[tuple[str, LabelledQuery]]:
@@ -31,8 +36,9 @@ def read_npz(path: Path, check: EntryChecker) -> Iterator[tuple[str, LabelledQue
         missing = [k for k in REQUIRED_ARRAYS if k not in npz.files]
         if missing:
             raise LogFileError(f"{name}: missing array(s) {missing}; found {sorted(npz.files)}")
+        _check_sizes(npz, name)
         a: dict[str, np.ndarray] = {}
-        for k in (*REQUIRED_ARRAYS, "grades", "timestamps", "splits"):
+        for k in (*REQUIRED_ARRAYS, *_OPTIONAL_ARRAYS):
             if k in npz.files:
                 try:
                     a[k] = npz[k]
@@ -85,6 +91,28 @@ def read_npz(path: Path, check: EntryChecker) -> Iterator[tuple[str, LabelledQue
         sp = None if splits is None or splits[i] == "" else str(splits[i])
         where = f"{name} entry {i}"
         yield where, check.entry(where, qids[i].item(), vectors[i], rel[lo:hi], g, ts, sp)
+
+
+def _check_sizes(npz: np.lib.npyio.NpzFile, name: str) -> None:
+    """LogFileError when the arrays nudge-sync reads would take more than :data:`MAX_NPZ_BYTES`, told
+    from their .npy headers (shape and dtype) before anything is loaded."""
+    total = 0
+    for k in (*REQUIRED_ARRAYS, *_OPTIONAL_ARRAYS):
+        if k not in npz.files:
+            continue
+        try:
+            with npz.zip.open(f"{k}.npy") as fp:
+                version = np.lib.format.read_magic(fp)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(fp, max_header_size=1 << 16)
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise LogFileError(f"{name}: array {k!r} has no readable .npy header ({exc})") from None
+        total += math.prod(shape) * dtype.itemsize
+        if total > MAX_NPZ_BYTES:
+            raise LogFileError(f"{name}: its arrays would take more than {MAX_NPZ_BYTES:,} bytes in memory (up to "
+                               f"{k!r}, shape {shape}, {dtype}); an NPZ log is loaded whole: write a log this "
+                               "large as JSONL or Parquet, which are read in pieces")
 
 
 def _no_nul(s: str, where: str, field: str) -> None:

@@ -17,6 +17,10 @@ __all__ = ["pyarrow_modules", "read_parquet", "write_parquet"]
 
 READ_BATCH_ROWS = 1024  # rows per record batch when reading
 ROW_GROUP_ROWS = 4096  # rows per row group when writing
+#: The most uncompressed bytes one row group may take: pyarrow decodes a column chunk of a row group
+#: at once, whatever the batch size, so a file with a huge row group is refused from its metadata
+#: before anything is decoded (nudge-sync writes row groups of 4,096 entries: a few MiB at 384-d).
+MAX_ROW_GROUP_BYTES = 512 * 1024 * 1024
 
 
 def pyarrow_modules() -> tuple[Any, Any]:
@@ -43,6 +47,7 @@ def read_parquet(path: Path, check: EntryChecker) -> Iterator[tuple[str, Labelle
         if missing:
             raise LogFileError(f"{path.name}: missing column(s) {missing}; found {names}")
         columns = [c for c in (*REQUIRED_FIELDS, "grades", "timestamp", "split") if c in names]
+        _check_row_groups(f, path.name)
         row = 0
         for batch in f.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
             n = batch.num_rows
@@ -57,6 +62,16 @@ def read_parquet(path: Path, check: EntryChecker) -> Iterator[tuple[str, Labelle
                 where = f"{path.name} row {row}"
                 yield where, check.entry(where, qids[i], vectors[i], rel[i], grades[i], stamps[i], splits[i])
                 row += 1
+
+
+def _check_row_groups(f: Any, name: str) -> None:
+    meta = f.metadata
+    for g in range(meta.num_row_groups):
+        size = meta.row_group(g).total_byte_size
+        if size > MAX_ROW_GROUP_BYTES:
+            raise LogFileError(f"{name}: row group {g} takes {size:,} bytes uncompressed; a row group is decoded "
+                               f"whole, so at most {MAX_ROW_GROUP_BYTES:,} are read at once: write the file with "
+                               "smaller row groups (e.g. pyarrow row_group_size=4096)")
 
 
 def _arrow_vectors(pa: Any, col: Any) -> list[Any]:

@@ -26,20 +26,23 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import connectors
+
 from ..engine.errors import RefusedInput
 
 #: Keys allowed at the top level; they apply to every command that has such an option.
 SHARED_KEYS = ("store", "collection", "log", "state")
 _SECRET_WORDS = ("api_key", "apikey", "token", "password", "secret")
+#: The most bytes read from a config file: a real one is a few hundred bytes.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def load_config(path: str | Path, commands: dict[str, Any]) -> dict[str, Any]:
     """Read a TOML file into a click ``default_map`` for ``commands`` ({name: click command})."""
     path = Path(path)
+    raw = connectors.read_bounded(path, MAX_CONFIG_BYTES, f"config file {str(path)!r}", RefusedInput)
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise RefusedInput(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+        data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise RefusedInput(f"config file {str(path)!r} is not UTF-8 text (byte {exc.start}): "
                            "is it a TOML file?") from None

@@ -8,15 +8,21 @@ pickle.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+import connectors
+
 from ..engine.errors import RefusedInput
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
+#: The most bytes read from a --vector-file: a 65,536-d float64 .npy takes 512 KiB, as text about
+#: 1.6 MiB; anything past this is not one query embedding (or is /dev/zero).
+MAX_VECTOR_FILE_BYTES = 16 * 1024 * 1024
 
 
 def read_query_vector(text: str | None, path: Path | None) -> np.ndarray:
@@ -50,28 +56,22 @@ def _is_float(x: str) -> bool:
 
 def _from_file(path: Path) -> np.ndarray:
     what = f"--vector-file {str(path)!r}"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as exc:
-        raise RefusedInput(f"{what} cannot be read: {exc.strerror or exc}") from None
-    if head.startswith(_ZIP_MAGIC):
+    data = connectors.read_bounded(path, MAX_VECTOR_FILE_BYTES, what, RefusedInput)
+    if data.startswith(_ZIP_MAGIC):
         raise RefusedInput(f"{what} is a zip archive (an .npz?); give one vector as a .npy array or a text file "
                            "of numbers")
-    if head.startswith(_NPY_MAGIC):
-        return _from_npy(path, what)
+    if data.startswith(_NPY_MAGIC):
+        return _from_npy(data, what)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise RefusedInput(f"{what} is neither a .npy array nor a text file of numbers") from None
-    except OSError as exc:
-        raise RefusedInput(f"{what} cannot be read: {exc.strerror or exc}") from None
     return _from_text(text, what)
 
 
-def _from_npy(path: Path, what: str) -> np.ndarray:
+def _from_npy(data: bytes, what: str) -> np.ndarray:
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         why = "it holds Python objects (a pickle)" if "pickle" in str(exc) else "it is damaged or truncated"
         raise RefusedInput(f"{what} is not a numeric .npy array: {why}") from None

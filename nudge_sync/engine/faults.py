@@ -51,6 +51,7 @@ POINTS: tuple[str, ...] = (
     "rollback.save",
     "rollback.write",
     "rollback.record",
+    "feedback.append",
 )
 
 

@@ -177,6 +177,15 @@ def add_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_na
     every entry is checked (the entry rule, the dimension, the backend's limits) before the first write,
     and a write that fails part-way leaves the log as it was (see ``VectorStore.append_log``).
     ``places`` names where each entry came from (``"clicks.jsonl line 17"``) for error messages."""
+    log, written, unknown = append_feedback(store, entries, log_name=log_name, check_ids=check_ids, source=source,
+                                            batch_size=batch_size, places=places)
+    return {"log": log, "appended": written, "unknown_ids": unknown[:20], "unknown_id_count": len(unknown)}
+
+
+def append_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_name: str | None = None,
+                    check_ids: bool = True, source: str = "", batch_size: int | None = None,
+                    places: Sequence[str] | None = None) -> tuple[str, int, list[RecordId]]:
+    """:func:`add_feedback`'s work: ``(log name, entries written, every relevant id not in the collection)``."""
     info = store.describe()
     log = log_name_for(info.collection, log_name)
 
@@ -193,4 +202,4 @@ def add_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_na
         if places is None or exc.index is None:
             raise
         raise RefusedInput(f"{places[exc.index]}: {exc}") from None
-    return {"log": log, "appended": written, "unknown_ids": unknown[:20], "unknown_id_count": len(unknown)}
+    return log, written, unknown

@@ -161,3 +161,103 @@ def test_a_stopped_server_is_waited_for_and_then_given_up_on(tmp_path):
     finally:
         os.kill(proc.pid, signal.SIGCONT)
         proc.stop()
+
+
+# -- the deadline: one budget for the whole command (issue 18, finding 5) ---------------------------
+
+
+def hanging(fake: FakeClock, seconds: float, errors: int, result="ok"):
+    """A call that hangs ``seconds`` (the client's timeout) and then fails, ``errors`` times."""
+    calls = []
+
+    def call():
+        calls.append(fake.now)
+        if len(calls) <= errors:
+            fake.now += seconds
+            raise ConnectionFailed("timed out")
+        return result
+
+    return call, calls
+
+
+def test_the_budget_is_shared_by_every_call_of_the_command():
+    p, fake = policy(budget=10.0)
+    for _ in range(3):  # three calls that each recover after ~3 s of failures
+        call, _ = hanging(fake, 3.0, errors=1)
+        assert p.call("read", call) == "ok"
+    assert 9.0 <= p.spent <= 10.0
+    call, calls = hanging(fake, 3.0, errors=100)
+    start = fake.now
+    with pytest.raises(GaveUp):
+        p.call("read", call)
+    # whatever was left of the pool (< 1 s) plus the attempt running when it ran out
+    assert fake.now - start <= (10.0 - 9.0) + 3.0 and len(calls) == 1
+
+
+def test_no_attempt_starts_after_the_deadline_and_sleeps_are_cut_to_it():
+    p, fake = policy(budget=5.0)
+    call, calls = hanging(fake, 2.0, errors=100)
+    with pytest.raises(GaveUp):
+        p.call("update vectors", call)
+    assert all(t < 5.0 for t in calls), calls  # every attempt started within the budget
+    assert fake.now <= 5.0 + 2.0  # the budget plus one call timeout
+    assert sum(fake.sleeps) + 2.0 * len(calls) - 2.0 <= 5.0
+
+
+def test_after_giving_up_one_more_attempt_then_the_circuit_opens():
+    p, fake = policy(budget=2.0)
+    call, _ = hanging(fake, 1.0, errors=100)
+    with pytest.raises(GaveUp):
+        p.call("write", call)
+    given_up_at = fake.now
+    put_back, put_calls = hanging(fake, 1.0, errors=100)
+    with pytest.raises(GaveUp):  # the put-back gets one attempt, no retries
+        p.call("put back", put_back)
+    assert len(put_calls) == 1 and fake.now == given_up_at + 1.0
+    later, later_calls = hanging(fake, 1.0, errors=100)
+    with pytest.raises(GaveUp, match="not attempted: this command's retry budget"):
+        p.call("release lock", later)
+    assert not later_calls and fake.now == given_up_at + 1.0
+
+
+def test_a_put_back_that_succeeds_keeps_the_circuit_closed():
+    p, fake = policy(budget=1.0)
+    call, _ = hanging(fake, 1.0, errors=100)
+    with pytest.raises(GaveUp):
+        p.call("write", call)
+    ok, _ = hanging(fake, 1.0, errors=0)
+    assert p.call("put back", ok) == "ok" and p.call("put back", ok) == "ok" and p.broken is None
+
+
+def test_a_long_pass_is_charged_only_for_its_failures():
+    p, fake = policy(budget=2.0)
+
+    class SlowPass(FlakyPass):
+        def iter_vectors(self, batch_size=1000):
+            for chunk, vecs in super().iter_vectors(batch_size):
+                fake.now += 10.0  # a healthy pass that takes long: not the database failing
+                yield chunk, vecs
+
+    inner = SlowPass(range(100), fail_after=40)
+    seen = [i for ids, _ in RetryingStore(inner, p).iter_vectors(batch_size=15) for i in ids]  # type: ignore[arg-type]
+    assert seen == list(range(100)) and p.spent < 2.0
+
+
+def test_renew_gives_a_reused_store_a_fresh_budget():
+    p, fake = policy(budget=1.0)
+    for _ in range(2):
+        with pytest.raises(GaveUp):
+            p.call("write", hanging(fake, 1.0, errors=100)[0])
+    assert p.broken is not None
+    p.renew()
+    assert p.call("read", hanging(fake, 0.5, errors=1)[0]) == "ok" and 0.5 <= p.spent <= 0.5 + p.first_delay
+
+
+def test_a_failed_attempt_is_charged_at_most_one_call_timeout():
+    """A method that makes several calls (answered) and then one that times out: the answered
+    calls are work, not waiting, so the failure costs the budget one call timeout at most."""
+    fake = FakeClock()
+    p = RetryPolicy(10.0, sleep=fake.sleep, clock=fake.clock, call_timeout=2.0)
+    call, calls = hanging(fake, 30.0, errors=1)  # 28 s of answered calls, then a 2 s timeout
+    assert p.call("read query log", call) == "ok" and len(calls) == 2
+    assert 2.0 <= p.spent <= 2.0 + p.first_delay

@@ -13,7 +13,7 @@ import numpy as np
 import connectors
 from connectors import LabelledQuery
 
-from ...engine import ops
+from ...engine import importer, ops
 from ...engine.errors import NothingToDo, RefusedInput
 from ..failures import EXIT_CODES_HELP, handle_errors
 from ..option_types import CollectionName, FiniteFloat
@@ -86,20 +86,19 @@ def _typed_id(text: str, id_type: str) -> connectors.RecordId:
 @click.option("--log", "log_name", metavar="NAME", type=CollectionName(), help="Log collection (default <collection>_feedback).")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=1000, show_default=True,
-              help="Entries per write request.")
+              help="Entries per append (each written all or nothing).")
 @click.pass_context
 @handle_errors
 def feedback_import(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
                     path: Path, batch_size: int) -> None:
     """Append labelled queries from a JSONL, Parquet or NPZ file (see README: The labelled query log, In files).
 
-    All or nothing: every entry is checked before the first write, and a write that fails part-way
-    leaves the log as it was."""
-    located = list(connectors.read_log_places(path))  # every line checked before the database is opened
-    entries = [entry for _, entry in located]
-    if not entries:
+    Streams: every entry is checked before the first write, then the file is appended batch by batch
+    in bounded memory. An import that stops part-way leaves the batches before it in the log; the
+    same import run again completes it without duplicating an entry (entries are keyed by query id)."""
+    summary = importer.scan_log_file(path, file_label(path))  # every line checked before the database is opened
+    if not summary.entries:
         raise NothingToDo(f"{file_label(path)} holds no labelled queries: nothing to import")
     with opened(store_uri, collection) as store:
-        report = ops.add_feedback(store, entries, log_name=log_name, batch_size=batch_size,
-                                   places=[file_label(path) + where[len(path.name):] for where, _ in located])
+        report = importer.import_feedback(store, summary, log_name=log_name, batch_size=batch_size)
     emit(ctx, report, human_feedback)

@@ -1,0 +1,119 @@
+"""``feedback import`` as a stream: a log file of any size appended in batches, in bounded memory.
+
+Two passes over the file. The first, before the database is opened, checks every entry (the entry
+rule, one dimension, each query id once) and keeps only an 8-byte hash per query id for the
+duplicate check (8 MB per million entries). The second reads the file again and appends it batch by
+batch (``--batch-size`` entries per append), each batch checked against the collection (its
+dimension, the backend's limits) and written all or nothing (``VectorStore.append_log``). So memory
+is one batch plus the hashes, whatever the file's size.
+
+What a failed or killed import leaves: every log keeps one record per query id (the key of each
+backend's log collection), and an append of an id already there replaces that entry. An import
+that stops part-way -- killed, or a batch refused by the database -- leaves the batches before it in
+the log (a batch being written when the process was killed may be there in part); running the same
+import again rewrites them and adds the rest, never duplicating an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import connectors
+from connectors import LabelledQuery, VectorStore
+
+from . import faults
+from .errors import RefusedInput
+from .ops import append_feedback
+
+__all__ = ["FileSummary", "import_feedback", "scan_log_file"]
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """What the first pass learnt of a log file: how many entries, their dimension."""
+
+    path: Path
+    label: str  #: how messages name the file ("log file 'clicks.jsonl'")
+    entries: int
+    dimension: int
+    first: str = ""  #: where the first entry is ("log file 'clicks.jsonl' line 1")
+    first_id: str = ""
+
+
+def _places(path: Path, label: str) -> Iterator[tuple[str, LabelledQuery]]:
+    # the duplicate check is done here with hashes, not by the reader's index of every id
+    for where, entry in connectors.read_log_places(path, unique_ids=False):
+        yield label + where[len(path.name):], entry
+
+
+def _key(query_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(query_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def scan_log_file(path: Path, label: str) -> FileSummary:
+    """The first pass: every entry checked, a query id given twice refused naming both places."""
+    keys = array("Q")
+    dimension, first, first_id = 0, "", ""
+    for where, entry in _places(path, label):
+        if not keys:
+            dimension, first, first_id = entry.vector.shape[0], where, entry.query_id  # the reader refuses another
+        keys.append(_key(entry.query_id))
+    if len(keys):
+        hashes = np.frombuffer(keys, dtype=np.uint64)
+        ordered = np.sort(hashes)
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        if repeated.size:
+            _refuse_repeated(path, label, set(int(h) for h in repeated[:1000]))
+    return FileSummary(path, label, len(keys), dimension, first, first_id)
+
+
+def _refuse_repeated(path: Path, label: str, suspects: set[int]) -> None:
+    """Name the two places of a repeated query id (hashes may also collide for two distinct ids)."""
+    seen: dict[str, str] = {}
+    for where, entry in _places(path, label):
+        if _key(entry.query_id) in suspects:
+            earlier = seen.setdefault(entry.query_id, where)
+            if earlier != where:
+                raise RefusedInput(f"{where}: query_id {entry.query_id!r} was already given at {earlier}; a log "
+                                   "file holds each query once (keep one of the two entries)")
+
+
+def import_feedback(store: VectorStore, summary: FileSummary, *, log_name: str | None = None,
+                    batch_size: int = 1000) -> dict[str, Any]:
+    """The second pass: append the file batch by batch (see the module docstring)."""
+    info = store.describe()
+    if summary.dimension != info.dimension:
+        raise RefusedInput(f"{summary.first}: query {summary.first_id!r} has a vector of shape ({summary.dimension},); "
+                           f"the collection's dimension is {info.dimension} (every entry of the file is "
+                           f"{summary.dimension}-d)")
+    totals: dict[str, Any] = {"log": None, "appended": 0, "batches": 0}
+    unknown: dict[Any, None] = {}  # distinct ids across batches, in order (few: they are the exception)
+    batch: list[LabelledQuery] = []
+    places: list[str] = []
+
+    def flush() -> None:
+        faults.probe("feedback.append")  # before each batch: where a test kills an import part-way
+        totals["log"], written, missing = append_feedback(store, batch, log_name=log_name, batch_size=batch_size,
+                                                          places=places)
+        totals["appended"] += written
+        totals["batches"] += 1
+        unknown.update(dict.fromkeys(missing))
+        batch.clear()
+        places.clear()
+
+    for where, entry in _places(summary.path, summary.label):
+        batch.append(entry)
+        places.append(where)
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return {**totals, "unknown_ids": list(unknown)[:20], "unknown_id_count": len(unknown)}
+
