@@ -97,7 +97,7 @@ def test_adoption_rollback_scope_and_a_killed_rollback(user_backend, collection_
     first_log, all_log = log_files(tmp_path, coll)
     originals = dict(coll.originals)
 
-    with tally.counting(b.name, "runs-over-time", fault="re-embedded between two runs"):
+    with tally.counting(b.name, "sequence", fault="re-embedded between two runs"):
         nudge("run", "--store", coll.uri, "--log-file", first_log, *FIXED)
         after1 = b.vectors(coll.name)
         written1 = set(differing(after1, originals))
@@ -113,7 +113,7 @@ def test_adoption_rollback_scope_and_a_killed_rollback(user_backend, collection_
             "the re-embedded record was not nudged again from its new embedding"
         written2 = set(differing(after2, before2)) | {victim}
 
-    with tally.counting(b.name, "runs-over-time", fault="rollback --run of the second run"):
+    with tally.counting(b.name, "sequence", fault="rollback --run of the second run"):
         only_first = written1 - written2
         assert only_first and written2 - written1, (len(written1), len(written2))
         undone = nudge("rollback", "--store", coll.uri, "--run", second["run_id"], *BATCH_ARGS).report
@@ -128,7 +128,7 @@ def test_adoption_rollback_scope_and_a_killed_rollback(user_backend, collection_
         assert not differing(b.vectors(coll.name), now), "a refused rollback wrote"
 
     for point, written, recorded in (("rollback.save", 1, 1), ("rollback.write", 2, 1)):
-        with tally.counting(b.name, "runs-over-time", fault=f"{point}@2=kill, then rollback", phase=point[9:]):
+        with tally.counting(b.name, "sequence", fault=f"{point}@2=kill, then rollback", phase=point[9:]):
             if point == "rollback.write":  # everything nudged again, from the originals
                 nudge("run", "--store", coll.uri, "--log-file", all_log, *FIXED)
             final, nudged = killed_rollback_then_rollback(coll, point)
