@@ -28,7 +28,7 @@ from connectors.qdrant import local_client
 from nudge_sync.engine import faults
 from nudge_sync.cli.app import cli
 from tests.backends import RecordId
-from tests.backends.qdrant import fast_tmp_dir
+from tests.backends import fast_tmp_dir
 from tests.conftest import selected_harnesses
 from tests.user._data import BATCH_ARGS, DIM, Collection, make_collection
 from tests.user._native import embedded_backend

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from nudge_sync.synthetic import make_corpus
-from tests.backends.qdrant import fast_tmp_dir
+from tests.backends import fast_tmp_dir
 from tests.conftest import selected_harnesses
 from tests.user._data import BATCH_ARGS, Collection, differing, make_collection, max_abs_diff
 from tests.user._native import ChromaPersistentBackend, MilvusLiteBackend, QdrantLocalBackend, UserBackend, checksum
@@ -151,13 +151,11 @@ def test_every_command_after_the_demo(harness_name, tmp_path, tally):
     """The README's first command, then status, eval, rollback and status in new processes on what
     it left (plan and history after a run are in the sequence above); the demo's vectors, read
     with the database's own client, are its corpus again after the rollback."""
-    # Qdrant local mode on tmpfs, as the user_backend fixture does: on disk its writes are slow
-    base = fast_tmp_dir("nudge-sync-demo-", tmp_path) if harness_name == "qdrant-local" else tmp_path
+    base = fast_tmp_dir("nudge-sync-demo-", tmp_path)  # on tmpfs, as the user_backend fixture has it
     try:
         every_command_after_the_demo(harness_name, base / "demo", tally)
     finally:
-        if base != tmp_path:
-            shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def every_command_after_the_demo(harness_name: str, directory: Path, tally: Tally) -> None:
