@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from tests._procs import ServerProcess, closed_port, free_port, http_ok
-from tests.backends import Harness, RecordId
+from tests.backends import Harness, RecordId, fast_tmp_dir
 
 __all__ = ["harness_chroma_persistent", "harness_chroma_http"]
 
@@ -222,13 +222,21 @@ class ChromaHarness(Harness):
 
 @pytest.fixture(scope="session")
 def harness_chroma_persistent(tmp_path_factory) -> Iterator[ChromaHarness]:
-    h = ChromaHarness.persistent(tmp_path_factory.mktemp("chroma-persistent"))
-    yield h
-    h.close()
+    path = fast_tmp_dir("nudge-sync-chroma-persistent-", tmp_path_factory.getbasetemp())  # SQLite: no fsync wait
+    try:
+        h = ChromaHarness.persistent(path)
+        yield h
+        h.close()
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def harness_chroma_http(tmp_path_factory, server_logs) -> Iterator[ChromaHarness]:
-    h = ChromaHarness.http(tmp_path_factory.mktemp("chroma-http") / "data", server_logs)
-    yield h
-    h.close()
+    path = fast_tmp_dir("nudge-sync-chroma-http-", tmp_path_factory.getbasetemp())
+    try:
+        h = ChromaHarness.http(path / "data", server_logs)
+        yield h
+        h.close()
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -55,7 +55,7 @@ import numpy as np
 import pytest
 
 from tests._procs import ServerProcess, closed_port, free_port
-from tests.backends import Harness, RecordId
+from tests.backends import Harness, RecordId, fast_tmp_dir
 
 __all__ = ["harness_milvus_2_3_5", "harness_milvus_lite", "harness_milvus_lite_server"]
 
@@ -362,23 +362,31 @@ def _needs_pymilvus() -> None:
 @pytest.fixture(scope="session")
 def harness_milvus_lite(tmp_path_factory) -> Iterator[MilvusHarness]:
     _needs_pymilvus()
-    path = (tmp_path_factory.mktemp("milvus-lite") / "lite.db").resolve()
-    h = MilvusHarness("milvus-lite", str(path), f"milvus://{path}", is_server=False)
-    yield h
-    h.close()
+    directory = fast_tmp_dir("nudge-sync-milvus-lite-", tmp_path_factory.getbasetemp())  # no fsync wait
+    path = (directory / "lite.db").resolve()
+    try:
+        h = MilvusHarness("milvus-lite", str(path), f"milvus://{path}", is_server=False)
+        yield h
+        h.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def harness_milvus_lite_server(tmp_path_factory, server_logs) -> Iterator[MilvusHarness]:
     _needs_pymilvus()
-    proc, uri = start_milvus_lite_server(tmp_path_factory.mktemp("milvus-lite-server") / "data", server_logs)
+    directory = fast_tmp_dir("nudge-sync-milvus-lite-server-", tmp_path_factory.getbasetemp())
     try:
-        h = MilvusHarness("milvus-lite-server", uri, f"milvus+{uri}", is_server=True, proc=proc)
-    except BaseException:
-        stop_server(proc)
-        raise
-    yield h
-    h.close()
+        proc, uri = start_milvus_lite_server(directory / "data", server_logs)
+        try:
+            h = MilvusHarness("milvus-lite-server", uri, f"milvus+{uri}", is_server=True, proc=proc)
+        except BaseException:
+            stop_server(proc)
+            raise
+        yield h
+        h.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _strong_root_password(uri: str, token: str) -> str:

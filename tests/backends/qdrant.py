@@ -36,9 +36,7 @@ contract test and by tests/contract/test_qdrant_specific.py.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -50,7 +48,7 @@ from qdrant_client import models
 
 from connectors.qdrant import local_client
 from tests._procs import closed_port
-from tests.backends import Harness, RecordId
+from tests.backends import Harness, RecordId, fast_tmp_dir
 
 __all__ = ["QdrantHarness", "harness_qdrant_local", "rich_payload", "fast_tmp_dir"]
 
@@ -68,14 +66,6 @@ def rich_payload(i: int) -> dict[str, Any]:
         "tags": ["alpha", f"t{i % 5}"], "nested": {"a": [1, {"b": "c"}], "depth": {"x": i}},
         "document": f"document {i}: naïve café 🙂",
     }
-
-
-def fast_tmp_dir(prefix: str, fallback: Path) -> Path:
-    """A fresh directory on tmpfs when available (see the module docstring), else under ``fallback``."""
-    parent = os.environ.get("NUDGE_SYNC_QDRANT_TMP")
-    if parent is None and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-        parent = "/dev/shm"
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent or fallback))
 
 
 class QdrantHarness(Harness):

@@ -1,5 +1,6 @@
 """What only the in-memory store has: its URI, one database per name shared by every open in the
-process, databases kept apart, and its cosine collections re-normalising like Chroma's."""
+process, databases kept apart, and its cosine collections re-normalising like Chroma's -- checked
+against a real Chroma cosine collection given the same vectors, not against the store's own design."""
 
 from __future__ import annotations
 
@@ -56,21 +57,73 @@ def test_every_open_of_one_name_sees_the_same_data_and_other_names_see_none(db_n
     forget(f"{db_name}-other")
 
 
-@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-def test_only_cosine_collections_renormalise(db_name, metric):
+@pytest.mark.parametrize("metric", ["dot", "l2"])
+def test_dot_and_l2_collections_store_what_they_are_sent(db_name, metric):
     vectors = random_vectors(50, 8, seed=2) * 3.0
     connectors.create_collection(f"memory://{db_name}?collection=c", list(range(50)), vectors, metric=metric)
     with connectors.open_store(f"memory://{db_name}?collection=c") as store:
         info = store.describe()
-        assert info.renormalises is (metric == "cosine")
-        assert info.round_trip_tolerance == (1e-6 if metric == "cosine" else 0.0)
-        store.update_vectors(list(range(50)), vectors)  # the read-back check holds within the tolerance
+        assert not info.renormalises and info.round_trip_tolerance == 0.0
+        store.update_vectors(list(range(50)), vectors[::-1].copy())
         _, back, _ = store.get_vectors(list(range(50)))
-    if metric == "cosine":
-        assert not np.array_equal(back, vectors)  # some rows come back an ulp or so off
-        assert np.abs(back - vectors).max() <= 1e-6 * np.linalg.norm(vectors, axis=1).max()
-    else:
-        assert back.tobytes() == vectors.astype(np.float32).tobytes()
+    assert back.tobytes() == vectors[::-1].astype(np.float32).tobytes()
+
+
+def cosine_round_trips(uri: str, ids: list, vectors: np.ndarray) -> dict[str, np.ndarray]:
+    """What a cosine collection gives back of ``vectors``: created with them, then updated with
+    them scaled, then updated with what it gave back (is a stored vector a fixed point?)."""
+    out = {}
+    with connectors.open_store(uri) as store:
+        assert store.describe().renormalises
+        out["created"] = store.get_vectors(ids)[1]
+        store.update_vectors(ids, vectors * 0.5)
+        out["updated"] = store.get_vectors(ids)[1]
+        store.update_vectors(ids, out["updated"])
+        out["rewritten"] = store.get_vectors(ids)[1]
+    return out
+
+
+@pytest.fixture
+def congruent(harness_chroma_persistent, collection_name, db_name):
+    """The same unnormalised vectors through a memory cosine collection and a real Chroma one."""
+    h = harness_chroma_persistent
+    ids = h.make_ids(300)
+    vectors = random_vectors(300, 16, seed=2) * 3.0
+    h.create(collection_name, ids, vectors, metric="cosine", rich=False)
+    try:
+        chroma = cosine_round_trips(h.uri(collection_name), ids, vectors)
+    finally:
+        h.drop(collection_name)
+    connectors.create_collection(f"memory://{db_name}?collection=c", ids, vectors, metric="cosine")
+    memory = cosine_round_trips(f"memory://{db_name}?collection=c", ids, vectors)
+    return vectors, chroma, memory
+
+
+def test_cosine_collections_renormalise_like_chroma(congruent):
+    """The memory store stands in for the re-normalising databases in the engine tests: what it
+    gives back must behave like what a real Chroma cosine collection gives back for the same
+    vectors -- not what they were sent, within the same tolerance of it and of each other, and not
+    always a fixed point of the write (the case rollback's corrective writes exist for)."""
+    vectors, chroma, memory = congruent
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    for step, sent in (("created", vectors), ("updated", vectors * 0.5)):
+        for name, got in (("chroma", chroma[step]), ("memory", memory[step])):
+            off = np.abs(got - sent) / norms
+            assert 0 < off.max() <= 1e-6, (name, step, off.max())  # re-normalised, within the tolerance
+            assert not np.array_equal(got, sent), (name, step)
+        assert np.abs(memory[step] - chroma[step]).max() <= 2.0**-23 * 4 * norms.max(), step
+    for name, got in (("chroma", chroma), ("memory", memory)):
+        moved = int((got["rewritten"] != got["updated"]).any(axis=1).sum())
+        assert 0 < moved < len(vectors), f"{name}: {moved} of {len(vectors)} stored vectors moved when rewritten"
+
+
+@pytest.mark.xfail(strict=True, reason="product: connectors/memory/store.py stored_form divides by a numpy "
+                   "norm; Chroma (1.5.9) multiplies by the float32 reciprocal of a sequential float32 sum of "
+                   "squares -- same bits only when the memory store does the same")
+def test_cosine_collections_give_back_chromas_bits(congruent):
+    _, chroma, memory = congruent
+    for step in ("created", "updated", "rewritten"):
+        assert memory[step].tobytes() == chroma[step].tobytes(), step
 
 
 def test_ids_of_the_other_type_are_missing_and_refused_on_update(db_name):

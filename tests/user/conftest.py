@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.qdrant import fast_tmp_dir
+from tests.backends import fast_tmp_dir
 from tests.conftest import fixture_name, selected_harnesses
 from tests.user._data import SWEEP
 from tests.user._native import EMBEDDED, UserBackend, SharedServerBackend, embedded_backend
@@ -29,11 +29,12 @@ def backend_for(name: str, request: pytest.FixtureRequest, directory: Path) -> U
 @pytest.fixture(params=selected_harnesses())
 def user_backend(request, tmp_path) -> Iterator[UserBackend]:
     """Each of the selected backends; embedded ones in a directory of their own for this test."""
-    directory = fast_tmp_dir("nudge-sync-user-", tmp_path) if request.param == "qdrant-local" else tmp_path / "db"
+    # on tmpfs: the embedded engines' writes without the fsync wait (tests/backends: fast_tmp_dir)
+    directory = fast_tmp_dir("nudge-sync-user-", tmp_path) if request.param in EMBEDDED else tmp_path / "db"
     try:
         yield backend_for(request.param, request, directory)
     finally:
-        if request.param == "qdrant-local":
+        if request.param in EMBEDDED:
             shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -13,7 +13,9 @@ lost: the window the README documents.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +28,7 @@ from connectors.qdrant import local_client
 from nudge_sync.engine import faults
 from nudge_sync.cli.app import cli
 from tests.backends import RecordId
+from tests.backends import fast_tmp_dir
 from tests.conftest import selected_harnesses
 from tests.user._data import BATCH_ARGS, DIM, Collection, make_collection
 from tests.user._native import embedded_backend
@@ -76,8 +79,16 @@ class Application:
             faults.clear()
 
 
-def versioned_collection(tmp_path, name: str) -> Collection:
-    backend = embedded_backend("qdrant-local", tmp_path / "qdrant")
+@pytest.fixture
+def qdrant_dir(tmp_path) -> Iterator[Path]:
+    """Qdrant local mode on tmpfs, as the user_backend fixture has it (on disk its writes are slow)."""
+    directory = fast_tmp_dir("nudge-sync-conditional-", tmp_path)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def versioned_collection(tmp_path: Path, qdrant_dir: Path, name: str) -> Collection:
+    backend = embedded_backend("qdrant-local", qdrant_dir)
     coll = make_collection(backend, name, tmp_path, metric="cosine")
     with backend.native() as h:  # the application's version field on every record
         h.client.set_payload(name, {VERSION: 1}, points=models.Filter(), wait=True)
@@ -90,8 +101,8 @@ def survived(coll: Collection, app: Application) -> list[RecordId]:
     return [i for i, v in app.written.items() if np.max(np.abs(now[i] - v)) <= 1e-6]
 
 
-def test_version_field_closes_the_window(tmp_path, collection_name, tally):
-    coll = versioned_collection(tmp_path, collection_name)
+def test_version_field_closes_the_window(tmp_path, qdrant_dir, collection_name, tally):
+    coll = versioned_collection(tmp_path, qdrant_dir, collection_name)
     app = Application(coll)
     uri = coll.uri + f"&version_field={VERSION}"
     for command, point in (("run", "run.before_write"), ("rollback", "rollback.before_write")):
@@ -105,9 +116,9 @@ def test_version_field_closes_the_window(tmp_path, collection_name, tally):
     assert (status["nudged"], status["pending"], status["lock"]) == (0, 0, None), status
 
 
-def test_without_version_field_a_write_inside_the_window_is_lost(tmp_path, collection_name, tally):
+def test_without_version_field_a_write_inside_the_window_is_lost(tmp_path, qdrant_dir, collection_name, tally):
     """The documented remaining window (README): one batch, between its re-read and its write."""
-    coll = versioned_collection(tmp_path, collection_name)
+    coll = versioned_collection(tmp_path, qdrant_dir, collection_name)
     app = Application(coll)
     with tally.counting("qdrant-local", "conditional-write", fault="run: write inside the window, no version_field"):
         with app.inside_window("run.before_write", hit=2):

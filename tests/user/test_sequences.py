@@ -14,14 +14,20 @@ test_secrets.py).
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from nudge_sync.synthetic import make_corpus
+from tests.backends import fast_tmp_dir
 from tests.conftest import selected_harnesses
 from tests.user._data import BATCH_ARGS, Collection, differing, make_collection, max_abs_diff
-from tests.user._native import UserBackend, checksum
+from tests.user._native import ChromaPersistentBackend, MilvusLiteBackend, QdrantLocalBackend, UserBackend, checksum
 from tests.user._runner import CliResult, nudge
+from tests.user._tally import Tally
 from tests.user._secrets import SECRET_ENV, find_secret, planted, planted_credentials
 
 #: a restored cosine vector on Qdrant/Chroma may sit one float32 ulp off its original (README, Safety)
@@ -125,16 +131,38 @@ def sequence(b: UserBackend, coll: Collection, uri: str, step: Steps) -> Steps:
 
 
 DEMO_BACKENDS = {"qdrant-local": "qdrant", "milvus-lite": "milvus", "chroma-persistent": "chroma"}
+#: where `nudge-sync demo --dir D` puts each embedded database (nudge_sync/cli/demo.py), as the
+#: user-level suite's native readers open them
+DEMO_NATIVE = {"qdrant-local": lambda d: QdrantLocalBackend(d / "qdrant"),
+               "milvus-lite": lambda d: MilvusLiteBackend(d / "milvus.db"),
+               "chroma-persistent": lambda d: ChromaPersistentBackend(d / "chroma")}
+
+
+def demo_vectors(native: UserBackend) -> dict[Any, Any]:
+    """The demo collection's vectors, read with the database's own client."""
+    if native.backend != "milvus":
+        return native.vectors("demo")
+    with native.native() as h:  # the demo's Milvus collection keys its rows by "id", not the harness' "pk"
+        return {r["id"]: np.asarray(r["vector"], np.float32) for r in h.rows("demo", ["id", "vector"], pk="id")}
 
 
 @pytest.mark.parametrize("harness_name", [n for n in DEMO_BACKENDS if n in selected_harnesses()])
 def test_every_command_after_the_demo(harness_name, tmp_path, tally):
     """The README's first command, then status, eval, rollback and status in new processes on what
-    it left (plan and history after a run are in the sequence above)."""
+    it left (plan and history after a run are in the sequence above); the demo's vectors, read
+    with the database's own client, are its corpus again after the rollback."""
+    base = fast_tmp_dir("nudge-sync-demo-", tmp_path)  # on tmpfs, as the user_backend fixture has it
+    try:
+        every_command_after_the_demo(harness_name, base / "demo", tally)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def every_command_after_the_demo(harness_name: str, directory: Path, tally: Tally) -> None:
     backend, secret = DEMO_BACKENDS[harness_name], planted()
     step = Steps({SECRET_ENV[backend]: secret})
     with tally.counting(harness_name, "sequence"):
-        demo = step("demo", "--backend", backend, "--dir", tmp_path / "demo", "--records", "300", "--dim", "16",
+        demo = step("demo", "--backend", backend, "--dir", directory, "--records", "300", "--dim", "16",
                     "--queries", "100")
         uri = demo["store"]
         written = demo["run"]["counts"]["written"]
@@ -149,3 +177,10 @@ def test_every_command_after_the_demo(harness_name, tmp_path, tally):
         final = step("status", "--store", uri)
         assert (final["nudged"], final["pending"], final["lock"], final["runs"]) == (0, 0, None, 2), final
         step.scan(secret)
+        native = DEMO_NATIVE[harness_name](directory)
+        corpus = make_corpus(n_records=300, dim=16, n_queries=100, seed=0, id_type="str" if backend == "chroma" else "int")
+        stored = demo_vectors(native)
+        assert sorted(stored, key=repr) == sorted(corpus.ids, key=repr)
+        worst = max(max_abs_diff(stored[i], v) for i, v in zip(corpus.ids, corpus.vectors))
+        # the demo's collection is cosine: bit for bit where the database stores what it is sent
+        assert worst == 0.0 if native.rollback_is_bit_exact("cosine") else worst <= ULP, worst
