@@ -1,0 +1,151 @@
+"""The command line's observers: the flags that subscribe outputs to a command's event stream
+(``--metrics-file``, ``--pushgateway``, ``--report``; JSON logs come from the global
+``--log-format``), checked before anything is opened, and the call that runs an engine command
+with them.
+
+The engine emits the events (``nudge_sync.engine.events``); the subscribers are in
+``nudge_sync.observe``. ``call_observed`` passes the sink to an engine function that takes
+``events=``; for one that does not (yet), it emits the command's bracketing events itself
+(``RunStarted``, the report's step times, ``RunFinished`` / ``RunFailed``), so the outputs work the same.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from ..engine.errors import ExitCode, NothingToDo, exit_code_for
+from ..engine.events import Events, RunFailed, RunFinished, RunStarted, StepFinished
+from ..observe.jsonlog import EventLog
+from ..observe.metrics import RunMetrics
+from ..observe.report import RunReport
+from .render import echo
+
+__all__ = ["Observers", "call_observed", "check_output_path", "metrics_options", "report_option"]
+
+
+def check_output_path(value: Path | None, flag: str) -> Path | None:
+    """A file the command will write: its folder must exist and be writable, and it must not be a folder."""
+    if value is None:
+        return None
+    path = value.expanduser().absolute()
+    if path.is_dir():
+        raise click.BadParameter(f"{str(value)!r} is a directory; give a file name", param_hint=flag)
+    if not path.parent.is_dir():
+        raise click.BadParameter(f"{str(value)!r}: folder {str(path.parent)!r} does not exist", param_hint=flag)
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.BadParameter(f"{str(value)!r} is not writable", param_hint=flag)
+    return path
+
+
+def _output_path(flag: str) -> Callable[[click.Context, click.Parameter, Any], Path | None]:
+    return lambda ctx, param, value: check_output_path(value, flag)
+
+
+def _check_gateway(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a URL: {exc}", param_hint="--pushgateway") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r}: expected http://host:port (the Pushgateway's address)",
+                                 param_hint="--pushgateway")
+    return value
+
+
+def report_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--report", "report_path", type=click.Path(path_type=Path), callback=_output_path("--report"),
+                        metavar="FILE.html", help="Also write a self-contained HTML report (plots inline).")(fn)
+
+
+def metrics_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--pushgateway", metavar="URL", callback=_check_gateway,
+                      help="Push the run's metrics to this Prometheus Pushgateway (push-add: a failed run "
+                           "keeps the last success time).")(fn)
+    fn = click.option("--metrics-file", type=click.Path(path_type=Path), callback=_output_path("--metrics-file"),
+                      metavar="PATH", help="Write the run's Prometheus metrics here (textfile-collector format, "
+                                           "atomically).")(fn)
+    return fn
+
+
+@dataclass
+class Observers:
+    """The subscribers the flags asked for, on one sink; ``close`` writes what is written at the end."""
+
+    collection: str
+    metrics_file: Path | None = None
+    pushgateway: str | None = None
+    report_path: Path | None = None
+    events: Events = field(default_factory=Events)
+    metrics: RunMetrics | None = None
+    report: RunReport | None = None
+
+    def __post_init__(self) -> None:
+        self.events.subscribe(EventLog())
+        if self.metrics_file is not None or self.pushgateway:
+            self.metrics = RunMetrics(self.collection)
+            self.events.subscribe(self.metrics)
+        if self.report_path is not None:
+            self.report = RunReport(self.report_path)
+            self.events.subscribe(self.report)
+
+    def close(self) -> None:
+        """Write the metrics file and push; a failure to do so is a warning, not the run's outcome."""
+        if self.metrics is not None and self.metrics_file is not None:
+            _try(lambda: self.metrics.write_textfile(self.metrics_file), f"metrics file {str(self.metrics_file)!r}")
+        if self.metrics is not None and self.pushgateway:
+            _try(lambda: self.metrics.push(self.pushgateway), f"Pushgateway {self.pushgateway!r}")
+        if self.report is not None and self.report.error is not None:
+            echo(f"warning: report {str(self.report_path)!r} not written: {self.report.error}", err=True)
+
+
+def _try(action: Callable[[], None], what: str) -> None:
+    try:
+        action()
+    except Exception as exc:
+        echo(f"warning: {what} not written: {type(exc).__name__}: {exc}", err=True)
+
+
+def call_observed(fn: Callable[..., Any], events: Events, start: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` with the sink: passed as ``events=`` where ``fn`` takes it, else
+    bracketed here; ``start`` holds the fields of ``RunStarted`` (command, store, collection, options)."""
+    if "events" in inspect.signature(fn).parameters:
+        return fn(*args, events=events, **kwargs)
+    started = time.time()
+    run_id = ""
+    command = start["command"]
+    events.emit(RunStarted(run_id, **start))
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        report = getattr(exc, "report", None)
+        report_dict = report.to_dict() if report is not None else None
+        run_id = (report_dict or {}).get("run_id", "")
+        for step, seconds in ((report_dict or {}).get("timings") or {}).items():
+            events.emit(StepFinished(run_id, step=step, seconds=float(seconds)))
+        seconds = time.time() - started
+        if isinstance(exc, NothingToDo) and report_dict is not None:
+            events.emit(RunFinished(run_id, command=command, status=report_dict.get("status", "gated"),
+                                    report=report_dict, seconds=seconds, exit_code=int(ExitCode.NOTHING_TO_DO)))
+        elif isinstance(exc, Exception):
+            events.emit(RunFailed(run_id, command=command, error=type(exc).__name__, message=str(exc),
+                                  exit_code=int(exit_code_for(exc)), seconds=seconds, report=report_dict))
+        raise
+    report_dict = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    run_id = report_dict.get("run_id", "")
+    for step, seconds in (report_dict.get("timings") or {}).items():
+        events.emit(StepFinished(run_id, step=step, seconds=float(seconds)))
+    events.emit(RunFinished(run_id, command=command, status=report_dict.get("status", ""), report=report_dict,
+                            seconds=time.time() - started, exit_code=0))
+    return result
