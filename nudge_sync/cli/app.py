@@ -16,6 +16,7 @@ from .commands.demo import demo_cmd
 from .commands.feedback import feedback_group
 from .commands.operations import eval_cmd, history_cmd, rollback_cmd, status_cmd
 from .commands.run import plan_cmd, run_cmd
+from .commands.watch import watch_cmd
 from .config import load_config
 from .failures import DEBUG_ENV, EXIT_CODES_HELP, error_line
 from .render import echo
@@ -58,7 +59,8 @@ def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool, ver
             raise click.UsageError(str(exc)) from None
 
 
-for command in (run_cmd, plan_cmd, rollback_cmd, status_cmd, history_cmd, feedback_group, eval_cmd, demo_cmd):
+for command in (run_cmd, plan_cmd, rollback_cmd, status_cmd, history_cmd, feedback_group, eval_cmd, demo_cmd,
+                watch_cmd):
     cli.add_command(command)
 
 

@@ -4,16 +4,12 @@
 with them.
 
 The engine emits the events (``nudge_sync.engine.events``); the subscribers are in
-``nudge_sync.observe``. ``call_observed`` passes the sink to an engine function that takes
-``events=``; for one that does not (yet), it emits the command's bracketing events itself
-(``RunStarted``, the report's step times, ``RunFinished`` / ``RunFailed``), so the outputs work the same.
+``nudge_sync.observe``; ``nudge_sync.watch.bridge.call_observed`` hands the sink to the engine.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +18,11 @@ from urllib.parse import urlsplit
 
 import click
 
-from ..engine.errors import ExitCode, NothingToDo, exit_code_for
-from ..engine.events import Events, RunFailed, RunFinished, RunStarted, StepFinished
+from ..engine.events import Events
 from ..observe.jsonlog import EventLog
-from ..observe.metrics import RunMetrics
-from ..observe.report import RunReport
 from .render import echo
 
-__all__ = ["Observers", "call_observed", "check_output_path", "metrics_options", "report_option"]
+__all__ = ["Observers", "check_output_path", "metrics_options", "report_option"]
 
 
 def check_output_path(value: Path | None, flag: str) -> Path | None:
@@ -88,15 +81,20 @@ class Observers:
     pushgateway: str | None = None
     report_path: Path | None = None
     events: Events = field(default_factory=Events)
-    metrics: RunMetrics | None = None
-    report: RunReport | None = None
+    metrics: Any = None  #: a RunMetrics, where asked for
+    report: Any = None  #: a RunReport, where asked for
 
     def __post_init__(self) -> None:
+        # prometheus-client and matplotlib are imported only by the commands that use them
         self.events.subscribe(EventLog())
         if self.metrics_file is not None or self.pushgateway:
+            from ..observe.metrics import RunMetrics
+
             self.metrics = RunMetrics(self.collection)
             self.events.subscribe(self.metrics)
         if self.report_path is not None:
+            from ..observe.report import RunReport
+
             self.report = RunReport(self.report_path)
             self.events.subscribe(self.report)
 
@@ -115,37 +113,3 @@ def _try(action: Callable[[], None], what: str) -> None:
         action()
     except Exception as exc:
         echo(f"warning: {what} not written: {type(exc).__name__}: {exc}", err=True)
-
-
-def call_observed(fn: Callable[..., Any], events: Events, start: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` with the sink: passed as ``events=`` where ``fn`` takes it, else
-    bracketed here; ``start`` holds the fields of ``RunStarted`` (command, store, collection, options)."""
-    if "events" in inspect.signature(fn).parameters:
-        return fn(*args, events=events, **kwargs)
-    started = time.time()
-    run_id = ""
-    command = start["command"]
-    events.emit(RunStarted(run_id, **start))
-    try:
-        result = fn(*args, **kwargs)
-    except BaseException as exc:
-        report = getattr(exc, "report", None)
-        report_dict = report.to_dict() if report is not None else None
-        run_id = (report_dict or {}).get("run_id", "")
-        for step, seconds in ((report_dict or {}).get("timings") or {}).items():
-            events.emit(StepFinished(run_id, step=step, seconds=float(seconds)))
-        seconds = time.time() - started
-        if isinstance(exc, NothingToDo) and report_dict is not None:
-            events.emit(RunFinished(run_id, command=command, status=report_dict.get("status", "gated"),
-                                    report=report_dict, seconds=seconds, exit_code=int(ExitCode.NOTHING_TO_DO)))
-        elif isinstance(exc, Exception):
-            events.emit(RunFailed(run_id, command=command, error=type(exc).__name__, message=str(exc),
-                                  exit_code=int(exit_code_for(exc)), seconds=seconds, report=report_dict))
-        raise
-    report_dict = result.to_dict() if hasattr(result, "to_dict") else dict(result)
-    run_id = report_dict.get("run_id", "")
-    for step, seconds in (report_dict.get("timings") or {}).items():
-        events.emit(StepFinished(run_id, step=step, seconds=float(seconds)))
-    events.emit(RunFinished(run_id, command=command, status=report_dict.get("status", ""), report=report_dict,
-                            seconds=time.time() - started, exit_code=0))
-    return result

@@ -13,7 +13,8 @@ import connectors
 from ...engine.options import SyncOptions
 from ...engine.run import sync
 from ..failures import EXIT_CODES_HELP, handle_errors
-from ..observing import Observers, call_observed, metrics_options, report_option
+from ...watch.bridge import call_observed
+from ..observing import Observers, metrics_options, report_option
 from ..params import entries_from_file, file_label, log_options, opened, run_options, state_option, store_options
 from ..render import emit, human_run, progress_bar
 
