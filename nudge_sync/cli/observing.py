@@ -22,7 +22,7 @@ from ..engine.events import Events
 from ..observe.jsonlog import EventLog
 from .render import echo
 
-__all__ = ["Observers", "check_output_path", "metrics_options", "report_option"]
+__all__ = ["Observers", "check_output_path", "metrics_options", "report_option", "write_report"]
 
 
 def check_output_path(value: Path | None, flag: str) -> Path | None:
@@ -113,3 +113,12 @@ def _try(action: Callable[[], None], what: str) -> None:
         action()
     except Exception as exc:
         echo(f"warning: {what} not written: {type(exc).__name__}: {exc}", err=True)
+
+
+def write_report(path: Path | None, page: str, *args: Any) -> None:
+    """Write ``observe.report.<page>(*args)`` to ``path`` (eval and history: drawn from their reports)."""
+    if path is None:
+        return
+    from ..observe import report
+
+    report.write_page(path, getattr(report, page)(*args))

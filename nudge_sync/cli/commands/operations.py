@@ -10,6 +10,7 @@ from ...engine import ops
 from ...engine.names import log_name_for
 from ...engine.options import MAX_K, SyncOptions
 from ..failures import EXIT_CODES_HELP, handle_errors
+from ..observing import report_option, write_report
 from ..option_types import FiniteFloat, MetricSpec
 from ..params import MAX_BATCH, entries_from_file, file_label, log_options, opened, state_option, store_options
 from ..render import emit, human_eval, human_history, human_status, progress_bar
@@ -58,13 +59,16 @@ def status_cmd(ctx: click.Context, store_uri: str, collection: str | None, state
 @store_options
 @state_option
 @click.option("--limit", type=click.IntRange(min=1), help="Only the last N runs (N >= 1).")
+@report_option
 @click.pass_context
 @handle_errors
 def history_cmd(ctx: click.Context, store_uri: str, collection: str | None, state_name: str | None,
-                limit: int | None) -> None:
+                limit: int | None, report_path: Path | None) -> None:
     """Runs so far, oldest first, with their metrics."""
     with opened(store_uri, collection) as store:
         runs = ops.history(store, state_name=state_name, limit=limit)
+        name = store.describe().collection if report_path is not None else ""
+    write_report(report_path, "history_page", runs, name)
     emit(ctx, runs, human_history)
 
 
@@ -84,11 +88,12 @@ def history_cmd(ctx: click.Context, store_uri: str, collection: str | None, stat
 @click.option("--val-fraction", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=None,
               help=f"Default: the last run's (else {SyncOptions.val_fraction}), so 'val' is that run's validation set.")
 @click.option("--split-salt", default=None, help="Default: the last run's (else empty).")
+@report_option
 @click.pass_context
 @handle_errors
 def eval_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
              log_file: Path | None, state_name: str | None, split: str, mode: str, metrics: tuple[str, ...],
-             val_fraction: float | None, split_salt: str | None) -> None:
+             val_fraction: float | None, split_salt: str | None, report_path: Path | None = None) -> None:
     """Retrieval metrics of the collection now vs its original vectors, on the log's queries."""
     with opened(store_uri, collection) as store:
         entries, source = entries_from_file(store, log_name, log_file), file_label(log_file)
@@ -98,4 +103,5 @@ def eval_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_nam
         report = ops.evaluate(store, entries, log_source=source, split=split, metrics=metrics, mode=mode,
                                state_name=state_name, val_fraction=val_fraction, split_salt=split_salt,
                                progress=progress_bar(ctx))
+    write_report(report_path, "eval_page", report)
     emit(ctx, report, human_eval)
