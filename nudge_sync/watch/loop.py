@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 import connectors
@@ -64,17 +64,20 @@ class Stopped(Exception):
 
 @dataclass(frozen=True)
 class WatchPlan:
-    """What to watch and when to run. ``open_store`` opens a fresh store per cycle."""
+    """What to watch (a store URI, opened afresh per cycle) and when to run."""
 
-    open_store: Callable[[], AbstractContextManager[VectorStore]]
+    store: str
     options: SyncOptions
     schedule: Schedule | None = None
     min_new_feedback: int = 0
     poll: float = 60.0
     retry_budget: float = 300.0
     max_cycles: int | None = None  #: stop after this many runs (tests, one-shot use); None: forever
-    store_label: str = ""
-    collection: str = ""
+    collection: str | None = None  #: overrides the URI's
+
+    @property
+    def store_label(self) -> str:
+        return connectors.parse_uri(self.store, collection=self.collection).redacted()
 
     def __post_init__(self) -> None:
         if self.schedule is None and self.min_new_feedback <= 0:
@@ -98,7 +101,7 @@ def watch(plan: WatchPlan, events: Events, stop: threading.Event, *, on_cycle: C
           clock: Callable[[], float] = time.time) -> int:
     """Watch until ``stop`` is set (or ``max_cycles`` runs are done); the exit code. ``on_cycle`` is
     called after every run (the command line writes its metrics file and pushes there)."""
-    log.info("watching %s: %s", plan.collection or plan.store_label, _describe(plan))
+    log.info("watching %s: %s", plan.store_label, _describe(plan))
     due = plan.schedule.next_after(clock()) if plan.schedule else None
     runs = 0
     while not stop.is_set():
@@ -112,6 +115,7 @@ def watch(plan: WatchPlan, events: Events, stop: threading.Event, *, on_cycle: C
             code = _cycle(plan, events, stop, trigger)
             runs += 1
             on_cycle()
+            log.info("cycle done, store closed%s", f"; next run due {_when(due)}" if due is not None else "")
             if code is not None:
                 return code
             if plan.max_cycles is not None and runs >= plan.max_cycles:
@@ -119,6 +123,10 @@ def watch(plan: WatchPlan, events: Events, stop: threading.Event, *, on_cycle: C
         stop.wait(max(0.0, due - clock()) if due is not None else plan.poll)
     log.info("stopped between runs")
     return int(ExitCode.OK)
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
 def _describe(plan: WatchPlan) -> str:
@@ -131,7 +139,7 @@ def _describe(plan: WatchPlan) -> str:
 def _feedback_trigger(plan: WatchPlan, stop: threading.Event) -> str:
     """"feedback" when enough new entries arrived; "" otherwise, or when the check failed (logged)."""
     try:
-        with plan.open_store() as store:
+        with _opened(plan) as store:
             new = count_new_feedback(store, plan.options.log, plan.options.state)
     except (connectors.ConnectorError, NudgeSyncError) as exc:
         log.warning("feedback check skipped: %s", exc)
@@ -178,9 +186,23 @@ def _cycle(plan: WatchPlan, events: Events, stop: threading.Event, trigger: str)
 
 def _run_once(plan: WatchPlan, events: Events) -> None:
     opts = replace(plan.options, dry_run=False)
-    with plan.open_store() as store:
-        start = dict(command="run", store=plan.store_label, collection=plan.collection, options=asdict(opts))
+    with _opened(plan) as store:
+        start = dict(command="run", store=plan.store_label, collection=store.describe().collection,
+                     options=asdict(opts))
         call_observed(sync, events, start, store, opts, store_label=plan.store_label)
+
+
+@contextmanager
+def _opened(plan: WatchPlan) -> Iterator[VectorStore]:
+    """The store for one cycle; closed after it, and an embedded database's file let go of (Milvus
+    Lite keeps its engine, and its file lock, in this process until released), so other processes
+    (``status``, ``rollback``, ``feedback import``) can open it between cycles."""
+    store = connectors.open_store(plan.store, collection=plan.collection)
+    try:
+        yield store
+    finally:
+        store.close()
+        connectors.release_embedded(plan.store, collection=plan.collection)
 
 
 def _retryable(exc: BaseException) -> bool:

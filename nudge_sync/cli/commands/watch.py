@@ -18,7 +18,7 @@ from ...watch.loop import STOPPED_IN_RUN, WatchPlan, watch
 from ...watch.schedule import Schedule, parse_every
 from ..failures import EXIT_CODES_HELP, handle_errors
 from ..observing import Observers, metrics_options, report_option
-from ..params import opened, run_options, state_option, store_options
+from ..params import run_options, state_option, store_options
 
 
 def _every(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -98,8 +98,7 @@ def watch_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_na
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    plan = WatchPlan(open_store=lambda: opened(store_uri, collection), options=options, schedule=schedule,
-                     min_new_feedback=kw["min_new_feedback"], poll=poll, retry_budget=retry_budget,
-                     max_cycles=max_runs, store_label=config.redacted(), collection=config.collection)
+    plan = WatchPlan(store=store_uri, options=options, schedule=schedule, min_new_feedback=kw["min_new_feedback"],
+                     poll=poll, retry_budget=retry_budget, max_cycles=max_runs, collection=collection)
     code = watch(plan, observers.events, stop, on_cycle=observers.close)
     ctx.exit(code)
