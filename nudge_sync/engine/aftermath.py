@@ -1,49 +1,32 @@
-"""What a run leaves behind after its writes: the recording phase of a run that wrote, and the
-put-back of one that failed part-way (``nudge_sync.engine.writer.undo``), with the error that says which.
-"""
+"""What a run that failed part-way leaves behind: the put-back of what it wrote
+(``nudge_sync.engine.writer.undo``), and the error that says whether that worked."""
 
 from __future__ import annotations
 
 import time
-
-import numpy as np
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from connectors import ConnectorError, RecordId
 
-from . import faults
-from .classify import ADOPTED, VANISHED, Verdict
+from .context import RunContext
 from .errors import DatabaseError, NudgeSyncError, PartiallyWritten
 from .options import SyncReport
-from .state import Original, SyncState, fingerprint
+from .state import Original, SyncState
 from .writer import BatchWriter, undo
 
 
-def record_writes(state: SyncState, report: SyncReport, writer: BatchWriter, landed: dict[RecordId, np.ndarray],
-            originals: dict[RecordId, Original], verdicts: dict[RecordId, Verdict]) -> None:
-    """The recording phase: fingerprints of what landed, adoptions, entries the load settled,
-    records gone. One probe after each state write."""
-    ours = []
-    for i, stored in landed.items():
-        base = originals.get(i) or Original(i, writer.before[i], None, False, None)
-        ours.append(Original(i, base.vector, fingerprint(stored), writer.attempted[i].nudged_after, report.run_id))
-    # saved as pending with these very vectors: only the meta changes
-    state.put_originals(ours, vectors_stored=True)
-    faults.probe("run.record")
-    touched = set(writer.attempted) | set(writer.adopted) | set(writer.vanished)
-    new_vectors = [Original(i, v, fingerprint(v), False, None) for i, v in writer.adopted.items()]
-    new_vectors += [v.entry for i, v in verdicts.items() if v.kind == ADOPTED and i not in touched and v.entry]
-    if new_vectors:
-        state.put_originals(new_vectors)
-        faults.probe("run.record")
-    settled = [v.entry for i, v in verdicts.items()
-               if v.changed and v.kind not in (ADOPTED, VANISHED) and i not in touched and v.entry]
-    if settled:
-        state.put_originals(settled, vectors_stored=True)
-        faults.probe("run.record")
-    gone = set(writer.vanished) | {i for i, v in verdicts.items() if v.kind == VANISHED}
-    if gone:
-        state.delete_originals(sorted(gone, key=str))
-        faults.probe("run.record")
+@contextmanager
+def undo_on_failure(ctx: RunContext, writer: BatchWriter, previous: dict[RecordId, Original],
+                    planned: int) -> Iterator[None]:
+    """Around the write, verify and record steps: an error after the first write attempt puts back
+    what the run wrote, and is raised as the error that says whether that worked."""
+    try:
+        yield
+    except Exception as exc:
+        if not writer.attempted:
+            raise
+        raise after_failed_write(writer, previous, exc, ctx.report, ctx.state, planned) from None
 
 
 def after_failed_write(writer: BatchWriter, previous: dict[RecordId, Original], cause: Exception,

@@ -1,7 +1,9 @@
 """Fault-injection probes: named points in the write paths where a test can kill, pause or trace us.
 
-The library calls :func:`probe` at the points listed in :data:`POINTS` (each hit once per batch or
-step). A probe costs one environment lookup unless a test switched it on:
+The engine's steps emit a ``Probe`` event (``nudge_sync.engine.events``) at the points listed in
+:data:`POINTS` (each hit once per batch or step); :func:`subscriber` is installed on every command's
+event stream where the command starts (``nudge_sync.engine.wiring``), and calls :func:`probe`. A
+probe costs one environment lookup unless a test switched it on:
 
 * ``NUDGE_SYNC_FAULTS="<point>@<n>=<action>[,...]"``: at the ``n``-th hit (1-based, per process;
   ``*`` for every hit) of ``point`` run ``action``: ``kill`` (this process sends itself SIGKILL:
@@ -27,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .events import Event, Probe
 
 FAULTS_ENV = "NUDGE_SYNC_FAULTS"
 TRACE_ENV = "NUDGE_SYNC_TRACE"
@@ -146,6 +150,12 @@ def probe(point: str, ids: Sequence[Any] | None = None) -> None:
     for rule in rules:
         if rule.matches(point, hit):
             _act(rule, hit)
+
+
+def subscriber(event: Event) -> None:
+    """The probes as an event subscriber: a ``Probe`` event is a hit of its point."""
+    if isinstance(event, Probe):
+        probe(event.point, event.ids)
 
 
 def _plain(i: Any) -> Any:

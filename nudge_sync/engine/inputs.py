@@ -4,20 +4,19 @@ locked before this step has passed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from connectors import CollectionInfo, LabelledQuery, RecordId, VectorStore
+from connectors import LabelledQuery, RecordId
 
-from . import faults
+from .context import RunContext
 from .errors import NothingToDo
 from .feedback import Feedback, prepare_feedback
 from .gates import gated
 from .names import log_name_for
 from .options import SyncOptions, SyncReport
-from .progress import Progress
 from .state import SyncState
 from .writer import fetch_vectors
 
@@ -32,33 +31,41 @@ class Inputs:
     counts: dict[str, int]
 
 
-def read_inputs(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state: SyncState | None,
-                report: SyncReport, entries: Iterable[LabelledQuery] | None, log_source: str,
-                progress: Progress) -> Inputs | SyncReport:
-    """The log, split, with the answers' stored vectors; or the gated report of a run held back.
+def read_inputs(ctx: RunContext, entries: Iterable[LabelledQuery] | None, log_source: str, *,
+                state_exists: bool) -> Inputs | SyncReport:
+    """Step ``read_inputs``: the log, split, with the answers' stored vectors; or the gated report
+    of a run held back.
 
-    ``state`` is the existing state collection (None on a first run): its last watermark decides
-    which entries are new. Raises NothingToDo when there is no log at all, RefusedInput for bad
-    entries."""
-    with progress.phase("reading feedback"):
-        source = log_source or "log entries"
-        if entries is None:
-            log_name = log_name_for(info.collection, opts.log)
-            source = f"log {log_name!r}"
-            if not store.log_exists(log_name):
-                raise NothingToDo(f"the log collection {log_name!r} does not exist yet: add labelled queries "
-                                  "with `nudge-sync feedback add|import`, or give --log / --log-file")
-            entries = store.read_log(log_name)
-        feedback = prepare_feedback(
-            entries, info.dimension, val_fraction=opts.val_fraction, salt=opts.split_salt,
-            # cosine and l2 scores are only on the scale the fit uses for unit queries
-            normalize_queries=opts.normalize_queries or info.metric != "dot",
-            source=source, since=last_watermark(state) if state is not None else None,
-        )
-    faults.probe("run.read")
+    ``state_exists``: the state collection exists (its last watermark decides which entries are
+    new). Raises NothingToDo when there is no log at all, RefusedInput for bad entries."""
+    with ctx.emit.step("read_inputs") as step:
+        outcome = _read(ctx, entries, log_source, state_exists)
+        step.update(outcome.counts)
+    return outcome
+
+
+def _read(ctx: RunContext, entries: Iterable[LabelledQuery] | None, log_source: str,
+          state_exists: bool) -> Inputs | SyncReport:
+    store, info, opts, report = ctx.store, ctx.info, ctx.opts, ctx.report
+    source = log_source or "log entries"
+    if entries is None:
+        log_name = log_name_for(info.collection, opts.log)
+        source = f"log {log_name!r}"
+        if not store.log_exists(log_name):
+            raise NothingToDo(f"the log collection {log_name!r} does not exist yet: add labelled queries "
+                              "with `nudge-sync feedback add|import`, or give --log / --log-file")
+        entries = store.read_log(log_name)
+    feedback = prepare_feedback(
+        _counted(ctx, entries), info.dimension, val_fraction=opts.val_fraction, salt=opts.split_salt,
+        # cosine and l2 scores are only on the scale the fit uses for unit queries
+        normalize_queries=opts.normalize_queries or info.metric != "dot",
+        source=source, since=last_watermark(ctx.state) if state_exists else None,
+    )
+    ctx.emit.probe("run.read")
     report.watermark = feedback.watermark
     new = feedback.counts.get("new_since_watermark", 0)
-    if opts.min_new_feedback and new < opts.min_new_feedback:
+    if not ctx.emit.gate("min_new_feedback", new >= opts.min_new_feedback,
+                         value=new, threshold=opts.min_new_feedback):
         return gated(report, f"{new} new labelled queries since the last run; waiting for "
                      f"{opts.min_new_feedback} (min_new_feedback)", feedback.counts)
     # answers that no longer exist are dropped and counted, not fatal
@@ -68,12 +75,24 @@ def read_inputs(store: VectorStore, info: CollectionInfo, opts: SyncOptions, sta
     counts = {**feedback.counts, "train_queries": len(train), "val_queries": len(val),
               "test_queries": len(feedback.rows("test")), "answers_missing": len(missing)}
     report.counts = counts
-    if len(train) == 0:
+    if not ctx.emit.gate("train_queries", len(train) > 0, value=len(train), threshold=1):
         return gated(report, "no training queries with known answers", counts)
-    if len(val) < opts.min_val_queries:
+    if not ctx.emit.gate("min_val_queries", len(val) >= opts.min_val_queries, value=len(val),
+                         threshold=opts.min_val_queries):
         return gated(report, f"only {len(val)} validation queries; need at least {opts.min_val_queries} "
                      "(min_val_queries) to choose gamma safely", counts)
     return Inputs(feedback, current, missing, counts)
+
+
+def _counted(ctx: RunContext, entries: Iterable[LabelledQuery]) -> Iterator[LabelledQuery]:
+    """The entries, one Advanced event per thousand read (a page of the log)."""
+    n = 0
+    for n, entry in enumerate(entries, 1):
+        yield entry
+        if n % 1000 == 0:
+            ctx.emit.advance(1000)
+    if n % 1000:
+        ctx.emit.advance(n % 1000)
 
 
 def last_watermark(state: SyncState) -> float | None:

@@ -1,18 +1,17 @@
-"""Wall-clock time of each step of a run, for its report (``SyncReport.timings``)."""
+"""Step timings, a subscriber: the seconds of each finished step, for a report's ``timings``."""
 
 from __future__ import annotations
 
-import time
+from .events import Event, StepFinished
 
 
-class Laps:
-    """Seconds since the previous mark, per named step."""
+class StepTimings:
+    """Collects ``StepFinished.seconds`` per step into :attr:`timings` (a dict a report may share,
+    so the report holds every step finished so far, also when it is recorded mid-run)."""
 
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-        self._clock = time.perf_counter()
+    def __init__(self, timings: dict[str, float] | None = None) -> None:
+        self.timings: dict[str, float] = timings if timings is not None else {}
 
-    def mark(self, step: str) -> None:
-        now = time.perf_counter()
-        self.timings[step] = round(now - self._clock, 4)
-        self._clock = now
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepFinished):
+            self.timings[event.step] = event.seconds

@@ -11,14 +11,15 @@ from connectors import InvalidEntry, LabelledQuery, RecordId, VectorStore
 
 from ..core.answers import Answers
 from .classify import ADOPTED, NUDGED, RESTORED, VANISHED
-from .names import log_name_for, state_name_for
+from .context import open_state
+from .names import log_name_for
 from .verdicts import load_state
 from .errors import NothingToDo, RefusedInput
 from .feedback import SPLITS, prepare_feedback, validate_entry
 from ..core.metrics import evaluate as score_rankings
 from .options import SyncOptions, check_batch_size_option, check_fraction, check_metric
 from .progress import Progress
-from .rollback import rollback
+from .restore import rollback
 from .state import SyncState, holder_is_gone
 from .views import IdSpace, View, exact_topk, search_topk
 from .writer import fetch_vectors
@@ -28,14 +29,10 @@ __all__ = ["EVAL_METRICS", "add_feedback", "evaluate", "history", "rollback", "s
 EVAL_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@1")
 
 
-def _state(store: VectorStore, collection: str, name: str | None) -> SyncState:
-    return SyncState(store.state(state_name_for(collection, name)))
-
-
 def status(store: VectorStore, *, state_name: str | None = None, log_name: str | None = None) -> dict[str, Any]:
     """What is nudged, the last run, the lock and the log watermark."""
     info = store.describe()
-    state = _state(store, info.collection, state_name)
+    state = open_state(store, info.collection, state_name)
     entries, verdicts = load_state(store, state, info, {}, 1000)
     kinds = [v.kind for v in verdicts.values()]
     runs = state.runs()
@@ -73,7 +70,7 @@ def history(store: VectorStore, *, state_name: str | None = None, limit: int | N
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise RefusedInput(f"history limit must be a positive int (the number of latest runs), got {limit!r}")
     info = store.describe()
-    runs = [_run_summary(r) for r in _state(store, info.collection, state_name).runs()]
+    runs = [_run_summary(r) for r in open_state(store, info.collection, state_name).runs()]
     return runs[-limit:] if limit is not None else runs
 
 
@@ -120,7 +117,7 @@ def evaluate(
         check_fraction(val_fraction, "val_fraction")
     check_batch_size_option(batch_size)
     info = store.describe()
-    state = _state(store, info.collection, state_name)
+    state = open_state(store, info.collection, state_name)
     settings = _split_settings(state, val_fraction, split_salt)
     feedback = prepare_feedback(entries, info.dimension, val_fraction=settings["val_fraction"],
                                 salt=settings["salt"], source=log_source)

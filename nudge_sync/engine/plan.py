@@ -9,18 +9,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from connectors import CollectionInfo, RecordId, VectorStore
+from connectors import CollectionInfo, RecordId
 
 from ..core.context import ValidationContext
-from . import faults
 from .checks import check_base_norms
 from .classify import ADOPTED, NUDGED, VANISHED, Verdict
 from .fit import answers_of, curve, estimator, metric_k, normalized, validation_metrics
 from .gates import gated
+from .context import RunContext
 from .inputs import Inputs
-from .laps import Laps
 from .options import AUTO_EXACT_MAX_FLOATS, SyncOptions, SyncReport
-from .progress import Progress
 from .state import Original, SyncState
 from .verdicts import load_state
 from .views import IdSpace, View, exact_topk, search_topk
@@ -39,20 +37,33 @@ class Plan:
     verdicts: dict[RecordId, Verdict]
 
 
-def plan_run(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state: SyncState, report: SyncReport,
-             inputs: Inputs, progress: Progress, laps: Laps) -> Plan | SyncReport:
-    """The run's plan, or its gated report when validation does not improve enough or the run
-    would rewrite too much of the collection. Fills the report's fit, validation and counts."""
+def plan_run(ctx: RunContext, inputs: Inputs) -> Plan | SyncReport:
+    """Step ``plan``: the run's plan, or its gated report when validation does not improve enough
+    or the run would rewrite too much of the collection. Fills the report's fit, validation and
+    counts. Its progress counts the vectors streamed (exact context) or the queries searched."""
+    val = len(inputs.feedback.rows("val"))
+    with ctx.emit.step("plan", ctx.info.count if context_mode(ctx.info, ctx.opts) == "exact" else val) as step:
+        outcome = _plan(ctx, inputs)
+        step.update({k: v for k, v in inputs.counts.items() if k in PLAN_COUNTS})
+    return outcome
+
+
+#: The counts the plan step adds to the run's counts (its StepFinished carries them).
+PLAN_COUNTS = ("state_records", "adopted_reembedded", "state_vanished", "pending_settled", "base_records", "moved",
+               "to_write", "to_restore")
+
+
+def _plan(ctx: RunContext, inputs: Inputs) -> Plan | SyncReport:
+    store, info, opts, state, report = ctx.store, ctx.info, ctx.opts, ctx.state, ctx.report
     feedback, current, counts = inputs.feedback, inputs.current, inputs.counts
 
     # -- state: each entry classified against what is stored (adoption, settled writes) ----------
-    _, verdicts = load_state(store, state, info, current, opts.batch_size, probe="run.read")
+    _, verdicts = load_state(store, state, info, current, opts.batch_size, on_read=lambda: ctx.emit.probe("run.read"))
     originals = {i: v.entry for i, v in verdicts.items() if v.entry is not None}
     kinds = [v.kind for v in verdicts.values()]
     counts.update(state_records=len(originals), adopted_reembedded=kinds.count(ADOPTED),
                   state_vanished=kinds.count(VANISHED),
                   pending_settled=sum(v.changed and v.kind not in (ADOPTED, VANISHED) for v in verdicts.values()))
-    laps.mark("read_state")
 
     # -- 5. base vectors from originals ----------------------------------------------------------
     train, val = feedback.rows("train"), feedback.rows("val")
@@ -69,16 +80,14 @@ def plan_run(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state:
     val_q = feedback.vectors[val]
     view = View(exclude=moving_set | set(restore), extra_ids=restore,
                 extra_vectors=np.stack([originals[i].vector for i in restore]) if restore else None)
-    context = _validation_context(store, info, opts, report, val_q, view, ids, progress)
-    laps.mark("context")
+    context = _validation_context(ctx, val_q, view, ids)
 
     # -- 7. fit, gate -----------------------------------------------------------------------------
-    with progress.phase("fitting"):
-        est = estimator(opts).fit(
-            base, feedback.vectors[train], answers_of(feedback, train, ids),
-            feedback.vectors[val], answers_of(feedback, val, ids),
-            base_ids=np.arange(len(moving), dtype=np.int64), val_context=context,
-        )
+    est = estimator(opts).fit(
+        base, feedback.vectors[train], answers_of(feedback, train, ids),
+        feedback.vectors[val], answers_of(feedback, val, ids),
+        base_ids=np.arange(len(moving), dtype=np.int64), val_context=context,
+    )
     report.gamma = float(est.gamma_)
     report.objective = est.objective_  # parity mode optimises the reference's own criterion
     report.curve = curve(est.gammas_, est.validation_curve_, report.gamma)
@@ -91,9 +100,8 @@ def plan_run(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state:
         "after": validation_metrics(val_q, after, context, val_answers, opts.objective),
     }
     counts["moved"] = len(moved_rows)
-    laps.mark("fit")
     gain = float(est.val_score_) - float(est.val_score_before_)
-    if not gain > opts.min_gain:
+    if not ctx.emit.gate("min_gain", gain > opts.min_gain, value=gain, threshold=opts.min_gain):
         return gated(report, f"validation {opts.objective} would change by {gain:+.4f}, not above "
                      f"min_gain={opts.min_gain}: nothing written", counts)
 
@@ -106,28 +114,31 @@ def plan_run(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state:
     counts["to_write"] = len(write_ids)
     counts["to_restore"] = restores
     share = len(write_ids) / max(info.count, 1)
-    if share > opts.max_changed_fraction:
+    if not ctx.emit.gate("max_changed_fraction", share <= opts.max_changed_fraction, value=share,
+                         threshold=opts.max_changed_fraction):
         return gated(report, f"the run would rewrite {share:.1%} of the collection, above "
                      f"max_changed_fraction={opts.max_changed_fraction:.0%}", counts)
-    laps.mark("diff")
     return Plan(write_ids, write_vectors, nudged_after, restores, current, originals, verdicts)
 
 
-def _validation_context(store: VectorStore, info: CollectionInfo, opts: SyncOptions, report: SyncReport,
-                        val_q: np.ndarray, view: View, ids: IdSpace, progress: Progress) -> ValidationContext:
+def context_mode(info: CollectionInfo, opts: SyncOptions) -> str:
+    """``exact`` or ``search``: ``auto`` picks by the collection's size."""
+    if opts.context != "auto":
+        return opts.context
+    return "exact" if info.count * info.dimension <= AUTO_EXACT_MAX_FLOATS else "search"
+
+
+def _validation_context(ctx: RunContext, val_q: np.ndarray, view: View, ids: IdSpace) -> ValidationContext:
     """Each validation query's top-k among the records that will not move: ``exact`` streams the
-    collection once, ``search`` asks the database's kNN; ``auto`` picks by the collection's size."""
-    mode = opts.context if opts.context != "auto" else (
-        "exact" if info.count * info.dimension <= AUTO_EXACT_MAX_FLOATS else "search")
-    report.context_mode = mode
+    collection once, ``search`` asks the database's kNN."""
+    info, opts, emit = ctx.info, ctx.opts, ctx.emit
+    mode = ctx.report.context_mode = context_mode(info, opts)
     k = max(opts.context_k, metric_k(opts.objective))
     if mode == "exact":
-        with progress.phase("reading vectors", info.count) as p:
-            (context,) = exact_topk(store, val_q, k, [view], ids, info.metric, batch_size=opts.batch_size,
-                                    on_batch=lambda n: (p.advance(n), faults.probe("run.read")))
+        (context,) = exact_topk(ctx.store, val_q, k, [view], ids, info.metric, batch_size=opts.batch_size,
+                                on_batch=lambda n: (emit.advance(n), emit.probe("run.read")))
         return context
-    with progress.phase("searching", len(val_q)) as p:
-        return search_topk(store, val_q, k, view, ids, info.metric, on_batch=p.advance)
+    return search_topk(ctx.store, val_q, k, view, ids, info.metric, on_batch=emit.advance)
 
 
 def _diff(ids: Sequence[RecordId], targets: Sequence[np.ndarray], nudged_after: set[RecordId],

@@ -1,13 +1,12 @@
-"""One sync run: DESIGN.md section 3, steps 1-10, as typed steps.
+"""One sync run: DESIGN.md section 3, steps 1-10, as a straight line of typed steps over one
+:class:`RunContext`::
 
-    describe, checks -> ``inputs.read_inputs`` (log, answer ids, split; gates that need no state)
-    -> create the state, lock -> ``plan.plan_run`` (classify every state entry, base vectors from
-    ORIGINALS, validation context, fit NUDGE, gate, diff) -> ``write.write_plan`` (write in
-    batches: re-read, save originals with targets, write; read back; fingerprints + run record)
-    -> unlock
+    describe, checks -> read_inputs -> [create the state, lock] -> plan -> write -> verify -> record
 
-A step held back by a gate returns the run's report with status "gated"; ``sync`` raises it as
-``NothingToDo`` at its boundary (exit code 3).
+Each step (``inputs``, ``plan``, ``write``) is entered once and emits its events (see
+``nudge_sync.engine.events``); a gated step returns the run's report with status "gated", which
+``sync`` raises as ``NothingToDo`` (exit code 3) with the report attached. A gated run writes
+nothing at all (no run record: its RunFinished event carries it).
 
 Invariants: nothing is created before every check that needs no state has passed, and nothing is
 written before every check has passed (a run held back by a gate leaves no state collection it
@@ -25,22 +24,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 
 from connectors import CollectionInfo, LabelledQuery, VectorStore
 
-from . import faults
+from .aftermath import undo_on_failure
 from .checks import check_collection, check_state_room
+from .context import RunContext, open_state
+from .emitter import Emitter
+from .errors import NothingToDo
+from .events import Events, RunStarted
 from .gates import as_nothing_to_do, is_gated
-from .inputs import Inputs, read_inputs
-from .laps import Laps
-from .names import new_run_id, state_name_for
+from .inputs import read_inputs
+from .names import new_run_id
 from .options import SyncOptions, SyncReport
 from .plan import plan_run
-from .progress import Progress
 from .state import SyncState
-from .write import dry_run_report, write_plan
+from .wiring import Progress, command_events
+from .write import dry_run_report, new_writer, record, verify, write
 
 __all__ = ["sync"]
 
@@ -56,90 +59,117 @@ def sync(
     progress: Progress | None = None,
     store_label: str = "",
     log_source: str = "",
+    events: Events | None = None,
 ) -> SyncReport:
     """Run one sync on ``store``; see :class:`SyncOptions`. Returns a :class:`SyncReport`.
 
     ``entries`` replaces the log collection (e.g. a JSONL file's entries; ``log_source`` names them
-    in error messages, e.g. "log file 'clicks.jsonl'"). Raises NothingToDo when
+    in error messages, e.g. "log file 'clicks.jsonl'"). ``events`` receives the run's events
+    (``nudge_sync.engine.events``); ``progress`` is followed through them. Raises NothingToDo when
     the log is empty or a gate holds the run back (the report is attached as ``exc.report``),
     RefusedInput / LockHeld / DatabaseError (or a connectors error) otherwise; PartiallyWritten
     (exit 7) when a failed run could not put back what it had written.
     """
+    timings: dict[str, float] = {}
+    emit = Emitter(command_events(events, progress, timings), new_run_id())
+    ctx: RunContext | None = None
+    try:
+        ctx = _context(store, options, store_label, emit, timings)
+        report = _run(ctx, entries, log_source)
+    except NothingToDo as exc:
+        gated = getattr(exc, "report", None)
+        if gated is not None and ctx is not None and gated is ctx.report:
+            emit.finished("run", gated.status, gated.to_dict(), int(exc.exit_code))
+        else:
+            _failed(emit, ctx, store, exc)
+        raise
+    except BaseException as exc:
+        _failed(emit, ctx, store, exc)
+        raise
+    emit.finished("run", report.status, report.to_dict(), 0)
+    return report
+
+
+def _run(ctx: RunContext, entries: Iterable[LabelledQuery] | None, log_source: str) -> SyncReport:
+    """The steps, in order: read_inputs -> plan -> write -> verify -> record."""
+    existed = ctx.state.exists()
+    inputs = read_inputs(ctx, entries, log_source, state_exists=existed)
+    if is_gated(inputs):  # before anything was created or locked
+        raise as_nothing_to_do(inputs)
+    with _locked(ctx, created=not existed):
+        plan = plan_run(ctx, inputs)
+        if is_gated(plan):
+            raise as_nothing_to_do(plan)
+        if ctx.opts.dry_run:
+            return dry_run_report(ctx, plan)
+        writer = new_writer(ctx)
+        with undo_on_failure(ctx, writer, plan.originals, len(plan.write_ids)):
+            write(ctx, plan, writer)
+            landed = verify(ctx, writer)
+            return record(ctx, plan, writer, landed)
+
+
+def _context(store: VectorStore, options: SyncOptions | None, store_label: str, emit: Emitter,
+             timings: dict[str, float]) -> RunContext:
+    """The run's context, after every refusal that needs nothing but the collection's description;
+    emits RunStarted."""
     opts = (options or SyncOptions()).validate()
-    progress = progress or Progress()
-    laps = Laps()
     info = store.describe()
     check_collection(info, opts.method)
-    report = _new_report(info, opts, store_label)
+    report = _new_report(info, opts, store_label, emit.run_id)
+    report.timings = timings  # the timings subscriber fills it as steps finish
     opts = _fit_context_k(info, opts, report)
-    state = SyncState(store.state(state_name_for(info.collection, opts.state)))
-    existed = state.exists()
+    state = open_state(store, info.collection, opts.state)
     check_state_room(state, info)
-
-    # every check that needs no state first: a refused or gated run creates nothing
+    emit.emit(RunStarted(emit.run_id, "run", report.store, info.collection, _public(opts), opts.dry_run))
     log.debug("run %s on %s: %s, context %s", report.run_id, report.store, opts.method, opts.context)
-    inputs = read_inputs(store, info, opts, state if existed else None, report, entries, log_source, progress)
-    if isinstance(inputs, SyncReport):  # gated
-        log.debug("run %s held back before locking: %s", report.run_id, inputs.reason)
-        raise as_nothing_to_do(_record_gated(state, inputs, laps, record=existed and not opts.dry_run))
-    laps.mark("read_log")
-    if opts.dry_run:  # no state created, no lock: nothing is written
-        outcome = _plan_and_write(store, info, opts, state, report, inputs, progress, laps)
-        if is_gated(outcome):
-            raise as_nothing_to_do(outcome)
-        return outcome
-    return _locked_run(store, info, opts, state, report, inputs, progress, laps, created=not existed)
+    return RunContext(store, info, state, emit, opts.batch_size, opts, report)
 
 
-def _locked_run(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state: SyncState, report: SyncReport,
-                inputs: Inputs, progress: Progress, laps: Laps, *, created: bool) -> SyncReport:
-    """The steps that need the state and its lock: create it if needed, lock, plan, write, unlock."""
-    token = None
-    failed = False
+@contextmanager
+def _locked(ctx: RunContext, *, created: bool) -> Iterator[None]:
+    """The state created if needed and locked around the steps that need it (a dry run neither
+    creates nor locks). A run that fails or is held back before writing drops a state collection
+    it created (another first run racing it may be using it: only while it holds nothing)."""
+    if ctx.opts.dry_run:
+        yield
+        return
+    state, token, failed = ctx.state, None, False
     try:
-        state.ensure(info.dimension)
-        if opts.break_lock:
+        state.ensure(ctx.info.dimension)
+        if ctx.opts.break_lock:
             state.break_lock()
-        token = state.acquire(opts.lock_ttl)
-        state.set_lock_run(token, report.run_id)
-        log.debug("run %s holds the lock of %s", report.run_id, state.name)
-        report.took_over_lock = state.took_over
-        faults.probe("lock.acquired")
-        outcome = _plan_and_write(store, info, opts, state, report, inputs, progress, laps)
-        if is_gated(outcome):
-            log.debug("run %s held back: %s", report.run_id, outcome.reason)
-            failed = True
-            # held back before anything was written: the state this run created (and still holds
-            # the lock of: another first run racing it may be using it) is dropped again
-            if created and _drop_quietly(state):
-                token = None
-            raise as_nothing_to_do(_record_gated(state, outcome, laps, record=not created))
-        return outcome
+        token = state.acquire(ctx.opts.lock_ttl)
+        state.set_lock_run(token, ctx.run_id)
+        log.debug("run %s holds the lock of %s", ctx.run_id, state.name)
+        ctx.report.took_over_lock = state.took_over
+        ctx.emit.probe("lock.acquired")
+        yield
     except BaseException:
-        if not failed:
-            failed = True
-            if created and token is not None and _drop_quietly(state):
-                token = None
+        failed = True
+        if created and token is not None and _drop_quietly(state):
+            token = None
         raise
     finally:
         if token is not None:
             state.release(token, quiet=failed)
 
 
-def _plan_and_write(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state: SyncState,
-                    report: SyncReport, inputs: Inputs, progress: Progress, laps: Laps) -> SyncReport:
-    """Plan, then write (or, for a dry run, report what would be written); a gated report as is."""
-    plan = plan_run(store, info, opts, state, report, inputs, progress, laps)
-    if isinstance(plan, SyncReport):
-        return plan
-    if opts.dry_run:
-        return dry_run_report(report, plan, laps)
-    return write_plan(store, info, opts, state, report, plan, progress, laps)
+def _failed(emit: Emitter, ctx: RunContext | None, store: VectorStore, exc: BaseException) -> None:
+    """RunFailed (after a RunStarted, which a run that failed before its context had not emitted)."""
+    report = getattr(exc, "report", None)
+    if ctx is None:
+        emit.emit(RunStarted(emit.run_id, "run", "", "", {}))
+    emit.failed("run", exc, report.to_dict() if isinstance(report, SyncReport) else None)
 
 
-def _new_report(info: CollectionInfo, opts: SyncOptions, store_label: str) -> SyncReport:
+def _public(opts: SyncOptions) -> dict[str, object]:
+    return asdict(opts)
+
+
+def _new_report(info: CollectionInfo, opts: SyncOptions, store_label: str, run_id: str) -> SyncReport:
     return SyncReport(
-        run_id=new_run_id(), status="", store=store_label or f"{info.backend}:{info.collection}",
+        run_id=run_id, status="", store=store_label or f"{info.backend}:{info.collection}",
         collection=info.collection, method=opts.method, started=time.time(), objective=opts.objective,
         split={"val_fraction": opts.val_fraction, "salt": opts.split_salt},
     )
@@ -152,14 +182,6 @@ def _fit_context_k(info: CollectionInfo, opts: SyncOptions, report: SyncReport) 
     report.notes.append(f"context_k={opts.context_k} is more than the {info.count} records of "
                         f"{info.collection!r}; using {max(info.count, 1)}")
     return replace(opts, context_k=max(info.count, 1))
-
-
-def _record_gated(state: SyncState, report: SyncReport, laps: Laps, *, record: bool) -> SyncReport:
-    """A gated run is history too ("why did last night's run not write?"), in a state that existed."""
-    if record:
-        report.timings = laps.timings
-        state.put_run(report.run_id, report.to_dict())
-    return report
 
 
 def _drop_quietly(state: SyncState) -> bool:

@@ -1,69 +1,66 @@
-"""The write and verify steps of a run (DESIGN.md section 3, steps 9-10): write the plan batch by
-batch through the write protocol (``writer``), read it back, write again what did not land, then
-record fingerprints and the run. A failed write puts back what it wrote (``aftermath``)."""
+"""The write, verify and record steps of a run (DESIGN.md section 3, steps 9-10): write the plan
+batch by batch through the write protocol (``writer``), read it back and write again what did not
+land, then record fingerprints and the run. A failure after the first write puts back what the run
+wrote (``aftermath.undo_on_failure``)."""
 
 from __future__ import annotations
 
-import logging
 import time
 
 import numpy as np
 
-from connectors import CollectionInfo, RecordId, VectorStore
+from connectors import RecordId
 
-from . import faults
-from .aftermath import after_failed_write, record_writes
-from .laps import Laps
-from .options import SyncOptions, SyncReport
+from .context import RunContext
+from .options import SyncReport
 from .plan import Plan
-from .progress import Progress
-from .state import SyncState
 from .writer import BatchWriter, WriteItem
 
-log = logging.getLogger(__name__)
 
-
-def dry_run_report(report: SyncReport, plan: Plan, laps: Laps) -> SyncReport:
+def dry_run_report(ctx: RunContext, plan: Plan) -> SyncReport:
     """What a run would write, writing nothing."""
+    report = ctx.report
     report.status = "dry-run"
     report.reason = f"would write {len(plan.write_ids)} vectors ({plan.restores} restores)"
     report.written_ids = plan.write_ids
-    return finish(report, laps)
-
-
-def write_plan(store: VectorStore, info: CollectionInfo, opts: SyncOptions, state: SyncState, report: SyncReport,
-               plan: Plan, progress: Progress, laps: Laps) -> SyncReport:
-    """Write the plan, verify it, record the run; the finished report."""
-    items = [WriteItem(i, t, plan.current[i], plan.originals.get(i), i in plan.nudged_after)
-             for i, t in zip(plan.write_ids, plan.write_vectors)]
-    writer = BatchWriter(store, state, info, report.run_id, "run", opts.batch_size)
-    try:
-        with progress.phase("writing", len(items)) as p:
-            writer.write(items, on_batch=p.advance)
-        laps.mark("write")
-        landed = verify_writes(writer)
-        record_writes(state, report, writer, landed, plan.originals, plan.verdicts)
-    except Exception as exc:
-        if not writer.attempted:
-            raise
-        raise after_failed_write(writer, plan.originals, exc, report, state, len(items)) from None
-    laps.mark("verify")
-    _report_writes(report, writer, landed)
-    finish(report, laps)
-    state.put_run(report.run_id, report.to_dict())
-    faults.probe("run.record")
-    log.debug("run %s %s: %s", report.run_id, report.status, report.reason)
+    report.finished = time.time()
     return report
 
 
-def verify_writes(writer: BatchWriter) -> dict[RecordId, np.ndarray]:
-    """Read back every vector written; write again those that did not land. What the database
-    holds now for each record that landed (fingerprints are taken from it: a database may
-    re-normalise what it is sent)."""
-    landed, not_landed = writer.read_back(writer.written_ids())
-    if not_landed:
-        landed.update(writer.write_again(not_landed))
+def new_writer(ctx: RunContext) -> BatchWriter:
+    return BatchWriter(ctx.store, ctx.state, ctx.info, ctx.emit, "run", ctx.opts.batch_size)
+
+
+def write(ctx: RunContext, plan: Plan, writer: BatchWriter) -> None:
+    """Step ``write``: every planned vector through the write protocol, batch by batch."""
+    items = [WriteItem(i, t, plan.current[i], plan.originals.get(i), i in plan.nudged_after)
+             for i, t in zip(plan.write_ids, plan.write_vectors)]
+    with ctx.emit.step("write", len(items)) as step:
+        writer.write(items, advance=True)
+        step.update(attempted=len(writer.attempted), adopted=len(writer.adopted), vanished=len(set(writer.vanished)))
+
+
+def verify(ctx: RunContext, writer: BatchWriter) -> dict[RecordId, np.ndarray]:
+    """Step ``verify``: read back every vector written; write again those that did not land. What
+    the database holds now for each record that landed (fingerprints are taken from it: a
+    database may re-normalise what it is sent)."""
+    with ctx.emit.step("verify", len(writer.attempted)) as step:
+        landed = writer.verify()
+        step.update(landed=len(landed), adopted=len(writer.adopted))
     return landed
+
+
+def record(ctx: RunContext, plan: Plan, writer: BatchWriter, landed: dict[RecordId, np.ndarray]) -> SyncReport:
+    """Step ``record``: fingerprints, adoptions and vanished records into the state, then the run."""
+    report = ctx.report
+    with ctx.emit.step("record") as step:
+        writer.record(landed, plan.verdicts)
+        _report_writes(report, writer, landed)
+        report.finished = time.time()
+        ctx.state.put_run(report.run_id, report.to_dict())
+        ctx.emit.probe("run.record")
+        step.update(written=len(landed))
+    return report
 
 
 def _report_writes(report: SyncReport, writer: BatchWriter, landed: dict[RecordId, np.ndarray]) -> None:
@@ -75,9 +72,3 @@ def _report_writes(report: SyncReport, writer: BatchWriter, landed: dict[RecordI
     if writer.adopted:
         report.reason += f"; {len(writer.adopted)} re-embedded by someone else during the run were adopted, not written"
     report.written_ids = list(landed)
-
-
-def finish(report: SyncReport, laps: Laps) -> SyncReport:
-    report.timings = laps.timings
-    report.finished = time.time()
-    return report

@@ -73,7 +73,7 @@ def test_plan_run_rerun_status_history_rollback(mem):
     assert h.snapshot(name) == payloads
 
 
-def test_a_gated_run_exits_3_writes_nothing_and_is_history_once_state_exists(mem):
+def test_a_gated_run_exits_3_and_writes_nothing_not_even_history(mem):
     h, c = mem
     uri, name = c["uri"], c["name"]
     before = h.snapshot(name), h.vectors(name)
@@ -83,13 +83,18 @@ def test_a_gated_run_exits_3_writes_nothing_and_is_history_once_state_exists(mem
 
     as_json("run", "--store", uri, "--log-file", c["log_file"])
     after_run = h.vectors(name)
+    state = [n for n in h.collections() if n != name]
+    assert len(state) == 1
+    state_before = h.snapshot(state[0]), h.vectors(state[0])
     gated = as_json("run", "--store", uri, "--log-file", c["log_file"], "--min-new-feedback", "1",
                     expect=ExitCode.NOTHING_TO_DO)
     assert gated["status"] == "gated" and "min_new_feedback" in gated["reason"]
     assert all(h.vectors(name)[i].tobytes() == v.tobytes() for i, v in after_run.items())
     history = as_json("history", "--store", uri)
-    assert [r["status"] for r in history] == ["written", "gated"]
-    assert history[-1]["run_id"] == gated["run_id"]
+    assert [r["status"] for r in history] == ["written"]  # the gated run is in its report and events only
+    state_after = h.snapshot(state[0]), h.vectors(state[0])
+    assert state_after[0] == state_before[0]
+    assert all(state_after[1][i].tobytes() == v.tobytes() for i, v in state_before[1].items())
     assert h.snapshot(name) == before[0]
 
 
