@@ -20,6 +20,7 @@ from typing import Any
 
 from ..engine.events import (
     Advanced,
+    BatchWritten,
     Event,
     GateDecided,
     Probe,
@@ -92,6 +93,8 @@ class EventLog:
             message = f"gate {event.gate} {'passed' if event.passed else 'held the run back'}"
             if event.reason:
                 message += f": {event.reason}"
+        elif isinstance(event, BatchWritten):
+            message = f"batch written ({event.phase}): {event.written} vectors"
         else:
             message = type(event).__name__
         self._emit(level, event, message, data, type(event).__name__)

@@ -58,8 +58,12 @@ STOPPED_IN_RUN = 8
 BACKOFF = (1.0, 2.0, 60.0)
 
 
-class Stopped(Exception):
-    """Raised into a run from the event stream when the watcher is asked to stop."""
+class Stopped(NudgeSyncError):
+    """Raised into a run from the event stream when the watcher is asked to stop. A library error
+    (not a bug): a run that had written puts it back and ends ``undone`` (DatabaseError, "the
+    collection is as it was"); one stopped before writing ends with this error itself."""
+
+    exit_code = STOPPED_IN_RUN  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -215,8 +219,16 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _stop_at_boundary(stop: threading.Event) -> Callable[[Event], None]:
+    """Raises ``Stopped`` once, at the first step start or batch of the run's own writes after
+    ``stop`` was set; never during the put-back that follows (that must finish)."""
+    fired = False
+
     def subscriber(event: Event) -> None:
-        if stop.is_set() and isinstance(event, (BatchWritten, StepStarted)):
+        nonlocal fired
+        if fired or not stop.is_set():
+            return
+        if isinstance(event, StepStarted) or (isinstance(event, BatchWritten) and event.phase in ("run", "apply")):
+            fired = True
             raise Stopped("stopped by a signal at a batch boundary")
 
     return subscriber

@@ -8,7 +8,9 @@ with SIGTERM.
   and once it is back the next crossing is served without an operator.
 * On Milvus Lite (one process per file) the watcher closes the file between cycles: ``history``
   and ``status`` run beside it; its metrics endpoint carries the run's real numbers.
-* SIGTERM between runs exits 0 at once.
+* SIGTERM between runs exits 0 at once; SIGTERM inside a run (paused at its second batch) stops
+  it at the next batch boundary: what it wrote is put back (every vector bit-for-bit its original,
+  payloads unchanged), the run ends ``undone`` and the watcher exits 8.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests._procs import free_port
 from tests.conftest import selected_harnesses
-from tests.user._data import BATCH_ARGS, make_collection
-from tests.user._native import embedded_backend
+from tests.user._data import BATCH_ARGS, differing, make_collection
+from tests.user._native import checksum, embedded_backend
+from tests.user._probes import Pause
 from tests.user._runner import nudge, spawn
 from tests.user._servers import own_server
 from tests.user._watching import Lines, new_feedback
@@ -116,3 +119,29 @@ def test_milvus_lite_watcher_lets_go_of_the_file_serves_metrics_and_stops_at_onc
     assert code == 0, "\n".join(lines.lines[-10:])
     assert stopped_in < 25, f"SIGTERM between runs took {stopped_in:.1f}s"  # the 30 s poll was not waited out
     assert summaries(lines)[0]["run_id"] == run["run_id"]
+
+
+def test_sigterm_inside_a_run_stops_at_the_next_batch_and_puts_back_what_it_wrote(tmp_path):
+    coll = make_collection(embedded_backend("milvus-lite", tmp_path / "db"), "stopped", tmp_path)
+    pause = Pause.at(tmp_path, "run.write", 2)  # two batches written, the run waits before the third
+    watcher = spawn("watch", "--store", coll.uri, *BATCH_ARGS, "--min-new-feedback", "1", "--poll", "30",
+                    env={**JSON_LOGS, **pause.env()})
+    lines = Lines(watcher)
+    try:
+        pause.wait_reached(watcher)
+        watcher.proc.send_signal(signal.SIGTERM)
+        lines.wait_for(WATCHING)  # (already there) the signal is handled while the run waits
+        pause.go()
+        code = lines.finish(timeout=180)
+    finally:
+        if watcher.alive():
+            watcher.kill()
+    assert code == 8, "\n".join(lines.lines[-10:])
+    failed = [r for r in lines.records() if r.get("event") == "summary"]
+    assert len(failed) == 1 and (failed[0]["status"], failed[0]["exit_code"]) == ("undone", 6)
+    vectors, snap = coll.backend.read(coll.name)
+    assert checksum(snap) == coll.payloads, "payloads changed"
+    assert not differing(vectors, coll.originals), "a vector the stopped run wrote was left behind"
+    history = nudge("history", "--store", coll.uri).report
+    assert not [r for r in history if r["status"] == "written"]
+    assert nudge("status", "--store", coll.uri).report["lock"] is None
