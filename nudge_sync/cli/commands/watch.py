@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from dataclasses import fields
 import threading
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,17 @@ def _cron(ctx: click.Context, param: click.Parameter, value: str | None) -> Sche
         return None if value is None else Schedule(cron=value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+#: run options whose click parameter is named differently from their SyncOptions field
+_RENAMED = {"context_mode": "context"}
+
+
+def _options(kw: dict[str, Any], log_name: str | None, state_name: str | None) -> SyncOptions:
+    """The run options of every cycle, from the same flags as `run` (every SyncOptions field they set)."""
+    fields_ = {f.name for f in fields(SyncOptions)}
+    given = {_RENAMED.get(k, k): v for k, v in kw.items()}
+    return SyncOptions(log=log_name, state=state_name, **{k: v for k, v in given.items() if k in fields_}).validate()
 
 
 @click.command("watch", epilog=EXIT_CODES_HELP + f"  {STOPPED_IN_RUN}  (watch) stopped by a signal inside a run, "
@@ -72,14 +84,7 @@ def watch_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_na
     schedule = Schedule(every=every) if every is not None else cron
     if schedule is None and not kw["min_new_feedback"]:
         raise click.UsageError("watch needs --every, --cron or --min-new-feedback N (N >= 1)")
-    options = SyncOptions(
-        log=log_name, state=state_name, method=kw["method"], gamma=kw["gamma"], gamma_search=kw["gamma_search"],
-        objective=kw["objective"], context=kw["context_mode"], context_k=kw["context_k"],
-        val_fraction=kw["val_fraction"], split_salt=kw["split_salt"], min_val_queries=kw["min_val_queries"],
-        min_gain=kw["min_gain"], max_changed_fraction=kw["max_changed_fraction"],
-        min_new_feedback=kw["min_new_feedback"], tolerance=kw["tolerance"], batch_size=kw["batch_size"],
-        lock_ttl=kw["lock_ttl"], break_lock=kw["break_lock"],
-    ).validate()
+    options = _options(kw, log_name, state_name)
     config = connectors.parse_uri(store_uri, collection=collection)
     observers = Observers(config.collection, metrics_file, pushgateway, report_path)
     if metrics_port is not None:
