@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..engine.options import parse_metric_spec
+from ..engine.options import SyncOptions, parse_metric_spec
 
 
 class FiniteFloat(click.ParamType):
@@ -60,3 +60,27 @@ class MetricSpec(click.ParamType):
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "NAME@K"
+
+
+class RunOption(click.ParamType):
+    """A number for one field of ``SyncOptions``, refused (a usage error, exit code 2) by the
+    options' own validation, so the command line never restates its ranges. ``others``: fields the
+    check needs beside the defaults (γ's range depends on the method: the widest is checked here,
+    the method's own at the run)."""
+
+    def __init__(self, field: str, number: type, **others: Any) -> None:
+        self.field, self.number, self.others = field, number, others
+        self.name = "integer" if number is int else "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if self.number is int:
+            parsed = click.INT.convert(value, param, ctx)
+        else:
+            parsed = FiniteFloat().convert(value, param, ctx)
+        problem = SyncOptions.refusal(self.field, parsed, **self.others)
+        if problem:
+            self.fail(problem, param, ctx)
+        return parsed
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return self.name.upper()

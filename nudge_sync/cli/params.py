@@ -14,12 +14,11 @@ import connectors
 from connectors import LabelledQuery, VectorStore
 
 from ..engine.errors import RefusedInput
-from ..engine.options import MAX_GAMMA_M, MAX_K, MAX_LOCK_TTL, SyncOptions
-from .option_types import FiniteFloat, MetricSpec
+from ..engine.options import MAX_BATCH, MAX_K, SyncOptions
+from .option_types import MetricSpec, RunOption
 
-
-#: Largest --batch-size: records per database call (Milvus reads at most 16,384 rows per query).
-MAX_BATCH = 16_384
+__all__ = ["MAX_BATCH", "entries_from_file", "file_label", "log_options", "opened", "run_options", "state_option",
+           "store_options"]
 
 
 def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,7 +68,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--method", type=click.Choice(["nudge-n", "nudge-m"]), default=d.method, show_default=True,
                      help="NUDGE-N keeps vectors unit-norm (any metric); NUDGE-M needs a dot-product collection."),
-        click.option("--gamma", type=FiniteFloat(0, MAX_GAMMA_M),
+        click.option("--gamma", type=RunOption("gamma", float, method="nudge-m"),
                      help="Fixed step size (NUDGE-N: 0-4); default: chosen on validation."),
         click.option("--gamma-search", type=click.Choice(["fine", "parity"]), default=d.gamma_search,
                      show_default=True, help="fine: search gamma for --objective; parity: nudge-ft's grid/sweep."),
@@ -77,23 +76,23 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help=f"Validation metric to maximise: ndcg@K, recall@K, mrr@K or hit@K (K: 1-{MAX_K})."),
         click.option("--context", "context_mode", type=click.Choice(["auto", "exact", "search"]), default=d.context,
                      show_default=True, help="exact streams the collection; search uses the database's kNN."),
-        click.option("--context-k", type=click.IntRange(1, MAX_K), default=d.context_k, show_default=True,
+        click.option("--context-k", type=RunOption("context_k", int), default=d.context_k, show_default=True,
                      help="Depth of each validation query's context (at most the collection's size)."),
-        click.option("--val-fraction", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=d.val_fraction,
+        click.option("--val-fraction", type=RunOption("val_fraction", float), default=d.val_fraction,
                      show_default=True,
                      help="Share of queries (by id hash) used for validation when the log has no split."),
         click.option("--split-salt", default=d.split_salt, help="Salt of the train/validation hash split."),
-        click.option("--min-val-queries", type=click.IntRange(min=1), default=d.min_val_queries, show_default=True),
-        click.option("--min-gain", type=FiniteFloat(-1, 1), default=d.min_gain, show_default=True,
+        click.option("--min-val-queries", type=RunOption("min_val_queries", int), default=d.min_val_queries, show_default=True),
+        click.option("--min-gain", type=RunOption("min_gain", float), default=d.min_gain, show_default=True,
                      help="Write only if the validation objective improves by more than this (-1 to 1)."),
-        click.option("--max-changed-fraction", type=FiniteFloat(0, 1, min_open=True), default=d.max_changed_fraction,
+        click.option("--max-changed-fraction", type=RunOption("max_changed_fraction", float), default=d.max_changed_fraction,
                      show_default=True, help="Refuse to rewrite more than this share of the collection in one run."),
-        click.option("--min-new-feedback", type=click.IntRange(min=0), default=d.min_new_feedback, show_default=True,
+        click.option("--min-new-feedback", type=RunOption("min_new_feedback", int), default=d.min_new_feedback, show_default=True,
                      help="Run only when this many log entries arrived since the last run."),
-        click.option("--tolerance", type=FiniteFloat(0), default=d.tolerance, show_default=True,
+        click.option("--tolerance", type=RunOption("tolerance", float), default=d.tolerance, show_default=True,
                      help="Stored vectors within this max-abs difference of the target are not rewritten."),
-        click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=d.batch_size, show_default=True),
-        click.option("--lock-ttl", type=FiniteFloat(0, MAX_LOCK_TTL, min_open=True), default=d.lock_ttl,
+        click.option("--batch-size", type=RunOption("batch_size", int), default=d.batch_size, show_default=True),
+        click.option("--lock-ttl", type=RunOption("lock_ttl", float), default=d.lock_ttl,
                      show_default=True, help="Seconds (at most 30 days)."),
         click.option("--break-lock", is_flag=True, help="Remove a stale lock left by a dead run first."),
     ]

@@ -11,9 +11,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import exit_code_for
-from .events import (Advanced, BatchWritten, Event, Events, GateDecided, Probe, RunFailed, RunFinished, StepFinished,
-                     StepStarted)
+from .errors import NothingToDo, exit_code_for
+from .events import (Advanced, BatchWritten, Event, Events, GateDecided, Probe, RunFailed, RunFinished, RunStarted,
+                     StepFinished, StepStarted)
 
 
 class Emitter:
@@ -24,19 +24,29 @@ class Emitter:
         self.run_id = run_id
         self.current_step = ""
         self.began = time.perf_counter()
+        self.started = False  #: a RunStarted went out
 
     def emit(self, event: Event) -> None:
+        self.started = self.started or isinstance(event, RunStarted)
         self.events.emit(event)
 
     @contextmanager
     def step(self, name: str, total: int | None = None) -> Iterator[dict[str, int]]:
         """StepStarted, then StepFinished with the seconds taken and the counts the step put into
-        the dict it is given. A step that raises ends without StepFinished (RunFailed follows)."""
+        the dict it is given. A step held back by a gate (NothingToDo) finishes too; one that fails
+        otherwise ends without StepFinished (RunFailed follows)."""
         self.current_step = name
         self.emit(StepStarted(self.run_id, name, total))
         counts: dict[str, int] = {}
         began = time.perf_counter()
-        yield counts
+        try:
+            yield counts
+        except NothingToDo:
+            self._step_finished(name, began, counts)
+            raise
+        self._step_finished(name, began, counts)
+
+    def _step_finished(self, name: str, began: float, counts: dict[str, int]) -> None:
         self.emit(StepFinished(self.run_id, name, round(time.perf_counter() - began, 4), dict(counts)))
 
     def advance(self, n: int, step: str | None = None) -> None:
@@ -59,9 +69,15 @@ class Emitter:
     def finished(self, command: str, status: str, report: dict[str, Any], exit_code: int = 0) -> None:
         self.emit(RunFinished(self.run_id, command, status, report, self._seconds(), exit_code))
 
-    def failed(self, command: str, exc: BaseException, report: dict[str, Any] | None = None) -> None:
+    def failed(self, command: str, exc: BaseException) -> None:
+        """RunFailed for ``exc`` (with the report it carries, if any), after a RunStarted that a
+        command failing before it knew its collection had not sent yet."""
+        if not self.started:
+            self.emit(RunStarted(self.run_id, command, "", "", {}))
+        report = getattr(exc, "report", None)
+        as_dict = report.to_dict() if hasattr(report, "to_dict") else report if isinstance(report, dict) else None
         self.emit(RunFailed(self.run_id, command, type(exc).__name__, str(exc), int(exit_code_for(exc)),
-                            self._seconds(), report))
+                            self._seconds(), as_dict))
 
     def _seconds(self) -> float:
         return round(time.perf_counter() - self.began, 4)

@@ -9,7 +9,7 @@ between nightly runs, whatever else arrives in the log. A log may carry its own 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +49,13 @@ class Feedback:
 
     def referenced_ids(self) -> list[RecordId]:
         return list(dict.fromkeys(i for row in self.answers for i in row))
+
+    def keep_known(self, fetch: Callable[[list[RecordId]], tuple[dict[RecordId, np.ndarray], list[RecordId]]],
+                   ) -> tuple[Feedback, dict[RecordId, np.ndarray], list[RecordId]]:
+        """``fetch(ids) -> ({id: stored vector}, missing ids)`` called once for every answer:
+        ``(this feedback without the answers no longer stored, the answers' vectors, missing ids)``."""
+        found, missing = fetch(self.referenced_ids())
+        return self.drop_ids(missing), found, missing
 
     def drop_ids(self, missing: Iterable[RecordId]) -> Feedback:
         """Remove answers that are not in the collection; entries left without answers go too."""

@@ -41,8 +41,8 @@ def curve(gammas: np.ndarray, scores: np.ndarray, chosen: float) -> dict[str, li
 
 def answers_of(feedback: Feedback, rows: np.ndarray, ids: IdSpace) -> Answers:
     """The answers of ``rows`` of the feedback, as positions in ``ids``."""
-    return Answers.from_lists([ids.add(feedback.answers[r]).tolist() for r in rows],
-                              grades=[feedback.grades[r] for r in rows])
+    positions = [ids.add(feedback.answers[r]).tolist() for r in rows]
+    return Answers.from_lists(positions, grades=[feedback.grades[r] for r in rows])
 
 
 def metric_k(spec: str) -> int:

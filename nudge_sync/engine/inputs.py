@@ -16,7 +16,6 @@ from .errors import NothingToDo
 from .feedback import Feedback, prepare_feedback
 from .gates import gated
 from .names import log_name_for
-from .options import SyncOptions, SyncReport
 from .state import SyncState
 from .writer import fetch_vectors
 
@@ -32,20 +31,21 @@ class Inputs:
 
 
 def read_inputs(ctx: RunContext, entries: Iterable[LabelledQuery] | None, log_source: str, *,
-                state_exists: bool) -> Inputs | SyncReport:
-    """Step ``read_inputs``: the log, split, with the answers' stored vectors; or the gated report
-    of a run held back.
+                state_exists: bool) -> Inputs:
+    """Step ``read_inputs``: the log, split, with the answers' stored vectors.
 
     ``state_exists``: the state collection exists (its last watermark decides which entries are
-    new). Raises NothingToDo when there is no log at all, RefusedInput for bad entries."""
+    new). Raises NothingToDo when there is no log at all or a gate holds the run back (the gated
+    report attached), RefusedInput for bad entries."""
     with ctx.emit.step("read_inputs") as step:
-        outcome = _read(ctx, entries, log_source, state_exists)
-        step.update(outcome.counts)
-    return outcome
+        try:
+            return _read(ctx, entries, log_source, state_exists)
+        finally:
+            step.update(ctx.report.counts)
 
 
 def _read(ctx: RunContext, entries: Iterable[LabelledQuery] | None, log_source: str,
-          state_exists: bool) -> Inputs | SyncReport:
+          state_exists: bool) -> Inputs:
     store, info, opts, report = ctx.store, ctx.info, ctx.opts, ctx.report
     source = log_source or "log entries"
     if entries is None:
@@ -55,31 +55,31 @@ def _read(ctx: RunContext, entries: Iterable[LabelledQuery] | None, log_source: 
             raise NothingToDo(f"the log collection {log_name!r} does not exist yet: add labelled queries "
                               "with `nudge-sync feedback add|import`, or give --log / --log-file")
         entries = store.read_log(log_name)
+    rows = _counted(ctx, entries)
+    since = last_watermark(ctx.state) if state_exists else None
     feedback = prepare_feedback(
-        _counted(ctx, entries), info.dimension, val_fraction=opts.val_fraction, salt=opts.split_salt,
+        rows, info.dimension, val_fraction=opts.val_fraction, salt=opts.split_salt,
         # cosine and l2 scores are only on the scale the fit uses for unit queries
-        normalize_queries=opts.normalize_queries or info.metric != "dot",
-        source=source, since=last_watermark(ctx.state) if state_exists else None,
+        normalize_queries=opts.normalize_queries or info.metric != "dot", source=source, since=since,
     )
     ctx.emit.probe("run.read")
     report.watermark = feedback.watermark
     new = feedback.counts.get("new_since_watermark", 0)
     if not ctx.emit.gate("min_new_feedback", new >= opts.min_new_feedback,
                          value=new, threshold=opts.min_new_feedback):
-        return gated(report, f"{new} new labelled queries since the last run; waiting for "
+        gated(report, f"{new} new labelled queries since the last run; waiting for "
                      f"{opts.min_new_feedback} (min_new_feedback)", feedback.counts)
     # answers that no longer exist are dropped and counted, not fatal
-    current, missing = fetch_vectors(store, feedback.referenced_ids(), opts.batch_size)
-    feedback = feedback.drop_ids(missing)
+    feedback, current, missing = feedback.keep_known(lambda ids: fetch_vectors(store, ids, opts.batch_size))
     train, val = feedback.rows("train"), feedback.rows("val")
     counts = {**feedback.counts, "train_queries": len(train), "val_queries": len(val),
               "test_queries": len(feedback.rows("test")), "answers_missing": len(missing)}
     report.counts = counts
     if not ctx.emit.gate("train_queries", len(train) > 0, value=len(train), threshold=1):
-        return gated(report, "no training queries with known answers", counts)
+        gated(report, "no training queries with known answers", counts)
     if not ctx.emit.gate("min_val_queries", len(val) >= opts.min_val_queries, value=len(val),
                          threshold=opts.min_val_queries):
-        return gated(report, f"only {len(val)} validation queries; need at least {opts.min_val_queries} "
+        gated(report, f"only {len(val)} validation queries; need at least {opts.min_val_queries} "
                      "(min_val_queries) to choose gamma safely", counts)
     return Inputs(feedback, current, missing, counts)
 

@@ -9,24 +9,27 @@ import numpy as np
 
 from connectors import InvalidEntry, LabelledQuery, RecordId, VectorStore
 
-from ..core.answers import Answers
+from ..core.metrics import evaluate as score_rankings
 from .classify import ADOPTED, NUDGED, RESTORED, VANISHED
 from .context import open_state
-from .names import log_name_for
-from .verdicts import load_state
+from .emitter import Emitter
 from .errors import NothingToDo, RefusedInput
+from .events import Events, RunStarted
 from .feedback import SPLITS, prepare_feedback, validate_entry
-from ..core.metrics import evaluate as score_rankings
+from .fit import REPORT_METRICS, answers_of, metric_k
+from .names import log_name_for, new_run_id
 from .options import SyncOptions, check_batch_size_option, check_fraction, check_metric
-from .progress import Progress
 from .restore import rollback
 from .state import SyncState, holder_is_gone
-from .views import IdSpace, View, exact_topk, search_topk
+from .verdicts import load_state
+from .views import IdSpace, View, topk
+from .wiring import Progress, command_events
 from .writer import fetch_vectors
 
 __all__ = ["EVAL_METRICS", "add_feedback", "evaluate", "history", "rollback", "status"]
 
-EVAL_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@1")
+#: The metrics ``eval`` reports by default: the ones a run reports for validation.
+EVAL_METRICS = REPORT_METRICS
 
 
 def status(store: VectorStore, *, state_name: str | None = None, log_name: str | None = None) -> dict[str, Any]:
@@ -98,14 +101,15 @@ def evaluate(
     batch_size: int = 2000,
     progress: Progress | None = None,
     log_source: str = "log",
+    events: Events | None = None,
 ) -> dict[str, Any]:
     """Retrieval metrics of the collection as it is ("current") and as it was before nudge-sync
     ("original": nudged records replaced by their originals), on the log's queries of ``split``
     ("train", "val", "test", "all", or "auto": "test" when the log pins test queries, else "val",
     the queries runs hold out). Splits follow the same rule as ``sync``: ``val_fraction`` and
     ``split_salt`` default to those of the collection's last run, so "val" is that run's
-    validation set."""
-    progress = progress or Progress()
+    validation set. The answers, their vectors, the metrics' depth and the top-k contexts are the
+    run's own (``Feedback.keep_known``, ``fit.answers_of``, ``fit.metric_k``, ``views.topk``)."""
     if split not in (*SPLITS, "all", "auto"):
         raise RefusedInput(f"split {split!r}: expected one of {(*SPLITS, 'all', 'auto')}")
     if mode not in ("exact", "search"):
@@ -121,33 +125,27 @@ def evaluate(
     settings = _split_settings(state, val_fraction, split_salt)
     feedback = prepare_feedback(entries, info.dimension, val_fraction=settings["val_fraction"],
                                 salt=settings["salt"], source=log_source)
-    _, missing = fetch_vectors(store, feedback.referenced_ids(), batch_size)
-    feedback = feedback.drop_ids(missing)
+    feedback, _, missing = feedback.keep_known(lambda ids: fetch_vectors(store, ids, batch_size))
     if split == "auto":
         split = "test" if len(feedback.rows("test")) else "val"
     rows = feedback.rows(SPLITS if split == "all" else split)
     if len(rows) == 0:
         raise NothingToDo(f"the log has no {split!r} queries with known answers to evaluate")
     ids = IdSpace(feedback.referenced_ids())
-    answers = Answers.from_lists([ids.add(feedback.answers[r]).tolist() for r in rows],
-                                 grades=[feedback.grades[r] for r in rows])
+    answers = answers_of(feedback, rows, ids)
     queries = feedback.vectors[rows]
-    k = max(int(m.partition("@")[2] or 10) for m in metrics)
     _, verdicts = load_state(store, state, info, {}, batch_size)
     changed = [v.entry for v in verdicts.values() if v.kind == NUDGED and v.entry is not None]
     as_was = View(exclude={o.record_id for o in changed}, extra_ids=[o.record_id for o in changed],
                   extra_vectors=np.stack([o.vector for o in changed]) if changed else None)
-    if mode == "exact":
-        with progress.phase("reading vectors", info.count) as p:
-            now, was = exact_topk(store, queries, k, [View(), as_was], ids, info.metric,
-                                  batch_size=batch_size, on_batch=p.advance)
-    else:
-        with progress.phase("searching", 2 * len(queries)) as p:
-            now = search_topk(store, queries, k, View(), ids, info.metric, on_batch=p.advance)
-            was = search_topk(store, queries, k, as_was, ids, info.metric, on_batch=p.advance)
+    emit = Emitter(command_events(events, progress), new_run_id())
+    emit.emit(RunStarted(emit.run_id, "eval", info.backend, info.collection, {"split": split, "mode": mode}))
+    with emit.step("score", info.count if mode == "exact" else 2 * len(queries)):
+        now, was = topk(store, queries, max(metric_k(m) for m in metrics), [View(), as_was], ids, info.metric,
+                        mode=mode, batch_size=batch_size, on_batch=emit.advance)
     current = score_rankings(now.ids, answers, list(metrics))
     original = score_rankings(was.ids, answers, list(metrics))
-    return {
+    report = {
         "collection": info.collection, "split": split, "split_settings": settings, "queries": int(len(rows)),
         "mode": mode,
         "answers_missing": len(missing), "nudged_records": len(changed),
@@ -155,6 +153,8 @@ def evaluate(
         "original": {m: round(float(v), 6) for m, v in original.items()},
         "delta": {m: round(float(current[m] - original[m]), 6) for m in current},
     }
+    emit.finished("eval", "evaluated", report)
+    return report
 
 
 def _split_settings(state: SyncState, val_fraction: float | None, salt: str | None) -> dict[str, Any]:

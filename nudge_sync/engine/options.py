@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -25,6 +26,8 @@ MAX_K = 4096
 MAX_GAMMA_M = 1000.0
 #: Longest lock expiry: a dead run never blocks a collection for more than 30 days.
 MAX_LOCK_TTL = 30 * 86_400.0
+#: Largest batch: records per database call (Milvus reads at most 16,384 rows per query).
+MAX_BATCH = 16_384
 
 
 def check_metric(spec: Any, option: str = "objective") -> str:
@@ -94,6 +97,16 @@ class SyncOptions:
     break_lock: bool = False
     dry_run: bool = False
 
+    @classmethod
+    def refusal(cls, name: str, value: Any, **others: Any) -> str:
+        """What :meth:`validate` says of ``value`` for option ``name`` beside the defaults (and
+        ``others``); ``""`` when it is accepted. The command line checks its options with it."""
+        try:
+            cls(**{**others, name: value}).validate()
+        except RefusedInput as exc:
+            return str(exc)
+        return ""
+
     def validate(self) -> SyncOptions:
         """Self, or RefusedInput naming the first option that is out of range (NaN and infinities
         included: a NaN compares false with every bound, so each check asks for a finite number first)."""
@@ -121,7 +134,7 @@ class SyncOptions:
         count("context_k", 1, MAX_K)
         count("min_val_queries", 1)
         count("min_new_feedback", 0)
-        count("batch_size", 1)
+        count("batch_size", 1, MAX_BATCH)
         if not (_number(self.max_changed_fraction) and 0 < self.max_changed_fraction <= 1):
             raise bad("max_changed_fraction", "must be a number in (0, 1]")
         if not (_number(self.min_gain) and -1 <= self.min_gain <= 1):
@@ -168,6 +181,25 @@ class SyncReport:
         if not with_ids:
             out.pop("written_ids")
         return out
+
+    def would_write(self, ids: list[Any], restores: int) -> SyncReport:
+        """A dry run's outcome: what it would write, having written nothing."""
+        self.status = "dry-run"
+        self.reason = f"would write {len(ids)} vectors ({restores} restores)"
+        self.written_ids = ids
+        self.finished = time.time()
+        return self
+
+    def wrote(self, ids: list[Any], *, restores: int, adopted: int, vanished: int) -> dict[str, Any]:
+        """A run's outcome once its writes landed (``ids``); the run record the state keeps."""
+        self.counts.update(written=len(ids), adopted_during_run=adopted, vanished_during_run=vanished)
+        self.status = "written" if ids else "unchanged"
+        self.reason = f"wrote {len(ids)} vectors ({restores} restores)"
+        if adopted:
+            self.reason += f"; {adopted} re-embedded by someone else during the run were adopted, not written"
+        self.written_ids = ids
+        self.finished = time.time()
+        return self.to_dict()
 
 
 def check_batch_size_option(batch_size: int) -> None:

@@ -9,19 +9,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from connectors import CollectionInfo, RecordId
+from connectors import RecordId
 
-from ..core.context import ValidationContext
 from .checks import check_base_norms
 from .classify import ADOPTED, NUDGED, VANISHED, Verdict
 from .fit import answers_of, curve, estimator, metric_k, normalized, validation_metrics
 from .gates import gated
 from .context import RunContext
 from .inputs import Inputs
-from .options import AUTO_EXACT_MAX_FLOATS, SyncOptions, SyncReport
-from .state import Original, SyncState
+from .state import Original
 from .verdicts import load_state
-from .views import IdSpace, View, exact_topk, search_topk
+from .writer import WriteItem
+from .views import IdSpace, View, topk
 
 
 @dataclass
@@ -36,16 +35,23 @@ class Plan:
     originals: dict[RecordId, Original]
     verdicts: dict[RecordId, Verdict]
 
+    def items(self) -> list[WriteItem]:
+        """What the writer writes: each record's target, what it held when planned, its entry."""
+        return [WriteItem(i, t, self.current[i], self.originals.get(i), i in self.nudged_after)
+                for i, t in zip(self.write_ids, self.write_vectors)]
 
-def plan_run(ctx: RunContext, inputs: Inputs) -> Plan | SyncReport:
-    """Step ``plan``: the run's plan, or its gated report when validation does not improve enough
-    or the run would rewrite too much of the collection. Fills the report's fit, validation and
-    counts. Its progress counts the vectors streamed (exact context) or the queries searched."""
+
+def plan_run(ctx: RunContext, inputs: Inputs) -> Plan:
+    """Step ``plan``: the run's plan; NothingToDo (the gated report attached) when validation does
+    not improve enough or the run would rewrite too much of the collection. Fills the report's
+    fit, validation and counts. Its progress counts the vectors streamed (exact context) or the
+    queries searched."""
     val = len(inputs.feedback.rows("val"))
-    with ctx.emit.step("plan", ctx.info.count if context_mode(ctx.info, ctx.opts) == "exact" else val) as step:
-        outcome = _plan(ctx, inputs)
-        step.update({k: v for k, v in inputs.counts.items() if k in PLAN_COUNTS})
-    return outcome
+    with ctx.emit.step("plan", ctx.info.count if ctx.context_mode == "exact" else val) as step:
+        try:
+            return _plan(ctx, inputs)
+        finally:
+            step.update({k: v for k, v in inputs.counts.items() if k in PLAN_COUNTS})
 
 
 #: The counts the plan step adds to the run's counts (its StepFinished carries them).
@@ -53,7 +59,7 @@ PLAN_COUNTS = ("state_records", "adopted_reembedded", "state_vanished", "pending
                "to_write", "to_restore")
 
 
-def _plan(ctx: RunContext, inputs: Inputs) -> Plan | SyncReport:
+def _plan(ctx: RunContext, inputs: Inputs) -> Plan:
     store, info, opts, state, report = ctx.store, ctx.info, ctx.opts, ctx.state, ctx.report
     feedback, current, counts = inputs.feedback, inputs.current, inputs.counts
 
@@ -80,7 +86,15 @@ def _plan(ctx: RunContext, inputs: Inputs) -> Plan | SyncReport:
     val_q = feedback.vectors[val]
     view = View(exclude=moving_set | set(restore), extra_ids=restore,
                 extra_vectors=np.stack([originals[i].vector for i in restore]) if restore else None)
-    context = _validation_context(ctx, val_q, view, ids)
+    mode = report.context_mode = ctx.context_mode
+
+    def advanced(n: int) -> None:
+        ctx.emit.advance(n)
+        if mode == "exact":  # a page of the collection read
+            ctx.emit.probe("run.read")
+
+    (context,) = topk(store, val_q, max(opts.context_k, metric_k(opts.objective)), [view], ids, info.metric,
+                      mode=mode, batch_size=opts.batch_size, on_batch=advanced)
 
     # -- 7. fit, gate -----------------------------------------------------------------------------
     est = estimator(opts).fit(
@@ -102,7 +116,7 @@ def _plan(ctx: RunContext, inputs: Inputs) -> Plan | SyncReport:
     counts["moved"] = len(moved_rows)
     gain = float(est.val_score_) - float(est.val_score_before_)
     if not ctx.emit.gate("min_gain", gain > opts.min_gain, value=gain, threshold=opts.min_gain):
-        return gated(report, f"validation {opts.objective} would change by {gain:+.4f}, not above "
+        gated(report, f"validation {opts.objective} would change by {gain:+.4f}, not above "
                      f"min_gain={opts.min_gain}: nothing written", counts)
 
     # -- 8. diff against what is stored -----------------------------------------------------------
@@ -116,29 +130,9 @@ def _plan(ctx: RunContext, inputs: Inputs) -> Plan | SyncReport:
     share = len(write_ids) / max(info.count, 1)
     if not ctx.emit.gate("max_changed_fraction", share <= opts.max_changed_fraction, value=share,
                          threshold=opts.max_changed_fraction):
-        return gated(report, f"the run would rewrite {share:.1%} of the collection, above "
+        gated(report, f"the run would rewrite {share:.1%} of the collection, above "
                      f"max_changed_fraction={opts.max_changed_fraction:.0%}", counts)
     return Plan(write_ids, write_vectors, nudged_after, restores, current, originals, verdicts)
-
-
-def context_mode(info: CollectionInfo, opts: SyncOptions) -> str:
-    """``exact`` or ``search``: ``auto`` picks by the collection's size."""
-    if opts.context != "auto":
-        return opts.context
-    return "exact" if info.count * info.dimension <= AUTO_EXACT_MAX_FLOATS else "search"
-
-
-def _validation_context(ctx: RunContext, val_q: np.ndarray, view: View, ids: IdSpace) -> ValidationContext:
-    """Each validation query's top-k among the records that will not move: ``exact`` streams the
-    collection once, ``search`` asks the database's kNN."""
-    info, opts, emit = ctx.info, ctx.opts, ctx.emit
-    mode = ctx.report.context_mode = context_mode(info, opts)
-    k = max(opts.context_k, metric_k(opts.objective))
-    if mode == "exact":
-        (context,) = exact_topk(ctx.store, val_q, k, [view], ids, info.metric, batch_size=opts.batch_size,
-                                on_batch=lambda n: (emit.advance(n), emit.probe("run.read")))
-        return context
-    return search_topk(ctx.store, val_q, k, view, ids, info.metric, on_batch=emit.advance)
 
 
 def _diff(ids: Sequence[RecordId], targets: Sequence[np.ndarray], nudged_after: set[RecordId],

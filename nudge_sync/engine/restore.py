@@ -35,7 +35,6 @@ def rollback(
     that died (the usual reason to roll back). ``events`` receives the rollback's events. Returns a
     report dict; raises PartiallyWritten (exit 7) when it fails part-way (a rerun finishes it)."""
     emit = Emitter(command_events(events, progress), new_run_id())
-    started = False
     try:
         check_batch_size_option(batch_size)
         info = store.describe()
@@ -43,7 +42,6 @@ def rollback(
         emit.emit(RunStarted(emit.run_id, "rollback", info.backend, info.collection,
                              {"run_id": run_id, "batch_size": batch_size, "lock_ttl": lock_ttl,
                               "break_lock": break_lock}, dry_run))
-        started = True
         if not state.exists():
             raise NothingToDo(f"collection {info.collection!r} has no nudge-sync state: nothing to roll back")
         if run_id is not None and not known_run(state, run_id):
@@ -51,8 +49,6 @@ def rollback(
         ctx = Context(store, info, state, emit, batch_size)
         report = _locked(ctx, run_id, dry_run, lock_ttl, break_lock)
     except BaseException as exc:
-        if not started:
-            emit.emit(RunStarted(emit.run_id, "rollback", "", "", {}, dry_run))
         emit.failed("rollback", exc)
         raise
     emit.finished("rollback", report["status"], report, 0)

@@ -63,21 +63,16 @@ def rollback_steps(ctx: Context, run_id: str | None, dry_run: bool, broken: dict
         report.update(restored=0, bit_exact=0, finished=time.time())
         return report
     writer = BatchWriter(ctx.store, state, info, ctx.emit, "rollback", ctx.batch_size)
+    if not todo:  # nothing of ours to restore: only what the read found is recorded (no run record)
+        writer.record({}, verdicts)
+        report.update(status="unchanged", restored=0, bit_exact=0, finished=time.time())
+        return report
     items = [WriteItem(i, np.asarray(verdicts[i].entry.vector, np.float32), current[i], verdicts[i].entry, False)
              for i in todo]
     try:
-        with ctx.emit.step("write", len(items)) as step:
-            writer.write(items, advance=True)
-            step.update(attempted=len(writer.attempted), adopted=len(writer.adopted))
-        with ctx.emit.step("verify", len(writer.attempted)) as step:
-            restored = writer.verify(compensate=True)
-            step.update(landed=len(restored), adopted=len(writer.adopted))
-        with ctx.emit.step("record") as step:
-            writer.record(restored, verdicts)
-            _report(report, writer, restored, entries)
-            state.put_run(rid, report)
-            ctx.emit.probe("rollback.record")
-            step.update(restored=len(restored))
+        writer.write_step(items)
+        restored = writer.verify_step(compensate=True)
+        writer.record_step(restored, verdicts, lambda: _report(report, writer, restored, entries))
     except (NudgeSyncError, ConnectorError) as exc:
         if not writer.attempted:
             raise
@@ -89,7 +84,7 @@ def rollback_steps(ctx: Context, run_id: str | None, dry_run: bool, broken: dict
 
 
 def _report(report: dict[str, Any], writer: BatchWriter, restored: dict[RecordId, np.ndarray],
-            entries: dict[RecordId, Original]) -> None:
+            entries: dict[RecordId, Original]) -> dict[str, Any]:
     wanted = {i: entries[i].vector for i in restored}
     exact = sum(restored[i].tobytes() == np.asarray(wanted[i], np.float32).tobytes() for i in restored)
     worst = max((max_abs(restored[i], wanted[i]) for i in restored), default=0.0)
@@ -100,3 +95,4 @@ def _report(report: dict[str, Any], writer: BatchWriter, restored: dict[RecordId
                   finished=time.time())
     if not restored:
         report["status"] = "unchanged"
+    return report

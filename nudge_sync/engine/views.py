@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from connectors import RecordId, VectorStore
+from connectors import CollectionInfo, RecordId, VectorStore
 
 from ..core.context import ValidationContext
+from .options import AUTO_EXACT_MAX_FLOATS
 
 #: Ids given to records that no query references (exact mode): they only need to be unique and
 #: stable within one run (they break score ties), so they are derived from the stream position.
@@ -98,6 +99,24 @@ def as_dot_space(metric: str, queries: np.ndarray, vectors: np.ndarray) -> tuple
         ones = np.ones((len(queries), 1), dtype=queries.dtype)
         return np.hstack([queries, ones]), np.hstack([vectors, bias])
     return queries, vectors
+
+
+def context_mode(info: CollectionInfo, requested: str) -> str:
+    """``exact`` or ``search``: ``auto`` streams a collection of up to AUTO_EXACT_MAX_FLOATS stored
+    floats and asks the database's kNN above that, so huge collections are never pulled."""
+    if requested != "auto":
+        return requested
+    return "exact" if info.count * info.dimension <= AUTO_EXACT_MAX_FLOATS else "search"
+
+
+def topk(store: VectorStore, queries: np.ndarray, k: int, views: Sequence[View], ids: IdSpace, metric: str, *,
+         mode: str, batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[ValidationContext]:
+    """A top-k context per view: ``exact`` streams the collection once for all views (``on_batch``
+    after each page, with its size), ``search`` asks the database's kNN per view (``on_batch``
+    after each batch of queries)."""
+    if mode == "exact":
+        return exact_topk(store, queries, k, views, ids, metric, batch_size=batch_size, on_batch=on_batch)
+    return [search_topk(store, queries, k, view, ids, metric, on_batch=on_batch) for view in views]
 
 
 def exact_topk(

@@ -107,6 +107,35 @@ class BatchWriter:
         if self.phase != "undo":
             self.emit.probe(f"{self.phase}.{step}", ids)
 
+    # -- the write, verify and record steps of a run or a rollback (events around the protocol) ----
+
+    def write_step(self, items: Sequence[WriteItem]) -> None:
+        """Step ``write``: steps 1-3 of the protocol for every batch."""
+        with self.emit.step("write", len(items)) as step:
+            self.write(items, advance=True)
+            step.update(attempted=len(self.attempted), adopted=len(self.adopted), vanished=len(set(self.vanished)))
+
+    def verify_step(self, *, compensate: bool = False) -> dict[RecordId, np.ndarray]:
+        """Step ``verify``: step 4; ``{id: what the database holds now}`` of the writes that landed."""
+        with self.emit.step("verify") as step:  # one read of everything written: no units to count
+            landed = self.verify(compensate=compensate)
+            step.update(landed=len(landed), adopted=len(self.adopted))
+        return landed
+
+    def record_step(self, landed: dict[RecordId, np.ndarray], verdicts: dict[RecordId, Verdict],
+                    run_record: Callable[[], dict[str, Any]]) -> None:
+        """Step ``record``: step 5, then the run record ``run_record()`` builds, into the state."""
+        with self.emit.step("record") as step:
+            self.record(landed, verdicts)
+            self.state.put_run(self.run_id, run_record())
+            self._probe("record")
+            step.update(recorded=len(landed))
+
+    def summary(self, landed: dict[RecordId, np.ndarray]) -> dict[str, int]:
+        """What a report says of the writes: restores among those that landed, adopted, vanished."""
+        return {"restores": sum(not self.attempted[i].nudged_after for i in landed), "adopted": len(self.adopted),
+                "vanished": len(set(self.vanished))}
+
     # -- steps 1-3 ------------------------------------------------------------------------------
 
     def write(self, items: Sequence[WriteItem], *, advance: bool = False) -> None:

@@ -163,12 +163,13 @@ def test_eval_uses_the_last_runs_split_and_pinned_test_queries(h, coll, tmp_path
                 for e in make_entries(coll["ids"], random_vectors(N, DIM, seed=5, normalize=True))]  # coll's vectors
     log_file = tmp_path / "unpinned.jsonl"
     connectors.write_log_file(log_file, unpinned)
-    # a first run creates the state; a later run, written or gated, is recorded in the history with
-    # its split (a gated FIRST run leaves nothing behind: issue 10, defect 6)
+    # a first run creates the state; a later run that reaches the database is recorded in the
+    # history with its split (a gated run records nothing: issue 18), so no gate may hold it back
     as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"])
     out = CliRunner().invoke(cli, ["-q", "--json", "run", "--store", coll["uri"], "--log-file", str(log_file),
-                                   "--val-fraction", "0.3", "--split-salt", "s1"], obj={})
-    assert out.exit_code in (ExitCode.OK, ExitCode.NOTHING_TO_DO), out.output
+                                   "--val-fraction", "0.3", "--split-salt", "s1", "--min-gain", "-1",
+                                   "--max-changed-fraction", "1"], obj={})
+    assert out.exit_code == ExitCode.OK, out.output
     assert json.loads(out.stdout)["split"] == {"val_fraction": 0.3, "salt": "s1"}
     expected_val = len(prepare_feedback(unpinned, DIM, val_fraction=0.3, salt="s1").rows("val"))
     ev = as_json("eval", "--store", coll["uri"], "--log-file", log_file)

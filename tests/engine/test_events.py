@@ -77,7 +77,7 @@ def test_a_written_run_emits_each_step_once_in_order_with_its_gates_batches_and_
     assert len(batches) == math.ceil(report.counts["to_write"] / BATCH)
     assert {b.phase for b in batches} == {"run"} and sum(b.written for b in batches) == written
     finished = {e.step: e for e in seen if isinstance(e, StepFinished)}
-    assert finished["write"].counts["attempted"] == written and finished["record"].counts["written"] == written
+    assert finished["write"].counts["attempted"] == written and finished["record"].counts["recorded"] == written
     assert finished["plan"].counts["to_write"] == report.counts["to_write"]
     points = {e.point for e in seen if isinstance(e, Probe)}
     assert points == {"lock.acquired", "run.read", "run.before_write", "run.save", "run.write", "run.record"}
