@@ -67,6 +67,7 @@ class RunMetrics:
         self.records = Counter("nudge_sync_records_total", "Records written, restored or adopted.",
                                c + ["outcome"], registry=r)
         self._steps_seen = False
+        self._batches_seen = False  #: adopted records were counted from the run's BatchWritten events
 
     # -- the subscriber ---------------------------------------------------------------------------
 
@@ -80,15 +81,17 @@ class RunMetrics:
     def _update(self, event: Event) -> None:
         col = self.collection
         if isinstance(event, RunStarted):
-            self._steps_seen = False
+            self._steps_seen = self._batches_seen = False
             self.step.clear()
             if not event.dry_run:
                 self.lock_held.labels(col).set(1)
         elif isinstance(event, StepFinished):
             self._steps_seen = True
             self.step.labels(col, event.step).set(event.seconds)
-        elif isinstance(event, BatchWritten) and event.adopted:
-            self.records.labels(col, "adopted").inc(event.adopted)
+        elif isinstance(event, BatchWritten):
+            self._batches_seen = True
+            if event.adopted:
+                self.records.labels(col, "adopted").inc(event.adopted)
         elif isinstance(event, (RunFinished, RunFailed)):
             self._finished(event)
 
@@ -104,7 +107,7 @@ class RunMetrics:
             self.status.labels(col, s).set(1 if s == status else 0)
         self.duration.labels(col).set(event.seconds)
         self.runs.labels(col, status).inc()
-        if event.exit_code in SUCCESS_CODES:
+        if event.exit_code in SUCCESS_CODES and event.command == "run":  # a refresh, not a rollback
             self.succeeded = True
             self.last_success.labels(col).set(event.time)
         if not self._steps_seen:  # an engine that reports its step times in the report only
@@ -119,8 +122,8 @@ class RunMetrics:
             n = sum(int(counts.get(k) or 0) for k in keys)
             if outcome == "restored" and "restored" in report and not counts.get("restored"):
                 n = int(report.get("restored") or 0)  # rollback's report keeps it at the top level
-            if outcome == "adopted" and event.command == "run":
-                n = 0 if self._steps_seen else n  # BatchWritten events counted them already
+            if outcome == "adopted" and self._batches_seen:
+                n = 0  # BatchWritten events counted them already
             if n:
                 self.records.labels(col, outcome).inc(n)
         objective = report.get("objective") or ""

@@ -186,3 +186,16 @@ def test_a_failed_run_still_gets_its_page(tmp_path):
     feed(RunReport(path), run_events(fail=True))
     page = path.read_text()
     assert "undone" in page and "database unreachable" in page and "exit code 6" in page
+
+
+def test_a_rollback_counts_restored_records_once_and_is_not_a_refresh_success():
+    m = RunMetrics("docs")
+    report = {"run_id": "rb", "status": "rolled-back", "restored": 7, "adopted_during_rollback": 2}
+    feed(m, [RunStarted("rb", command="rollback", store="s", collection="docs", options={}),
+             BatchWritten("rb", phase="rollback", written=7, adopted=2),
+             RunFinished("rb", command="rollback", status="rolled-back", report=report, seconds=1.0, exit_code=0)])
+    got = samples(m.text())
+    c = (("collection", "docs"),)
+    assert got[("nudge_sync_records_total", c + (("outcome", "restored"),))] == 7
+    assert got[("nudge_sync_records_total", c + (("outcome", "adopted"),))] == 2
+    assert (LAST_SUCCESS, c) not in got and got[("nudge_sync_last_run_status", c + (("status", "rolled-back"),))] == 1

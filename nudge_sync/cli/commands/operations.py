@@ -6,11 +6,13 @@ from pathlib import Path
 
 import click
 
+import connectors
+
 from ...engine import ops
 from ...engine.names import log_name_for
 from ...engine.options import MAX_K, SyncOptions
 from ..failures import EXIT_CODES_HELP, handle_errors
-from ..observing import report_option, write_report
+from ..observing import Observers, metrics_options, report_option, write_report
 from ..option_types import FiniteFloat, MetricSpec
 from ..params import MAX_BATCH, entries_from_file, file_label, log_options, opened, state_option, store_options
 from ..render import emit, human_eval, human_history, human_status, progress_bar
@@ -26,14 +28,21 @@ from ..render import emit, human_eval, human_history, human_status, progress_bar
 @click.option("--dry-run", is_flag=True, help="Count what would be restored; write nothing.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=1000, show_default=True)
 @click.option("--break-lock", is_flag=True, help="Remove a lock left by a run that died, then roll back.")
+@metrics_options
 @click.pass_context
 @handle_errors
 def rollback_cmd(ctx: click.Context, store_uri: str, collection: str | None, state_name: str | None,
-                 run_id: str | None, dry_run: bool, batch_size: int, break_lock: bool) -> None:
+                 run_id: str | None, dry_run: bool, batch_size: int, break_lock: bool,
+                 metrics_file: Path | None = None, pushgateway: str | None = None) -> None:
     """Restore the original vector of every record nudge-sync changed."""
-    with opened(store_uri, collection) as store:
-        report = ops.rollback(store, run_id=run_id, state_name=state_name, dry_run=dry_run,
-                               batch_size=batch_size, break_lock=break_lock, progress=progress_bar(ctx))
+    observers = Observers(connectors.parse_uri(store_uri, collection=collection).collection, metrics_file, pushgateway)
+    try:
+        with opened(store_uri, collection) as store:
+            report = ops.rollback(store, run_id=run_id, state_name=state_name, dry_run=dry_run,
+                                   batch_size=batch_size, break_lock=break_lock, progress=progress_bar(ctx),
+                                   events=observers.events)
+    finally:
+        observers.close()
     emit(ctx, report, lambda r: (
         f"rollback {r['run_id']}: {r['status']} — {r.get('restored', 0)} restored "
         f"({r.get('bit_exact', 0)} bit-for-bit), {r['to_restore']} to restore, "
