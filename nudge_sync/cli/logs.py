@@ -60,6 +60,9 @@ def configure(verbose: bool, log_format: str = "text") -> None:
         _handler = StderrHandler()
         connectors.on_backend_loaded(lambda backend: _take_over())
     _handler.setFormatter(JsonFormatter(redact=connectors.redact) if _json else RedactingFormatter(_FORMAT))
+    # Python warnings (a client library's UserWarning) would be bare lines between the JSON ones:
+    # as records of the `py.warnings` logger they are JSON too (shown with --verbose, as library lines are)
+    logging.captureWarnings(_json)
     _take_over()
 
 

@@ -6,12 +6,16 @@ are refused with exit code 2 and a message naming the flag."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.observe._gateway import gateway
+from tests.user._fakes import EchoGrpcServer, EchoHTTPServer
+from tests.user._secrets import find_secret, planted
+from tests.user.test_secrets import credential
 from tests.user._data import BATCH_ARGS, make_collection
 from tests.user._native import embedded_backend
 from tests.user._runner import nudge, spawn
@@ -144,3 +148,22 @@ def test_a_metrics_port_in_use_is_a_usage_error(tmp_path, busy_port):
     store = f"milvus://{tmp_path}/untouched.db?collection=docs"
     result = nudge("watch", "--store", store, "--every", "1h", "--metrics-port", busy_port, expect=2, as_json=False)
     assert "--metrics-port" in result.stderr and "in use" in result.stderr, result.describe()
+
+
+@pytest.mark.parametrize("backend,given,shape", [("qdrant", "env:QDRANT_API_KEY", "{s}"),
+                                                 ("milvus", "env:MILVUS_TOKEN", "planted:{s}"),
+                                                 ("chroma", "env:CHROMA_AUTH_TOKEN", "{s}")])
+def test_json_logs_keep_secrets_redacted(backend, given, shape, tmp_path):
+    """Against a server echoing the credential back, with the client libraries' own log lines on
+    (NUDGE_SYNC_DEBUG=1): every stderr line is JSON and none holds the secret in any form."""
+    secret = planted()
+    env, _ = credential(given, shape.format(s=secret), tmp_path)
+    fake_cls = EchoGrpcServer if backend == "milvus" else EchoHTTPServer
+    with fake_cls() as fake:
+        uri = f"{backend}+http://127.0.0.1:{fake.port}?collection=docs&timeout=3&retry_budget=0"
+        result = nudge("run", "--store", uri, *BATCH_ARGS, env={**env, **JSON_LOGS, "NUDGE_SYNC_DEBUG": "1"},
+                       expect=6)
+        assert fake.seen and find_secret(secret, fake.headers_seen()), "the secret was never sent: proves nothing"
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1]["level"] == "error" and "error" in lines[-1]["message"]
+    assert not find_secret(secret, result.stdout, result.stderr)
