@@ -6,6 +6,8 @@ with SIGTERM.
   run history and in the watcher's JSON log), and none before it crosses.
 * The Chroma server killed and restarted between cycles: the feedback checks fail and are logged,
   and once it is back the next crossing is served without an operator.
+* Two watchers on one collection never run together: the second waits for the lock (retried with
+  backoff) and runs after the first, on what is left (nothing new: held back by the gate).
 * On Milvus Lite (one process per file) the watcher closes the file between cycles: ``history``
   and ``status`` run beside it; its metrics endpoint carries the run's real numbers.
 * SIGTERM between runs exits 0 at once; SIGTERM inside a run (paused at its second batch) stops
@@ -144,4 +146,32 @@ def test_sigterm_inside_a_run_stops_at_the_next_batch_and_puts_back_what_it_wrot
     assert not differing(vectors, coll.originals), "a vector the stopped run wrote was left behind"
     history = nudge("history", "--store", coll.uri).report
     assert not [r for r in history if r["status"] == "written"]
+    assert nudge("status", "--store", coll.uri).report["lock"] is None
+
+
+def test_two_watchers_on_one_collection_never_run_together(chroma, tmp_path):
+    from datetime import datetime
+
+    coll = make_collection(chroma, "twice", tmp_path)
+    args = ("watch", "--store", coll.uri, *BATCH_ARGS, "--min-new-feedback", "1", "--poll", "30",
+            "--retry-budget", "120", "--max-runs", "1")
+    watchers = [Lines(spawn(*args, env=JSON_LOGS)) for _ in range(2)]
+    codes = [w.finish(timeout=300) for w in watchers]
+    assert codes == [0, 0]
+    spans, outcomes = [], []
+    for w in watchers:
+        records = w.records()
+        end = [r for r in records if r.get("event") == "summary"][-1]
+        outcomes.append((end["status"], end["exit_code"]))
+        # the lock is taken between read_inputs and plan: a run holds it from its plan step to its end
+        locked = [r for r in records if r.get("event") == "StepStarted" and r["step"] == "plan"
+                  and r["run_id"] == end["run_id"]]
+        if locked:
+            spans.append((datetime.fromisoformat(locked[0]["time"]), datetime.fromisoformat(end["time"])))
+    if len(spans) < 2:  # the second was held back before locking (nothing new): nothing to overlap
+        spans.append((max(e for _, e in spans), max(e for _, e in spans)))
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert a1 <= b0, f"the runs overlapped: {spans}"
+    assert sorted(outcomes)[-1] == ("written", 0), outcomes  # one of them did the work ...
+    assert len(nudge("history", "--store", coll.uri).report) >= 1
     assert nudge("status", "--store", coll.uri).report["lock"] is None
