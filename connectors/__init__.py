@@ -38,7 +38,7 @@ from ._errors import (
 )
 from .files import LogFileError, read_log_file, read_log_places, write_log_file
 from ._secrets import redact, redact_data
-from ._uri import StoreConfig, create_collection, on_backend_loaded, open_store, parse_uri
+from ._uri import StoreConfig, create_collection, on_backend_loaded, open_store, parse_uri, release_embedded
 
 __all__ = [
     "METRICS",
@@ -71,6 +71,7 @@ __all__ = [
     "labelled_query",
     "on_backend_loaded",
     "open_store",
+    "release_embedded",
     "parse_uri",
     "read_log_file",
     "read_bounded",

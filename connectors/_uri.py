@@ -264,6 +264,18 @@ def open_store(target: str | StoreConfig, *, collection: str | None = None, **op
     return RetryingStore(policy.call("connect", lambda: module.open_store(config)), policy)
 
 
+def release_embedded(target: str | StoreConfig, *, collection: str | None = None) -> None:
+    """Let go of an embedded database's file after its store was closed, so another process may
+    open it: Milvus Lite's engine keeps running in this process (its file locked) after its client
+    is closed, until released. A no-op for servers and for backends whose ``close`` suffices.
+    Only a long-running process (the watcher, between cycles) needs this; no store of this process
+    may be open on the file any more."""
+    config = parse_uri(target, collection=collection) if isinstance(target, str) else target
+    release = getattr(_backend_module(config.backend), "release_embedded", None)
+    if release is not None and not config.is_server:
+        release(config)
+
+
 _loaded_hooks: list[Callable[[str], None]] = []
 
 

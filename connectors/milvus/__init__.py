@@ -99,6 +99,15 @@ __all__ = ["METRIC_FROM_MILVUS", "METRIC_TO_MILVUS", "PARTIAL_UPDATE_SINCE", "WR
            "MilvusStore", "create_collection", "engine_version", "open_store"]
 
 
+def release_embedded(config: StoreConfig) -> None:
+    """Stop this process' Milvus Lite engine of ``config``'s file (``connectors.release_embedded``)."""
+    try:
+        from milvus_lite import server_manager_instance
+    except ImportError:  # no in-process engine to release
+        return
+    server_manager_instance.release_server(str(config.location))
+
+
 def open_store(config: StoreConfig) -> MilvusStore:
     """Connect to Milvus as described by ``config`` (the client connects now; collections lazily)."""
     return MilvusStore(config)

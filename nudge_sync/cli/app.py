@@ -16,6 +16,7 @@ from .commands.demo import demo_cmd
 from .commands.feedback import feedback_group
 from .commands.operations import eval_cmd, history_cmd, rollback_cmd, status_cmd
 from .commands.run import plan_cmd, run_cmd
+from .commands.watch import watch_cmd
 from .config import load_config
 from .failures import DEBUG_ENV, EXIT_CODES_HELP, error_line
 from .render import echo
@@ -32,17 +33,21 @@ from .render import echo
 @click.option("-v", "--verbose", is_flag=True,
               help="Also show the database client libraries' log lines on stderr (secrets redacted; "
                    f"{DEBUG_ENV}=1 does too).")
+@click.option("--log-format", type=click.Choice(logs.FORMATS), default="text", show_default=True,
+              envvar=logs.FORMAT_ENV,
+              help=f"json: one JSON object per line on stderr (time, level, logger, message, run id, the "
+                   f"event's fields) and a summary record per run; no progress bars (env {logs.FORMAT_ENV}).")
 @click.version_option(package_name="nudge-sync")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool, verbose: bool) -> None:
+def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool, verbose: bool, log_format: str) -> None:
     """Improve retrieval in a live vector database from user feedback.
 
     nudge-sync reads the stored vectors and a labelled query log, runs NUDGE on the CPU, and
     writes back only the changed record vectors, in place. Start with `nudge-sync demo`.
     """
     ctx.ensure_object(dict)
-    ctx.obj.update(json=as_json, quiet=quiet or as_json and not sys.stderr.isatty())
-    logs.configure(verbose or os.environ.get(DEBUG_ENV) == "1")
+    ctx.obj.update(json=as_json, quiet=quiet or log_format == "json" or as_json and not sys.stderr.isatty())
+    logs.configure(verbose or os.environ.get(DEBUG_ENV) == "1", log_format)
     try:
         faults.check_environment()  # a test's fault rules must never be silently ignored
     except faults.FaultSpecError as exc:
@@ -54,7 +59,8 @@ def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool, ver
             raise click.UsageError(str(exc)) from None
 
 
-for command in (run_cmd, plan_cmd, rollback_cmd, status_cmd, history_cmd, feedback_group, eval_cmd, demo_cmd):
+for command in (run_cmd, plan_cmd, rollback_cmd, status_cmd, history_cmd, feedback_group, eval_cmd, demo_cmd,
+                watch_cmd):
     cli.add_command(command)
 
 

@@ -15,6 +15,7 @@ import click
 import connectors
 
 from ..engine.errors import ExitCode, NudgeSyncError, exit_code_for
+from . import logs
 from .render import echo, human_run, json_default
 
 
@@ -63,7 +64,10 @@ def _fail(ctx: click.Context, exc: BaseException, code: ExitCode, report: Any) -
         echo(json.dumps(payload, indent=2, sort_keys=True, default=json_default))
     elif report is not None:
         echo(human_run(report.to_dict()))
-    echo(error_line(exc, code), err=True)
+    if logs.is_json():  # stderr holds JSON lines only
+        logs.error(error_line(exc, code))
+    else:
+        echo(error_line(exc, code), err=True)
     ctx.exit(int(code))
 
 

@@ -15,6 +15,8 @@ import sys
 
 import connectors
 
+from ..observe.jsonlog import JsonFormatter
+
 _FORMAT = "nudge-sync: %(levelname)s %(name)s: %(message)s"
 #: Loggers of this project (shown without --verbose from WARNING up).
 OURS = ("nudge_sync", "connectors")
@@ -38,19 +40,41 @@ class StderrHandler(logging.Handler):
             self.handleError(record)
 
 
+#: ``--log-format`` values: human lines, or one JSON object per line (``nudge_sync.observe.jsonlog``).
+FORMATS = ("text", "json")
+#: The environment variable that sets ``--log-format`` (unattended jobs set it once).
+FORMAT_ENV = "NUDGE_SYNC_LOG_FORMAT"
+
 _handler: logging.Handler | None = None
 _verbose = False
+_json = False
 
 
-def configure(verbose: bool) -> None:
-    """Route every logger through one redacting stderr handler, shown only when ``verbose``."""
-    global _handler, _verbose
-    _verbose = verbose
+def configure(verbose: bool, log_format: str = "text") -> None:
+    """Route every logger through one redacting stderr handler, shown only when ``verbose``; with
+    ``log_format="json"`` every record is one JSON line (secrets redacted in every string of it) and
+    the run's events and summary (INFO) are shown too."""
+    global _handler, _verbose, _json
+    _verbose, _json = verbose, log_format == "json"
     if _handler is None:
         _handler = StderrHandler()
-        _handler.setFormatter(RedactingFormatter(_FORMAT))
         connectors.on_backend_loaded(lambda backend: _take_over())
+    _handler.setFormatter(JsonFormatter(redact=connectors.redact) if _json else RedactingFormatter(_FORMAT))
+    # Python warnings (a client library's UserWarning) would be bare lines between the JSON ones:
+    # as records of the `py.warnings` logger they are JSON too (shown with --verbose, as library lines are)
+    logging.captureWarnings(_json)
     _take_over()
+
+
+def is_json() -> bool:
+    return _json
+
+
+def error(message: str) -> None:
+    """The command's closing error line, as a JSON record under ``--log-format json``."""
+    record = logging.LogRecord("nudge_sync.cli", logging.ERROR, __file__, 0, message, None, None)
+    assert _handler is not None
+    _handler.handle(record)
 
 
 def _take_over() -> None:
@@ -70,4 +94,4 @@ def _take_over() -> None:
             logger.propagate = True
             logger.setLevel(logging.NOTSET)
     for name in OURS:
-        logging.getLogger(name).setLevel(logging.INFO if _verbose else logging.WARNING)
+        logging.getLogger(name).setLevel(logging.INFO if _verbose or _json else logging.WARNING)

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import click
 
+import connectors
+
 from ...engine import ops
 from ...engine.names import log_name_for
 from ...engine.options import MAX_K, SyncOptions
 from ..failures import EXIT_CODES_HELP, handle_errors
+from ..observing import Observers, metrics_options, report_option, write_report
 from ..option_types import CollectionName, FiniteFloat, MetricSpec
 from ..params import (MAX_BATCH, entries_from_file, file_label, log_options, opened, skip_unverified_option,
                       state_option, store_options)
@@ -27,15 +30,21 @@ from ..render import emit, human_eval, human_history, human_status, progress_bar
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=1000, show_default=True)
 @click.option("--break-lock", is_flag=True, help="Remove a lock left by a run that died, then roll back.")
 @skip_unverified_option
+@metrics_options
 @click.pass_context
 @handle_errors
 def rollback_cmd(ctx: click.Context, store_uri: str, collection: str | None, state_name: str | None,
-                 run_id: str | None, dry_run: bool, batch_size: int, break_lock: bool, skip_unverified: bool) -> None:
+                 run_id: str | None, dry_run: bool, batch_size: int, break_lock: bool, skip_unverified: bool,
+                 metrics_file: Path | None = None, pushgateway: str | None = None) -> None:
     """Restore the original vector of every record nudge-sync changed."""
-    with opened(store_uri, collection) as store:
-        report = ops.rollback(store, run_id=run_id, state_name=state_name, dry_run=dry_run,
-                               batch_size=batch_size, break_lock=break_lock, progress=progress_bar(ctx),
-                               skip_unverified=skip_unverified)
+    observers = Observers(connectors.parse_uri(store_uri, collection=collection).collection, metrics_file, pushgateway)
+    try:
+        with opened(store_uri, collection) as store:
+            report = ops.rollback(store, run_id=run_id, state_name=state_name, dry_run=dry_run,
+                                   batch_size=batch_size, break_lock=break_lock, progress=progress_bar(ctx),
+                                   skip_unverified=skip_unverified, events=observers.events)
+    finally:
+        observers.close()
     emit(ctx, report, lambda r: (
         f"rollback {r['run_id']}: {r['status']} — {r.get('restored', 0)} restored "
         f"({r.get('bit_exact', 0)} bit-for-bit), {r['to_restore']} to restore, "
@@ -62,13 +71,16 @@ def status_cmd(ctx: click.Context, store_uri: str, collection: str | None, state
 @store_options
 @state_option
 @click.option("--limit", type=click.IntRange(min=1), help="Only the last N runs (N >= 1).")
+@report_option
 @click.pass_context
 @handle_errors
 def history_cmd(ctx: click.Context, store_uri: str, collection: str | None, state_name: str | None,
-                limit: int | None) -> None:
+                limit: int | None, report_path: Path | None) -> None:
     """Runs so far, oldest first, with their metrics."""
     with opened(store_uri, collection) as store:
         runs = ops.history(store, state_name=state_name, limit=limit)
+        name = store.describe().collection if report_path is not None else ""
+    write_report(report_path, "history_page", runs, name)
     emit(ctx, runs, human_history)
 
 
@@ -88,11 +100,12 @@ def history_cmd(ctx: click.Context, store_uri: str, collection: str | None, stat
 @click.option("--val-fraction", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=None,
               help=f"Default: the last run's (else {SyncOptions.val_fraction}), so 'val' is that run's validation set.")
 @click.option("--split-salt", default=None, help="Default: the last run's (else empty).")
+@report_option
 @click.pass_context
 @handle_errors
 def eval_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
              log_file: Path | None, state_name: str | None, split: str, mode: str, metrics: tuple[str, ...],
-             val_fraction: float | None, split_salt: str | None) -> None:
+             val_fraction: float | None, split_salt: str | None, report_path: Path | None = None) -> None:
     """Retrieval metrics of the collection now vs its original vectors, on the log's queries."""
     with opened(store_uri, collection) as store:
         entries, source = entries_from_file(store, log_name, log_file), file_label(log_file)
@@ -102,4 +115,5 @@ def eval_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_nam
         report = ops.evaluate(store, entries, log_source=source, split=split, metrics=metrics, mode=mode,
                                state_name=state_name, val_fraction=val_fraction, split_salt=split_salt,
                                progress=progress_bar(ctx))
+    write_report(report_path, "eval_page", report)
     emit(ctx, report, human_eval)

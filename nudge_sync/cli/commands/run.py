@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import connectors
 from ...engine.options import DEFAULT_GAMMA_MARGIN, SyncOptions
 from ...engine.run import sync
 from ..failures import EXIT_CODES_HELP, handle_errors
+from ...watch.bridge import call_observed
+from ..observing import Observers, metrics_options, report_option
 from ..option_types import RunOption
 from ..params import (entries_from_file, file_label, log_options, opened, run_options, skip_unverified_option,
                       state_option, store_options)
@@ -19,7 +22,8 @@ from ..render import emit, human_run, progress_bar
 
 
 def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
-                 log_file: Path | None, state_name: str | None, dry_run: bool, **kw: Any) -> None:
+                 log_file: Path | None, state_name: str | None, dry_run: bool, metrics_file: Path | None = None,
+                 pushgateway: str | None = None, report_path: Path | None = None, **kw: Any) -> None:
     options = SyncOptions(
         log=log_name, state=state_name, method=kw["method"], gamma=kw["gamma"], gamma_search=kw["gamma_search"],
         objective=kw["objective"], context=kw["context_mode"], context_k=kw["context_k"],
@@ -30,9 +34,16 @@ def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log
         gamma_margin=kw["gamma_margin"],
     )
     config = connectors.parse_uri(store_uri, collection=collection)
-    with opened(store_uri, collection) as store:
-        report = sync(store, options, entries=entries_from_file(store, log_name, log_file),
-                      progress=progress_bar(ctx), store_label=config.redacted(), log_source=file_label(log_file))
+    observers = Observers(config.collection, metrics_file, pushgateway, report_path)
+    try:
+        with opened(store_uri, collection) as store:
+            start = dict(command="run", store=config.redacted(), collection=config.collection,
+                         options=asdict(options), dry_run=dry_run)
+            report = call_observed(sync, observers.events, start, store, options,
+                                   entries=entries_from_file(store, log_name, log_file), progress=progress_bar(ctx),
+                                   store_label=config.redacted(), log_source=file_label(log_file))
+    finally:
+        observers.close()
     emit(ctx, report.to_dict(), human_run)
 
 
@@ -50,6 +61,8 @@ gamma_margin_option = click.option(
 @skip_unverified_option
 @gamma_margin_option
 @click.option("--dry-run", is_flag=True, help="Compute and report; write nothing at all.")
+@metrics_options
+@report_option
 @click.pass_context
 @handle_errors
 def run_cmd(ctx: click.Context, **kw: Any) -> None:
@@ -65,6 +78,8 @@ def run_cmd(ctx: click.Context, **kw: Any) -> None:
 @run_options
 @skip_unverified_option
 @gamma_margin_option
+@metrics_options
+@report_option
 @click.pass_context
 @handle_errors
 def plan_cmd(ctx: click.Context, **kw: Any) -> None:
