@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import gamma as gm
+from . import candidates as cand
 from . import selection, steps
 from .candidates import Movers
 from .curve import TableScorer
@@ -30,21 +31,28 @@ def search_steps(est, qv: np.ndarray, movers: Movers, c_ids: np.ndarray, c_s: np
         est._finish(gam, np.array([gam]), np.array([after]), scorer.value_at(0.0), after, name)
         return
     g_hi = float(gm.phi_to_gamma(t_hi))
-    found = {a: steps.search_alpha(scaled, a, g_hi) for a in alphas}
     if not auto:
-        gam, _, pts, curve = found[alphas[0]]
-        est._finish(gam, pts, curve, float(curve[0]), float(curve[pts == gam][0]), name)
+        srch = steps.AlphaSearch(scaled, alphas[0], g_hi).refine()
+        gam, after = srch.best()
+        est._finish(gam, srch.pts, srch.vals, float(srch.vals[0]), after, name)
         return
-    gam0, gammas0, curve0, extra = choose_gamma(C, obj, scorer, est.gamma_search, grid)
+    # every α on the coarse grid, then only the best one refined (the selection looks at it alone)
+    coarse = [steps.AlphaSearch(scaled, a, g_hi) for a in alphas]
+    srch = coarse[int(np.argmax([round(c.best()[1], 12) for c in coarse]))].refine()
+    # plain NUDGE-N exactly as fine / exact mode finds it, on its own (tighter) table: its exact
+    # curve on the shared table costs several times more (wider bounds keep more elements)
+    C0 = cand.build_candidates("n", qv, movers, c_ids, c_s, val, obj.k, t_hi)
+    scorer0 = TableScorer(C0, obj.name, obj.k)
+    gam0, gammas0, curve0, extra = choose_gamma(C0, obj, scorer0, est.gamma_search, grid)
     before = extra.pop("before")
-    base = scorer.row_values(C.point_of_gamma(gam0))
-    pick, gain, margin = selection.choose(base, {a: r[1] for a, r in found.items()})
+    base = scorer0.row_values(C0.point_of_gamma(gam0))
+    gam, after = srch.best()
+    pick, gain, margin = selection.choose(base, {srch.alpha: srch.rows[gam]}, n_compared=len(alphas))
     est.selection_gain_, est.selection_margin_ = gain, margin
-    est.variant_scores_ = {0.0: float(base.sum() / n), **{a: float(r[1].sum() / n) for a, r in found.items()}}
+    est.variant_scores_ = {0.0: float(base.sum() / n), **{c.alpha: c.best()[1] for c in coarse}}
     if pick is None:
-        after = float(curve0[np.flatnonzero(gammas0 == gam0)[0]]) if np.any(gammas0 == gam0) else scorer.value_at(gam0)
-        est._finish(gam0, gammas0, curve0, before, after, name, extra)
+        after0 = float(curve0[np.flatnonzero(gammas0 == gam0)[0]]) if np.any(gammas0 == gam0) else scorer0.value_at(gam0)
+        est._finish(gam0, gammas0, curve0, before, after0, name, extra)
         return
     est.variant_, est.step_alpha_ = "count-steps", float(pick)
-    gam, vals, pts, curve = found[pick]
-    est._finish(gam, pts, curve, before, float(vals.sum() / n), name, extra)
+    est._finish(gam, srch.pts, srch.vals, before, after, name)

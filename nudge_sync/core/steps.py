@@ -147,30 +147,37 @@ class ScaledScorer(TableScorer):
         return metric_from_ranks(self.name, self.k, rank, self.ans_row, self.weight, self.C.n_val)
 
 
-def search_alpha(scorer: ScaledScorer, alpha: float, g_hi: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """(γ, per-query values there, every γ scored, the objective there) for one α > 0: the
-    geometric grid, then REFINE_POINTS between the best point's neighbours, twice. Ties: the
-    smallest γ (γ = 0 first: nothing moves without validation evidence)."""
-    n = max(scorer.C.n_val, 1)
-    pts = np.concatenate([[0.0], g_hi * 2.0 ** -np.arange(GRID_HALVINGS, -1, -1.0)]) if g_hi > 0 else np.zeros(1)
-    rows: dict[float, np.ndarray] = {}
+class AlphaSearch:
+    """γ for one α > 0 on points: the geometric grid (:meth:`coarse`), then REFINE_POINTS between
+    the best point's neighbours per :meth:`refine` round. Ties: the smallest γ (γ = 0 first:
+    nothing moves without validation evidence). Per-query values are kept for every point."""
 
-    def value(g: float) -> float:
-        rows[g] = scorer.scaled_values(g, alpha)
-        return float(rows[g].sum() / n)
+    def __init__(self, scorer: ScaledScorer, alpha: float, g_hi: float):
+        self.scorer, self.alpha, self.n = scorer, float(alpha), max(scorer.C.n_val, 1)
+        self.rows: dict[float, np.ndarray] = {}
+        self.pts = np.concatenate([[0.0], g_hi * 2.0 ** -np.arange(GRID_HALVINGS, -1, -1.0)]) if g_hi > 0 else np.zeros(1)
+        self.vals = np.array([self._value(g) for g in self.pts])
 
-    vals = np.array([value(g) for g in pts])
-    for _ in range(2):
-        o = np.argsort(pts, kind="stable")
-        pts, vals = pts[o], vals[o]
-        b = int(np.flatnonzero(np.round(vals, gm._ROUND) == np.round(vals, gm._ROUND).max())[0])
-        lo, hi = pts[max(b - 1, 0)], pts[min(b + 1, pts.size - 1)]
-        new = lo + (hi - lo) * np.arange(1, REFINE_POINTS + 1) / (REFINE_POINTS + 1)
-        new = new[~np.isin(new, pts)]
-        pts = np.concatenate([pts, new])
-        vals = np.concatenate([vals, [value(g) for g in new]])
-    o = np.argsort(pts, kind="stable")
-    pts, vals = pts[o], vals[o]
-    r = np.round(vals, gm._ROUND)
-    gam = float(pts[np.flatnonzero(r == r.max())[0]])
-    return gam, rows[gam], pts, vals
+    def _value(self, g: float) -> float:
+        self.rows[g] = self.scorer.scaled_values(g, self.alpha)
+        return float(self.rows[g].sum() / self.n)
+
+    def best(self) -> tuple[float, float]:
+        """(γ, objective) of the best point so far."""
+        o = np.argsort(self.pts, kind="stable")
+        self.pts, self.vals = self.pts[o], self.vals[o]
+        r = np.round(self.vals, gm._ROUND)
+        b = int(np.flatnonzero(r == r.max())[0])
+        return float(self.pts[b]), float(self.vals[b])
+
+    def refine(self, rounds: int = 2) -> AlphaSearch:
+        for _ in range(rounds):
+            gam, _ = self.best()
+            b = int(np.flatnonzero(self.pts == gam)[0])
+            lo, hi = self.pts[max(b - 1, 0)], self.pts[min(b + 1, self.pts.size - 1)]
+            new = lo + (hi - lo) * np.arange(1, REFINE_POINTS + 1) / (REFINE_POINTS + 1)
+            new = new[~np.isin(new, self.pts)]
+            self.pts = np.concatenate([self.pts, new])
+            self.vals = np.concatenate([self.vals, [self._value(g) for g in new]])
+        self.best()
+        return self
