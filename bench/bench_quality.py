@@ -3,10 +3,12 @@
     python3 -m venv /work/venv-ref && /work/venv-ref/bin/pip install torch==2.13.0 nudge-ft==0.1.2 numpy
     PYTHONPATH=. /work/venv-ref/bin/python -m bench.bench_quality       # writes bench/results/quality.md
 
-Options: ``--shapes scifact,synthetic,dense,dense200k``, ``--no-reference-large`` (default: the
-reference nudge-ft is run on the small shapes only; on the 200k shapes its fit takes 6-12 minutes
+Options: ``--shapes scifact,synthetic,dense,dense200k``; ``--methods`` / ``--large-methods``
+(method keys, default all on the small shapes, ``parity-n,fine,default`` on the 200k ones: a dense
+200k fit takes minutes on this shared machine); ``--reference-large`` (the reference nudge-ft on
+the 200k shapes too: by default it runs on the small ones only, its 200k fits take 6-12 minutes
 here, and parity mode equals it bit-for-bit, tests/core/test_parity.py: its quality is parity's,
-its time is in bench/results/core.md), ``--out FILE``.
+its time is in bench/results/core.md); ``--no-negatives``; ``--out FILE``.
 
 Per shape (the splits of bench/bench_core.py's ``save_shape``) and per split:
 
@@ -43,18 +45,22 @@ ROOT = Path(__file__).resolve().parents[1]
 LARGE = {"synthetic", "dense200k"}
 
 
-def _methods():
+#: Method keys for --methods / --large-methods.
+ALL_METHODS = "parity-n,parity-m,fine,fine-m,graded,steps,default"
+
+
+def _methods(keys: set[str]):
     from nudge_sync import NudgeM, NudgeN
     from nudge_sync.core.steps import STEP_ALPHAS
 
     fine = dict(gamma_search="fine", objective="ndcg@10")
-    out = [("ours NUDGE-N parity", lambda: NudgeN()), ("ours NUDGE-M parity", lambda: NudgeM()),
-           ("today's fine mode (NUDGE-N)", lambda: NudgeN(**fine)),
-           ("NUDGE-M fine (dot product)", lambda: NudgeM(**fine)),
-           ("grades as weights (NUDGE-N fine)", lambda: NudgeN(grade_weighting=True, **fine))]
-    out += [(f"count steps α={a}", (lambda a=a: NudgeN(step_alpha=a, **fine))) for a in STEP_ALPHAS]
-    out.append(("**new default** (step_alpha='auto')", lambda: NudgeN(step_alpha="auto", **fine)))
-    return out
+    out = [("parity-n", "ours NUDGE-N parity", lambda: NudgeN()), ("parity-m", "ours NUDGE-M parity", lambda: NudgeM()),
+           ("fine", "today's fine mode (NUDGE-N)", lambda: NudgeN(**fine)),
+           ("fine-m", "NUDGE-M fine (dot product)", lambda: NudgeM(**fine)),
+           ("graded", "grades as weights (NUDGE-N fine)", lambda: NudgeN(grade_weighting=True, **fine))]
+    out += [("steps", f"count steps α={a}", (lambda a=a: NudgeN(step_alpha=a, **fine))) for a in STEP_ALPHAS]
+    out.append(("default", "**new default** (step_alpha='auto')", lambda: NudgeN(step_alpha="auto", **fine)))
+    return [(label, make) for key, label, make in out if key in keys]
 
 
 def _ndcg(q, answers, Y) -> float:
@@ -79,7 +85,7 @@ def _reference(family: str, X, tq, ta, vq, va):
     return Y.astype(np.float32), g, time.perf_counter() - t
 
 
-def run_split(X, train, val, tests: dict, reference: bool) -> list[dict]:
+def run_split(X, train, val, tests: dict, reference: bool, keys: set[str]) -> list[dict]:
     """One row per method: γ, variant, validation and per-test-set NDCG@10, fit seconds."""
     from nudge_sync import ValidationContext
 
@@ -100,7 +106,7 @@ def run_split(X, train, val, tests: dict, reference: bool) -> list[dict]:
         for fam in ("N", "M"):
             Y, g, sec = _reference(fam, X, tq, ta, vq, va)
             add(f"reference NUDGE-{fam} (nudge-ft 0.1.2)", Y, g, sec)
-    for label, make in _methods():
+    for label, make in _methods(keys):
         est = make()
         t = time.perf_counter()
         est.fit(X[base], tq, ta, vq, va, base_ids=base, val_context=ctx)
@@ -213,6 +219,8 @@ def main() -> None:
     ap.add_argument("--shapes", default="scifact,synthetic,dense,dense200k")
     ap.add_argument("--reference-large", action="store_true", help="run nudge-ft on the 200k shapes too")
     ap.add_argument("--out", default=str(RESULTS / "quality.md"))
+    ap.add_argument("--methods", default=ALL_METHODS, help="methods on the small shapes")
+    ap.add_argument("--large-methods", default="parity-n,fine,default", help="methods on the 200k shapes")
     ap.add_argument("--no-negatives", action="store_true", help="skip the negative-feedback section")
     args = ap.parse_args()
     try:
@@ -233,15 +241,16 @@ def main() -> None:
             facts = save_shape(shape, folder)
             X, sp = load_shape(folder)
             ref = have_ref and (shape not in LARGE or args.reference_large)
+            keys = set((args.large_methods if shape in LARGE else args.methods).split(","))
             print(f"{shape}: full split", file=sys.stderr, flush=True)
-            rows = run_split(X, sp["t"], sp["v"], {"test": sp["e"]}, ref)
+            rows = run_split(X, sp["t"], sp["v"], {"test": sp["e"]}, ref, keys)
             par = next(r for r in rows if r["method"] == "ours NUDGE-N parity")["seconds"]
             lines += [f"## {SHAPES[shape]}", "", f"Data: {facts['made']}. Load average now {os.getloadavg()[0]:.1f}.", "",
                       "### Full split", "", *table(rows, ["test"], par), ""]
             summary += checks(rows, "test", SHAPES[shape], ood=False)
             print(f"{shape}: OOD split", file=sys.stderr, flush=True)
             train, val, tests, (n0, n1, nv) = ood_split(sp)
-            rows = run_split(X, train, val, tests, ref)
+            rows = run_split(X, train, val, tests, ref, keys)
             par = next(r for r in rows if r["method"] == "ours NUDGE-N parity")["seconds"]
             lines += ["### Out of distribution", "",
                       f"2-means on the training queries: cluster 0 ({n0} queries) fits, with its {nv} validation "
