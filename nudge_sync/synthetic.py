@@ -71,6 +71,7 @@ class SyntheticData:
     timestamps: np.ndarray  #: (m,) float64 unix seconds, increasing
     params: dict[str, Any] = field(default_factory=dict)
     copy_of: np.ndarray | None = None  #: (n,) source row of each exact-duplicate record, -1 otherwise
+    skipped: list[list[int]] | None = None  #: per query, records shown and not chosen (``skipped=k``)
 
     def rows(self, split: str) -> np.ndarray:
         return np.array([i for i, s in enumerate(self.splits) if s == split], dtype=np.int64)
@@ -113,6 +114,7 @@ def make_corpus(
     mean_answers: float = 50.0,
     duplicate_share: float | None = None,
     domain: float | None = None,
+    skipped: int = 0,
     block: int = 65_536,
 ) -> SyntheticData:
     """Generate the corpus and log; see the module docstring.
@@ -127,6 +129,10 @@ def make_corpus(
     domain: weight of one direction shared by every query (and, at 0.6 of it, every record), as
     in a one-domain corpus where all queries look alike (default 0 sparse, 0.35 dense); it makes
     many records compete at once. n_topics defaults to n_records // 50 (sparse) or // 100 (dense).
+    skipped: per query, this many records shown and not chosen (negative feedback): the records
+    ranked highest for the query by the stored vectors among those it does not list, i.e. what a
+    result page showed above or among the answers and the user passed over (default 0: none; the
+    other outputs do not depend on it).
     """
     if n_records < 2 or dim < 2 or n_queries < 1:
         raise ValueError("need at least 2 records, 2 dimensions and 1 query")
@@ -196,12 +202,16 @@ def make_corpus(
     u = rng.random(n_queries)
     splits = ["train" if x < cut[0] else "val" if x < cut[1] else "test" for x in u]
 
+    neg = _skipped(vectors, queries, answers, skipped) if skipped else None
+
     ids: list[Any] = [f"doc-{i:06d}" for i in range(n_records)] if id_type == "str" else \
         [1 + 7 * i for i in range(n_records)]
     payloads = [{"title": f"record {i}", "topic": int(topics[i]), "lang": "en"} for i in range(n_records)]
     documents = [f"{_WORDS[topics[i] % len(_WORDS)]} topic {topics[i]}: synthetic record {i}" for i in range(n_records)]
     params = dict(n_records=n_records, dim=dim, n_queries=n_queries, seed=seed, n_topics=n_topics,
                   topic_spread=topic_spread, gap=gap, noise=noise, max_answers=max_answers, zipf=zipf)
+    if skipped:
+        params["skipped"] = skipped
     if dense or duplicate_share:
         params.update(labels=labels, mean_answers=mean_answers, duplicate_share=duplicate_share, domain=domain,
                       duplicates=int(np.count_nonzero(copy_of >= 0)))
@@ -209,8 +219,22 @@ def make_corpus(
         ids=ids, vectors=vectors, topics=topics, payloads=payloads, documents=documents,
         query_ids=[f"q-{q:06d}" for q in range(n_queries)], queries=queries, answers=answers, grades=grades,
         splits=splits, timestamps=1_700_000_000.0 + np.arange(n_queries, dtype=np.float64) * 60.0,
-        params=params, copy_of=copy_of,
+        params=params, copy_of=copy_of, skipped=neg,
     )
+
+
+def _skipped(vectors, queries, answers, k: int, block: int = 1024) -> list[list[int]]:
+    """Per query, the ``k`` records it ranks highest (stored vectors) that it does not list."""
+    out: list[list[int]] = []
+    kk = min(vectors.shape[0], k + max(len(a) for a in answers))
+    for b0 in range(0, queries.shape[0], block):
+        s = queries[b0 : b0 + block] @ vectors.T
+        top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        for j, row in enumerate(top):
+            row = row[np.lexsort((row, -s[j, row]))]  # best first, ties by row
+            listed = set(answers[b0 + j])
+            out.append([int(r) for r in row if r not in listed][:k])
+    return out
 
 
 def _sparse_answers(rng, topics, n_topics, n_records, n_queries, max_answers, zipf):

@@ -10,7 +10,9 @@ Inside: ``answers`` / ``answer_ranks`` (labels), ``metrics`` (top-k, metrics, th
 ``context``, ``checks`` (argument checks), ``estimator`` (what both families share) and ``nudge``
 (the families), and the γ search: ``gamma`` (curves, the candidate table's type), ``candidates``
 (building and pruning it), ``curve`` / ``cells`` / ``leaves`` / ``ragged`` (the exact curve),
-``gamma_search`` (grid, then refine), ``m_parity`` (the reference's NUDGE-M sweep); ``compat``
+``gamma_search`` (grid, then refine), ``steps`` / ``step_search`` (per-record steps by label
+count, ``NudgeN(step_alpha=...)``), ``selection`` (the safe choice among variants), ``m_parity``
+(the reference's NUDGE-M sweep); ``compat``
 (the nudge-ft drop-in behind :mod:`nudge_sync.compat`).
 """
 

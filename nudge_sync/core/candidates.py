@@ -259,6 +259,13 @@ def build_candidates(
     else:
         j = i = np.zeros(0, dtype=np.int64)
         a = b = np.zeros(0)
+    return assemble(family, n_val, movers, j, i, a, b, const_ids, const_scores, answers, t_hi)
+
+
+def assemble(family: str, n_val: int, movers: Movers, j: np.ndarray, i: np.ndarray, a: np.ndarray, b: np.ndarray,
+             const_ids: np.ndarray, const_scores: np.ndarray, answers: Answers, t_hi: float) -> Candidates:
+    """The table from the kept (query ``j``, mover ``i``) entries with their a = q·v, b = q·Ĝ
+    (float64, in query order) and the constants."""
     # Constants (non-padding) become elements too.
     cj, cc = np.nonzero(const_ids >= 0)
     c_ids = const_ids[cj, cc]

@@ -221,6 +221,7 @@ class NudgeBase:
             "cos_theta": cos_t[ok],
             "sin_theta": sin_t[ok],
             "rho_neg": rho_neg[ok],
+            "n_train": np.diff(bounds)[ok],  # training queries per moving record (per-record steps)
         }
 
     def _movers(self, active: np.ndarray) -> cand.Movers:

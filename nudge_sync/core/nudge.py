@@ -31,6 +31,8 @@ from .curve import TableScorer
 from .estimator import REC_BLOCK, NudgeBase
 from .gamma_search import choose_gamma
 from .metrics import canonical_metric, normalize_rows, parse_metric
+from .steps import log_scales, step_gammas
+from .step_search import search_steps
 from .m_parity import binding_slope, m_parity_count, m_parity_intervals, m_parity_sweep
 
 __all__ = ["NudgeN", "NudgeM", "M_FINE_GAMMA_MAX"]
@@ -57,14 +59,26 @@ class NudgeN(NudgeBase):
     normalize_queries : L2-normalise queries (the reference does not).
     grade_weighting : weight each training query's share of G by its grade.
     gamma_max : upper end of the fine search (default: the largest useful γ).
+    step_alpha : per-record steps by label count, γ_i = γ·(n_i / median n)^α with n_i the
+        training queries record i answers: 0 (default) is NUDGE-N exactly; a number fixes α;
+        "auto" tries :data:`~nudge_sync.core.steps.STEP_ALPHAS` beside plain NUDGE-N and keeps
+        a variant only when its validation gain exceeds the bootstrap margin of
+        :mod:`~nudge_sync.core.selection` (fine / exact mode; parity mode needs 0).
+
+    Learned besides the base class's: ``variant_`` ("nudge-n" or "count-steps"), ``step_alpha_``,
+    ``selection_gain_`` / ``selection_margin_`` (validation gain of the best variant over plain
+    NUDGE-N and the margin it had to exceed; NaN unless "auto" searched), ``variant_scores_``
+    (α -> validation objective at its best γ).
     """
 
     _family = "n"
     _param_names = ("gamma", "gamma_search", "objective", "val_k", "skip_negative_rho",
-                    "normalize_queries", "grade_weighting", "gamma_max")
+                    "normalize_queries", "grade_weighting", "gamma_max", "step_alpha")
 
     def __init__(self, gamma=None, gamma_search="parity", objective="hit@1", val_k=1,
-                 skip_negative_rho=True, normalize_queries=False, grade_weighting=False, gamma_max=None):
+                 skip_negative_rho=True, normalize_queries=False, grade_weighting=False, gamma_max=None,
+                 step_alpha=0.0):
+        self.step_alpha = step_alpha
         self.gamma = gamma
         self.gamma_search = gamma_search
         self.objective = objective
@@ -78,6 +92,21 @@ class NudgeN(NudgeBase):
         super()._check_params()
         if isinstance(self.val_k, bool) or not isinstance(self.val_k, (int, np.integer)) or self.val_k < 1:
             raise ValueError(f"val_k must be an integer >= 1, got {self.val_k!r}")
+        a = self.step_alpha
+        if not (isinstance(a, str) and a == "auto"):
+            if isinstance(a, (bool, str)) or not isinstance(a, (int, float, np.integer, np.floating)) \
+                    or not (np.isfinite(a) and 0 <= a <= 4):
+                raise ValueError(f"step_alpha must be 'auto' or a number in [0, 4], got {a!r}")
+            if a != 0 and self.gamma_search == "parity":
+                raise ValueError("step_alpha needs gamma_search='fine' or 'exact' (parity mode is the reference NUDGE-N)")
+
+    def fit(self, *args, **kwargs):
+        self._check_params()
+        a = 0.0 if self.step_alpha == "auto" else float(self.step_alpha)
+        self.variant_, self.step_alpha_ = ("nudge-n" if a == 0 else "count-steps"), a
+        self.selection_gain_ = self.selection_margin_ = float("nan")
+        self.variant_scores_ = {}
+        return super().fit(*args, **kwargs)
 
     def _parity_name(self) -> str:
         return "hit@1" if self.val_k == 1 else f"recall@{int(self.val_k)}"
@@ -109,6 +138,10 @@ class NudgeN(NudgeBase):
         active = np.ones(theta.size, dtype=bool)
         self._check_context_depth(ctx, obj.k)
         c_ids, c_s = self._constants(base, ids, qv, ctx, g["rows"][active], obj.k)
+        grid = gm.PARITY_GRID_N if obj.name == "recall" or (obj.name, obj.k) == ("hit", 1) else None
+        auto = self.step_alpha == "auto" and self._user_gamma is None
+        if not parity and (auto or self.step_alpha_ != 0):
+            return search_steps(self, qv, self._movers(active), c_ids, c_s, val, obj, name, t_hi, grid, auto)
         C = cand.build_candidates("n", qv, self._movers(active), c_ids, c_s, val, obj.k, t_hi)
         scorer = TableScorer(C, obj.name, obj.k)
         extra: dict[str, Any] = {}
@@ -125,7 +158,6 @@ class NudgeN(NudgeBase):
         else:
             # on the reference's own criterion (capped recall@k, for any val_k = k; hit@1 is
             # recall@1), scoring its grid too keeps the search from ever doing worse than parity
-            grid = gm.PARITY_GRID_N if obj.name == "recall" or (obj.name, obj.k) == ("hit", 1) else None
             gam, gammas, curve, extra = choose_gamma(C, obj, scorer, self.gamma_search, grid)
             before = extra.pop("before")
         after = float(curve[np.flatnonzero(gammas == gam)[0]]) if np.any(gammas == gam) else scorer.value_at(gam)
@@ -135,7 +167,9 @@ class NudgeN(NudgeBase):
         g = self._geo
         if gamma <= 0 or g["ids"].size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros((0, g["v"].shape[1]), dtype=np.float32)
-        cphi, sphi = gm.n_point(gamma)
+        a = self.step_alpha_
+        # per-record steps: γ_i per record (α = 0: the one shared γ, the reference's arithmetic)
+        cphi, sphi = gm.n_point(gamma if a == 0 else step_gammas(gamma, a, log_scales(g["n_train"])))
         sat = g["cos_theta"] >= cphi  # the reference's test v·Ĝ >= 1 - γ/2
         jump = g["rho_neg"] & bool(self.skip_negative_rho)
         moves = sat | ~jump
@@ -148,7 +182,8 @@ class NudgeN(NudgeBase):
             # rotation toward Ĝ by φ: cos φ v + sin φ u with u = (Ĝ - cos θ v) / sin θ; an error
             # in u (small sin θ) is scaled by sin φ < sin θ, so x stays accurate.
             u = (ghat - g["cos_theta"][sl, None] * v) / g["sin_theta"][sl, None]
-            x = np.where(sat[sl, None], ghat, normalize_rows(cphi * v + sphi * u))
+            cb, sb = (cphi, sphi) if cphi.ndim == 0 else (cphi[sl, None], sphi[sl, None])
+            x = np.where(sat[sl, None], ghat, normalize_rows(cb * v + sb * u))
             vecs[b0 : b0 + sl.size] = x
         return g["ids"][idx], vecs
 

@@ -152,3 +152,19 @@ def test_on_dense_labels_fine_search_lands_near_the_exact_optimum_and_helps_held
     assert fine.val_score_ == pytest.approx(ndcg(fine.transform(d.vectors), va, d.answers_of("val")), abs=1e-9)
     before, after = ndcg(d.vectors, te, d.answers_of("test")), ndcg(fine.transform(d.vectors), te, d.answers_of("test"))
     assert after - before > 0.02
+
+
+def test_skipped_records_are_the_best_ranked_records_a_query_does_not_list():
+    plain = make_corpus(n_records=400, dim=16, n_queries=60, seed=5)
+    d = make_corpus(n_records=400, dim=16, n_queries=60, seed=5, skipped=4)
+    # the option adds the negatives and changes nothing else
+    assert plain.skipped is None and np.array_equal(plain.vectors, d.vectors)
+    assert np.array_equal(plain.queries, d.queries) and plain.answers == d.answers
+    S = d.queries.astype(np.float64) @ d.vectors.T.astype(np.float64)
+    for q in range(60):
+        neg, listed = d.skipped[q], set(d.answers[q])
+        assert len(neg) == 4 and not listed & set(neg)
+        others = np.array([r for r in range(400) if r not in listed])
+        best = others[np.argsort(-S[q, others], kind="stable")[:4]]
+        # same records (float32 products may order near-ties differently)
+        assert sorted(neg) == sorted(best.tolist()) or np.allclose(np.sort(S[q, neg]), np.sort(S[q, best]), atol=1e-5)
