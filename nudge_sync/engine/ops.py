@@ -104,6 +104,7 @@ def evaluate(
     progress: Progress | None = None,
     log_source: str = "log",
     events: Events | None = None,
+    skip_unverified: bool = False,
 ) -> dict[str, Any]:
     """Retrieval metrics of the collection as it is ("current") and as it was before nudge-sync
     ("original": nudged records replaced by their originals), on the log's queries of ``split``
@@ -123,7 +124,7 @@ def evaluate(
         check_fraction(val_fraction, "val_fraction")
     check_batch_size_option(batch_size)
     info = store.describe()
-    state = open_state(store, info, state_name)
+    state = open_state(store, info, state_name, skip_unverified=skip_unverified)
     settings = _split_settings(state, val_fraction, split_salt)
     feedback = prepare_feedback(entries, info.dimension, val_fraction=settings["val_fraction"],
                                 salt=settings["salt"], source=log_source)

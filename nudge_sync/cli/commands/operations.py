@@ -100,12 +100,14 @@ def history_cmd(ctx: click.Context, store_uri: str, collection: str | None, stat
 @click.option("--val-fraction", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=None,
               help=f"Default: the last run's (else {SyncOptions.val_fraction}), so 'val' is that run's validation set.")
 @click.option("--split-salt", default=None, help="Default: the last run's (else empty).")
+@skip_unverified_option
 @report_option
 @click.pass_context
 @handle_errors
 def eval_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
              log_file: Path | None, state_name: str | None, split: str, mode: str, metrics: tuple[str, ...],
-             val_fraction: float | None, split_salt: str | None, report_path: Path | None = None) -> None:
+             val_fraction: float | None, split_salt: str | None, skip_unverified: bool,
+             report_path: Path | None = None) -> None:
     """Retrieval metrics of the collection now vs its original vectors, on the log's queries."""
     with opened(store_uri, collection) as store:
         entries, source = entries_from_file(store, log_name, log_file), file_label(log_file)
@@ -114,6 +116,6 @@ def eval_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_nam
             entries, source = store.read_log(name), f"log {name!r}"
         report = ops.evaluate(store, entries, log_source=source, split=split, metrics=metrics, mode=mode,
                                state_name=state_name, val_fraction=val_fraction, split_salt=split_salt,
-                               progress=progress_bar(ctx))
+                               progress=progress_bar(ctx), skip_unverified=skip_unverified)
     write_report(report_path, "eval_page", report)
     emit(ctx, report, human_eval)
