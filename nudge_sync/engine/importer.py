@@ -28,9 +28,11 @@ import numpy as np
 import connectors
 from connectors import LabelledQuery, VectorStore
 
-from . import faults
+from .emitter import Emitter
 from .errors import RefusedInput
+from .names import new_run_id
 from .ops import append_feedback
+from .wiring import command_events
 
 __all__ = ["FileSummary", "import_feedback", "scan_log_file"]
 
@@ -98,8 +100,10 @@ def import_feedback(store: VectorStore, summary: FileSummary, *, log_name: str |
     batch: list[LabelledQuery] = []
     places: list[str] = []
 
+    emit = Emitter(command_events(None), new_run_id())  # the fault probes, as every command has them
+
     def flush() -> None:
-        faults.probe("feedback.append")  # before each batch: where a test kills an import part-way
+        emit.probe("feedback.append")  # before each batch: where a test kills an import part-way
         totals["log"], written, missing = append_feedback(store, batch, log_name=log_name, batch_size=batch_size,
                                                           places=places)
         totals["appended"] += written
