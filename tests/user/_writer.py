@@ -3,8 +3,9 @@ client while nudge-sync runs, the way a service re-embeds and adds documents.
 
     python -m tests.user._writer '<json config>'
 
-Config: ``backend`` ("chroma" | "milvus"), ``url`` (``http://127.0.0.1:PORT``), ``token``
-(Milvus, optional), ``collection``, ``dim``, ``mode``:
+Config: ``backend`` ("chroma" | "milvus" | "qdrant"), ``url`` (``http://127.0.0.1:PORT``; a Milvus
+Lite file), or ``path`` (a Chroma persistent directory; a Qdrant local directory), ``token`` (Milvus,
+optional), ``collection``, ``dim``, ``mode``:
 
 * ``serve``: one JSON command per stdin line -- ``{"reembed": [ids]}``, ``{"add": n}`` -- each
   answered by one stdout line ``{"writes": [{"op", "id", "vector", "t0", "t1"}]}`` once written
@@ -35,8 +36,11 @@ class ChromaApp:
     def __init__(self, cfg: dict[str, Any]):
         import chromadb
 
-        host, port = cfg["url"].removeprefix("http://").rsplit(":", 1)
-        self.client = chromadb.HttpClient(host=host, port=int(port))
+        if cfg.get("path"):  # a persistent directory another process (nudge-sync) also opens
+            self.client = chromadb.PersistentClient(path=cfg["path"])
+        else:
+            host, port = cfg["url"].removeprefix("http://").rsplit(":", 1)
+            self.client = chromadb.HttpClient(host=host, port=int(port))
         self.coll = self.client.get_collection(cfg["collection"], embedding_function=None)
 
     def reembed(self, ids: list[Any], vectors: np.ndarray) -> None:
@@ -85,11 +89,45 @@ class MilvusApp:
         return f"app-{k:06d}" if self.str_ids else 10_000_000 + k
 
 
+class QdrantApp:
+    """Qdrant local mode admits one client per directory: this one runs in nudge-sync's process (a
+    thread of bench/bench_writer_race.py) and shares its client (connectors.qdrant.local_client)."""
+
+    def __init__(self, cfg: dict[str, Any]):
+        from connectors.qdrant import local_client
+
+        self._hold = local_client(cfg["path"])
+        self.client = self._hold.__enter__()
+        self.name, self.vector = cfg["collection"], cfg.get("vector")
+
+    def _vec(self, v: np.ndarray) -> Any:
+        return {self.vector: v.tolist()} if self.vector else v.tolist()
+
+    def reembed(self, ids: list[Any], vectors: np.ndarray) -> None:
+        from qdrant_client import models
+
+        self.client.update_vectors(self.name, [models.PointVectors(id=i, vector=self._vec(v))
+                                               for i, v in zip(ids, vectors)], wait=True)
+
+    def add(self, ids: list[Any], vectors: np.ndarray) -> None:
+        from qdrant_client import models
+
+        points = [models.PointStruct(id=i, vector={**self._vec(v), "aux": [0.5, 0.25, 0.125]} if self.vector
+                                     else self._vec(v), payload={"source": "app"}) for i, v in zip(ids, vectors)]
+        self.client.upsert(self.name, points, wait=True)
+
+    def new_id(self, k: int) -> Any:
+        return 10_000_000 + k
+
+    def close(self) -> None:
+        self._hold.__exit__(None, None, None)
+
+
 class App:
     """Writes and what it wrote, timed."""
 
     def __init__(self, cfg: dict[str, Any]):
-        self.db = ChromaApp(cfg) if cfg["backend"] == "chroma" else MilvusApp(cfg)
+        self.db = {"chroma": ChromaApp, "milvus": MilvusApp, "qdrant": QdrantApp}[cfg["backend"]](cfg)
         self.dim = int(cfg["dim"])
         self.rng = np.random.default_rng(int(cfg.get("seed", 0)))
         self.added = 0
