@@ -48,6 +48,9 @@ BATCH = 10
 INTERVAL = 0.05
 #: every n-th application write adds a record (--no-adds: never)
 ADD_EVERY = 5
+#: --chase: the application also re-embeds one record of each batch as soon as the trace shows the
+#: batch's originals saved (its re-read and write under way)
+CHASE = False
 
 
 @contextmanager
@@ -84,7 +87,7 @@ def open_backend(name: str, work: Path) -> Iterator[Any]:
         yield SharedServerBackend(h)
 
 
-def app_config(b: Any, coll: Any, candidates: list[Any], log: Path, stop: Path) -> dict[str, Any]:
+def app_config(b: Any, coll: Any, candidates: list[Any], log: Path, stop: Path, trace: Path) -> dict[str, Any]:
     from tests.backends.chroma import chroma_name
     from tests.user._data import DIM
 
@@ -99,7 +102,7 @@ def app_config(b: Any, coll: Any, candidates: list[Any], log: Path, stop: Path) 
     name = chroma_name(coll.name) if b.backend == "chroma" else coll.name
     return {**where, "collection": name, "dim": DIM, "mode": "free", "candidates": candidates, "log": str(log),
             "stop": str(stop), "interval": INTERVAL, "add_every": ADD_EVERY, "seed": 7,
-            "id_type": "str" if isinstance(coll.ids[0], str) else "int"}
+            "id_type": "str" if isinstance(coll.ids[0], str) else "int", "chase": str(trace) if CHASE else None}
 
 
 def run_in_process(args: list[str], env: dict[str, str]) -> tuple[int, int, str]:
@@ -138,7 +141,7 @@ def trial(b: Any, k: int, work: Path, candidates: list[Any] | None) -> dict[str,
         written = reference(coll, d).written
         candidates = sorted(written, key=repr) + sorted(set(coll.ids) - written, key=repr)[:len(written)]
     log, stop, trace = d / "app.jsonl", d / "stop", d / "run.trace"
-    cfg = app_config(b, coll, candidates, log, stop)
+    cfg = app_config(b, coll, candidates, log, stop, trace)
     args = ["--json", "-q", "run", "--store", coll.uri, "--batch-size", str(BATCH)]
     env = {"NUDGE_SYNC_TRACE": str(trace)}
     if b.name in IN_PROCESS:
@@ -193,7 +196,7 @@ def trial(b: Any, k: int, work: Path, candidates: list[Any] | None) -> dict[str,
     if code:
         print(f"{b.name} trial {k}: nudge-sync run exited {code}: {said[-1500:]}", file=sys.stderr, flush=True)
     said = " ".join(said.split())[-600:] if code else ""
-    return {"trial": k, "code": code, "said": said, "writes": len(writes), "losses": losses, "batches": batches,
+    return {"trial": k, "code": code, "said": said, "chased": sum(bool(w.get("chased")) for w in writes), "writes": len(writes), "losses": losses, "batches": batches,
             "candidates": candidates}
 
 
@@ -261,12 +264,13 @@ def summary(name: str, trials: list[dict[str, Any]], how: str) -> str:
     n_lost = sum(sum(x["lost"] for x in t["losses"]) for t in trials)
     based = sum(sum(not x["lost"] for x in t["losses"]) for t in trials)
     writes = sum(t["writes"] for t in trials)
+    chased = sum(t["chased"] for t in trials)
     codes = ",".join(sorted({str(t["code"]) for t in trials}))
 
     def mm(xs: list[float]) -> str:
         return f"{statistics.median(xs):.1f} / {max(xs):.1f}" if xs else "-"
 
-    return (f"| {name} | {how} | {len(trials)} | {lossy} | {n_lost} / {writes} | {len(rereads)} | {mm(rereads)} | "
+    return (f"| {name} | {how} | {len(trials)} | {lossy} | {n_lost} / {writes} ({chased} chased) | {len(rereads)} | {mm(rereads)} | "
             f"{mm(sends)} | {based} | {codes} |")
 
 
@@ -283,9 +287,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--out", help="append the table and loss details (markdown) to this file")
     p.add_argument("--no-adds", action="store_true", help="the application only re-embeds, never adds records")
+    p.add_argument("--chase", action="store_true", help="also re-embed one record of every batch as it is written")
     p.add_argument("workdir", nargs="?")
     a = p.parse_args(argv)
-    global ADD_EVERY
+    global ADD_EVERY, CHASE
+    CHASE = a.chase
     ADD_EVERY = 10**9 if a.no_adds else ADD_EVERY
     rows, details = [], []
     with workdir_or_temporary(a.workdir, "bench-writer-race-") as work:
@@ -293,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
             n = a.trials if name in ("chroma-persistent", "milvus-lite", "qdrant-local") else a.server_trials
             how = "thread, in-process run" if name in IN_PROCESS else "separate process"
             how += ", re-embeds only" if a.no_adds else ", re-embeds + adds"
+            how += ", chasing batches" if a.chase else ""
             started = time.monotonic()
             with open_backend(name, work / name) as b:
                 trials, cands = [], None

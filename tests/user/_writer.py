@@ -12,7 +12,8 @@ optional), ``collection``, ``dim``, ``mode``:
   (the deterministic interleavings drive it while a run is paused at a probe);
 * ``free``: every ``interval`` seconds re-embed one of ``candidates`` (every ``add_every``-th
   write: add a record) and append each write to ``log`` as the same JSON object, until the file
-  ``stop`` exists (the free-running writer).
+  ``stop`` exists (the free-running writer); with ``chase`` (a ``NUDGE_SYNC_TRACE`` file) also
+  re-embed one record of every batch as soon as the trace shows its originals saved.
 
 Re-embeds write a new unit vector and leave everything else of the record as it was: Chroma
 ``update(ids, embeddings)``; Milvus has no vector-only update on 2.3.5, so the row is read and
@@ -170,15 +171,46 @@ def free(app: App, cfg: dict[str, Any]) -> None:
     pick = random.Random(int(cfg.get("seed", 0)))
     log, stop = Path(cfg["log"]), Path(cfg["stop"])
     every, interval = int(cfg.get("add_every", 5)), float(cfg.get("interval", 0.05))
-    n = 0
+    chase = Chase(Path(cfg["chase"])) if cfg.get("chase") else None
+    n, due = 0, 0.0
     with open(log, "a") as out:
         while not stop.exists():
-            n += 1
-            writes = app.add(1) if n % every == 0 else app.reembed([pick.choice(candidates)])
+            writes = []
+            batch = chase.new_batch() if chase else None
+            if batch:  # a batch's originals were just saved: its re-read and write are under way
+                writes = app.reembed([pick.choice(batch)])
+            elif time.monotonic() >= due:
+                n += 1
+                writes = app.add(1) if n % every == 0 else app.reembed([pick.choice(candidates)])
+                due = time.monotonic() + interval
             for w in writes:
-                out.write(json.dumps(w) + "\n")
+                out.write(json.dumps({**w, "chased": bool(batch)}) + "\n")
             out.flush()
-            time.sleep(interval)
+            time.sleep(0.002 if chase else max(0.0, due - time.monotonic()))
+
+
+class Chase:
+    """``chase``: follows a nudge-sync trace file (NUDGE_SYNC_TRACE) and reports each batch whose
+    originals were just saved (``<phase>.save``), so the application re-embeds one of its records
+    while the batch is re-read and written -- the window the write protocol leaves."""
+
+    def __init__(self, trace: Path):
+        self.trace, self.offset = trace, 0
+
+    def new_batch(self) -> list[Any] | None:
+        if not self.trace.exists():
+            return None
+        with open(self.trace) as f:
+            f.seek(self.offset)
+            text = f.read()
+        complete = text[: text.rfind("\n") + 1]  # a line being appended is read next time
+        self.offset += len(complete.encode())
+        found = None
+        for line in complete.splitlines():
+            event = json.loads(line)
+            if event["point"].endswith(".save") and event.get("ids"):
+                found = event["ids"]
+        return found
 
 
 def main() -> None:
