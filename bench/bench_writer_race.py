@@ -1,14 +1,22 @@
 """Concurrent-writer loss rate and window per backend (issue 18, item 4).
 
-    python -m bench.bench_writer_race [--trials N] [--server-trials M] [--backends a,b] [--out FILE] [WORKDIR]
+    python -m bench.bench_writer_race [--trials N] [--server-trials M] [--backends a,b] [--chase] [--no-adds]
+                                      [--out FILE] [WORKDIR]
+
+(defaults: 8 trials per embedded backend, 5 per server, all six backends; results and the exact
+commands of the last measurement: bench/results/writer_race.md)
 
 Each trial: a fresh collection of the user-level suite (tests/user/_data.make_collection: 300
 records, 16-d unit vectors, dot metric, its feedback imported by ``nudge-sync``), an application
 re-embedding one record every 50 ms (half of them records the run nudges; every 5th write adds a
 record) with the database's own client (tests/user/_writer.py, ``free`` mode), and one
-``nudge-sync run --batch-size 10`` traced with ``NUDGE_SYNC_TRACE``. Afterwards the collection is
+``nudge-sync run --batch-size 10`` traced with ``NUDGE_SYNC_TRACE``; ``--chase``: the application
+also re-embeds one record of every batch as soon as the trace shows the batch's originals saved
+(aiming at the window). Afterwards the collection is
 read back with the database's own client: an application write is LOST when the record no longer
-holds the application's last vector. Each lost write is placed against the run's batches from the
+holds the application's last vector and nudge-sync's state does not keep that vector as the
+record's original (a record re-embedded before the run read it is nudged from the application's
+vector: counted apart, not lost). Each lost write is placed against the run's batches from the
 trace: ``run.save`` (state written; the re-read starts) -> ``run.before_write`` (re-read done;
 the write call starts) -> ``run.write`` (write acknowledged).
 
