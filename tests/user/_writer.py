@@ -3,15 +3,17 @@ client while nudge-sync runs, the way a service re-embeds and adds documents.
 
     python -m tests.user._writer '<json config>'
 
-Config: ``backend`` ("chroma" | "milvus"), ``url`` (``http://127.0.0.1:PORT``), ``token``
-(Milvus, optional), ``collection``, ``dim``, ``mode``:
+Config: ``backend`` ("chroma" | "milvus" | "qdrant"), ``url`` (``http://127.0.0.1:PORT``; a Milvus
+Lite file), or ``path`` (a Chroma persistent directory; a Qdrant local directory), ``token`` (Milvus,
+optional), ``collection``, ``dim``, ``mode``:
 
 * ``serve``: one JSON command per stdin line -- ``{"reembed": [ids]}``, ``{"add": n}`` -- each
   answered by one stdout line ``{"writes": [{"op", "id", "vector", "t0", "t1"}]}`` once written
   (the deterministic interleavings drive it while a run is paused at a probe);
 * ``free``: every ``interval`` seconds re-embed one of ``candidates`` (every ``add_every``-th
   write: add a record) and append each write to ``log`` as the same JSON object, until the file
-  ``stop`` exists (the free-running writer).
+  ``stop`` exists (the free-running writer); with ``chase`` (a ``NUDGE_SYNC_TRACE`` file) also
+  re-embed one record of every batch as soon as the trace shows its originals saved.
 
 Re-embeds write a new unit vector and leave everything else of the record as it was: Chroma
 ``update(ids, embeddings)``; Milvus has no vector-only update on 2.3.5, so the row is read and
@@ -35,8 +37,11 @@ class ChromaApp:
     def __init__(self, cfg: dict[str, Any]):
         import chromadb
 
-        host, port = cfg["url"].removeprefix("http://").rsplit(":", 1)
-        self.client = chromadb.HttpClient(host=host, port=int(port))
+        if cfg.get("path"):  # a persistent directory another process (nudge-sync) also opens
+            self.client = chromadb.PersistentClient(path=cfg["path"])
+        else:
+            host, port = cfg["url"].removeprefix("http://").rsplit(":", 1)
+            self.client = chromadb.HttpClient(host=host, port=int(port))
         self.coll = self.client.get_collection(cfg["collection"], embedding_function=None)
 
     def reembed(self, ids: list[Any], vectors: np.ndarray) -> None:
@@ -85,11 +90,45 @@ class MilvusApp:
         return f"app-{k:06d}" if self.str_ids else 10_000_000 + k
 
 
+class QdrantApp:
+    """Qdrant local mode admits one client per directory: this one runs in nudge-sync's process (a
+    thread of bench/bench_writer_race.py) and shares its client (connectors.qdrant.local_client)."""
+
+    def __init__(self, cfg: dict[str, Any]):
+        from connectors.qdrant import local_client
+
+        self._hold = local_client(cfg["path"])
+        self.client = self._hold.__enter__()
+        self.name, self.vector = cfg["collection"], cfg.get("vector")
+
+    def _vec(self, v: np.ndarray) -> Any:
+        return {self.vector: v.tolist()} if self.vector else v.tolist()
+
+    def reembed(self, ids: list[Any], vectors: np.ndarray) -> None:
+        from qdrant_client import models
+
+        self.client.update_vectors(self.name, [models.PointVectors(id=i, vector=self._vec(v))
+                                               for i, v in zip(ids, vectors)], wait=True)
+
+    def add(self, ids: list[Any], vectors: np.ndarray) -> None:
+        from qdrant_client import models
+
+        points = [models.PointStruct(id=i, vector={**self._vec(v), "aux": [0.5, 0.25, 0.125]} if self.vector
+                                     else self._vec(v), payload={"source": "app"}) for i, v in zip(ids, vectors)]
+        self.client.upsert(self.name, points, wait=True)
+
+    def new_id(self, k: int) -> Any:
+        return 10_000_000 + k
+
+    def close(self) -> None:
+        self._hold.__exit__(None, None, None)
+
+
 class App:
     """Writes and what it wrote, timed."""
 
     def __init__(self, cfg: dict[str, Any]):
-        self.db = ChromaApp(cfg) if cfg["backend"] == "chroma" else MilvusApp(cfg)
+        self.db = {"chroma": ChromaApp, "milvus": MilvusApp, "qdrant": QdrantApp}[cfg["backend"]](cfg)
         self.dim = int(cfg["dim"])
         self.rng = np.random.default_rng(int(cfg.get("seed", 0)))
         self.added = 0
@@ -132,15 +171,46 @@ def free(app: App, cfg: dict[str, Any]) -> None:
     pick = random.Random(int(cfg.get("seed", 0)))
     log, stop = Path(cfg["log"]), Path(cfg["stop"])
     every, interval = int(cfg.get("add_every", 5)), float(cfg.get("interval", 0.05))
-    n = 0
+    chase = Chase(Path(cfg["chase"])) if cfg.get("chase") else None
+    n, due = 0, 0.0
     with open(log, "a") as out:
         while not stop.exists():
-            n += 1
-            writes = app.add(1) if n % every == 0 else app.reembed([pick.choice(candidates)])
+            writes = []
+            batch = chase.new_batch() if chase else None
+            if batch:  # a batch's originals were just saved: its re-read and write are under way
+                writes = app.reembed([pick.choice(batch)])
+            elif time.monotonic() >= due:
+                n += 1
+                writes = app.add(1) if n % every == 0 else app.reembed([pick.choice(candidates)])
+                due = time.monotonic() + interval
             for w in writes:
-                out.write(json.dumps(w) + "\n")
+                out.write(json.dumps({**w, "chased": bool(batch)}) + "\n")
             out.flush()
-            time.sleep(interval)
+            time.sleep(0.002 if chase else max(0.0, due - time.monotonic()))
+
+
+class Chase:
+    """``chase``: follows a nudge-sync trace file (NUDGE_SYNC_TRACE) and reports each batch whose
+    originals were just saved (``<phase>.save``), so the application re-embeds one of its records
+    while the batch is re-read and written -- the window the write protocol leaves."""
+
+    def __init__(self, trace: Path):
+        self.trace, self.offset = trace, 0
+
+    def new_batch(self) -> list[Any] | None:
+        if not self.trace.exists():
+            return None
+        with open(self.trace) as f:
+            f.seek(self.offset)
+            text = f.read()
+        complete = text[: text.rfind("\n") + 1]  # a line being appended is read next time
+        self.offset += len(complete.encode())
+        found = None
+        for line in complete.splitlines():
+            event = json.loads(line)
+            if event["point"].endswith(".save") and event.get("ids"):
+                found = event["ids"]
+        return found
 
 
 def main() -> None:
