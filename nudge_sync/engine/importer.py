@@ -31,7 +31,7 @@ from connectors import LabelledQuery, VectorStore
 from .emitter import Emitter
 from .errors import RefusedInput
 from .names import new_run_id
-from .ops import append_feedback
+from .ops import append_feedback, check_log_collection
 from .wiring import command_events
 
 __all__ = ["FileSummary", "import_feedback", "scan_log_file"]
@@ -95,6 +95,7 @@ def import_feedback(store: VectorStore, summary: FileSummary, *, log_name: str |
         raise RefusedInput(f"{summary.first}: query {summary.first_id!r} has a vector of shape ({summary.dimension},); "
                            f"the collection's dimension is {info.dimension} (every entry of the file is "
                            f"{summary.dimension}-d)")
+    check_log_collection(store, log_name)
     totals: dict[str, Any] = {"log": None, "appended": 0, "batches": 0}
     unknown: dict[Any, None] = {}  # distinct ids across batches, in order (few: they are the exception)
     batch: list[LabelledQuery] = []

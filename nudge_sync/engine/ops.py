@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from connectors import InvalidEntry, LabelledQuery, RecordId, VectorStore
+from connectors import ConnectionFailed, ConnectorError, InvalidEntry, LabelledQuery, RecordId, VectorStore
 
 from ..core.metrics import evaluate as score_rankings
 from .classify import ADOPTED, NUDGED, RESTORED, VANISHED
@@ -17,7 +17,7 @@ from .errors import NothingToDo, RefusedInput
 from .events import Events, RunStarted
 from .feedback import SPLITS, prepare_feedback, validate_entry
 from .fit import REPORT_METRICS, answers_of, metric_k
-from .names import log_name_for, new_run_id
+from .names import default_log_name, log_name_for, new_run_id
 from .options import SyncOptions, check_batch_size_option, check_fraction, check_metric
 from .restore import rollback
 from .state import SyncState, holder_is_gone
@@ -178,9 +178,33 @@ def add_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_na
     every entry is checked (the entry rule, the dimension, the backend's limits) before the first write,
     and a write that fails part-way leaves the log as it was (see ``VectorStore.append_log``).
     ``places`` names where each entry came from (``"clicks.jsonl line 17"``) for error messages."""
+    check_log_collection(store, log_name)
     log, written, unknown = append_feedback(store, entries, log_name=log_name, check_ids=check_ids, source=source,
                                             batch_size=batch_size, places=places)
     return {"log": log, "appended": written, "unknown_ids": unknown[:20], "unknown_id_count": len(unknown)}
+
+
+def check_log_collection(store: VectorStore, log_name: str | None) -> None:
+    """Refuse to append into an existing collection that is not a query log (RefusedInput, exit 4):
+    nudge-sync never writes into a collection it did not create. An existing log must read as one
+    (its first entry parses as a labelled query); an empty one is accepted only under the default
+    log name (an import killed between creating the log and its first batch)."""
+    info = store.describe()
+    log = log_name_for(info.collection, log_name)
+    if not store.log_exists(log):
+        return
+    try:
+        first = next(iter(store.read_log(log, batch_size=1)), None)
+    except ConnectionFailed:
+        raise
+    except ConnectorError as exc:
+        raise RefusedInput(f"collection {log!r} is not a nudge-sync query log ({exc}); nudge-sync never writes into "
+                           f"a collection it did not create: pass --log with another name (the default for "
+                           f"{info.collection!r} is {default_log_name(info.collection)!r})") from None
+    if first is None and log != default_log_name(info.collection):
+        raise RefusedInput(f"collection {log!r} exists, is empty and is not the default query log of "
+                           f"{info.collection!r}: nudge-sync never writes into a collection it did not create "
+                           f"(drop it, or pass --log with another name)")
 
 
 def append_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_name: str | None = None,

@@ -4,7 +4,8 @@ own ``nudge-sync`` process, results read back with the database's own client:
 1. ``--state`` naming the user's collection, its log, or a collection nudge-sync did not create is
    refused (exit 4) and an empty ``--state`` / ``--log`` is a usage error (exit 2); on the
    finding's main a run with ``--state <collection>`` added a record to it (exit 3), and
-   ``--state <collection>_feedback`` one to the log.
+   ``--state <collection>_feedback`` one to the log. ``feedback add|import --log`` naming a collection
+   nudge-sync did not create is refused too (it appended into it).
 2. An original edited by hand in the state is refused by rollback, run and status (exit 4, naming
    the record); ``--skip-unverified`` rolls back the others and leaves that record as it is.
 3. A state collection of another dimension under the collection's state name is refused by status,
@@ -94,6 +95,11 @@ def test_state_is_never_the_users_own_collection(user_backend, collection_name, 
             says="names the collection itself")
     refused("feedback", "import", "--store", coll.uri, "--log", state, tmp_path / "feedback.jsonl",
             says="state collection")
+    # --log naming a collection nudge-sync did not create: no append into it (the cold try's finding)
+    refused("feedback", "import", "--store", coll.uri, "--log", foreign, tmp_path / "feedback.jsonl",
+            says="not a nudge-sync query log")
+    refused("feedback", "add", "--store", coll.uri, "--log", foreign, "--query-id", "q-new",
+            "--vector", ",".join(["0.25"] * 16), "--relevant", str(coll.ids[0]), says="not a nudge-sync query log")
     for command in (("run", *BATCH_ARGS), ("status",), ("rollback",), ("history",)):
         refused(*command[:1], "--store", coll.uri, "--state", "", *command[1:], code=2, says="is empty")
     refused("run", "--store", coll.uri, "--log", "", *BATCH_ARGS, code=2, says="is empty")

@@ -19,7 +19,9 @@ from ...watch.loop import STOPPED_IN_RUN, WatchPlan, watch
 from ...watch.schedule import Schedule, parse_every
 from ..failures import EXIT_CODES_HELP, handle_errors
 from ..observing import Observers, metrics_options, report_option
-from ..params import run_options, state_option, store_options
+from ..option_types import CollectionName
+from ..params import run_options, skip_unverified_option, state_option, store_options
+from .run import gamma_margin_option
 
 
 def _every(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -50,9 +52,12 @@ def _options(kw: dict[str, Any], log_name: str | None, state_name: str | None) -
 @click.command("watch", epilog=EXIT_CODES_HELP + f"  {STOPPED_IN_RUN}  (watch) stopped by a signal inside a run, "
                                                   "which put back what it wrote\n")
 @store_options
-@click.option("--log", "log_name", metavar="NAME", help="Log collection (default <collection>_feedback).")
+@click.option("--log", "log_name", metavar="NAME", type=CollectionName(),
+              help="Log collection (default <collection>_feedback).")
 @state_option
 @run_options
+@skip_unverified_option
+@gamma_margin_option
 @click.option("--every", callback=_every, metavar="INTERVAL", help="Run every INTERVAL: 6h, 30m, 1h30m, 90s, 1d.")
 @click.option("--cron", "cron", callback=_cron, metavar="EXPR",
               help='Run on a cron schedule, five fields, UTC (e.g. "0 3 * * *").')
