@@ -61,7 +61,7 @@ def import_peak(uri: str, path: Path, log: str) -> tuple[float, float, float, di
     own = 0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([str(NUDGE_SYNC), "--json", "-q", "feedback", "import", "--store", uri, "--log", log,
-                                 str(path)], stdout=out, stderr=err)
+                                 "--stream", str(path)], stdout=out, stderr=err)
         while True:
             own = max(own, _high_water_kib(proc.pid))
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)

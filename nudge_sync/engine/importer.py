@@ -1,4 +1,8 @@
-"""``feedback import`` as a stream: a log file of any size appended in batches, in bounded memory.
+"""``feedback import``: a log file of any size, checked whole, then appended in bounded memory.
+
+A file of at most ``ALL_AT_ONCE_FLOATS`` query floats is appended all or nothing (one
+``append_log``: input the database refuses part-way leaves the log as it was); a larger one, or any
+with ``stream=True`` (``--stream``), streams as follows.
 
 Two passes over the file. The first, before the database is opened, checks every entry (the entry
 rule, one dimension, each query id once) and keeps only an 8-byte hash per query id for the
@@ -34,7 +38,11 @@ from .names import new_run_id
 from .ops import append_feedback, check_log_collection
 from .wiring import command_events
 
-__all__ = ["FileSummary", "import_feedback", "scan_log_file"]
+__all__ = ["ALL_AT_ONCE_FLOATS", "FileSummary", "import_feedback", "scan_log_file"]
+
+#: A file of at most this many query-vector floats (200 MB of float32: 130,000 entries at 384-d) is
+#: appended all or nothing, as one ``append_log``; a larger one streams batch by batch (module docstring).
+ALL_AT_ONCE_FLOATS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -88,20 +96,32 @@ def _refuse_repeated(path: Path, label: str, suspects: set[int]) -> None:
 
 
 def import_feedback(store: VectorStore, summary: FileSummary, *, log_name: str | None = None,
-                    batch_size: int = 1000) -> dict[str, Any]:
-    """The second pass: append the file batch by batch (see the module docstring)."""
+                    batch_size: int = 1000, stream: bool = False) -> dict[str, Any]:
+    """The second pass: one all-or-nothing append for a file of at most ``ALL_AT_ONCE_FLOATS`` query
+    floats unless ``stream``; else batch by batch (see the module docstring)."""
+    emit = Emitter(command_events(None), new_run_id())  # the fault probes, as every command has them
     info = store.describe()
     if summary.dimension != info.dimension:
         raise RefusedInput(f"{summary.first}: query {summary.first_id!r} has a vector of shape ({summary.dimension},); "
                            f"the collection's dimension is {info.dimension} (every entry of the file is "
                            f"{summary.dimension}-d)")
     check_log_collection(store, log_name)
+    if not stream and summary.entries * summary.dimension <= ALL_AT_ONCE_FLOATS:
+        # fits in memory: one all-or-nothing append, so input a database refuses part-way (a backend's
+        # size limit on line 2,101) leaves the log exactly as it was
+        entries, places = [], []
+        for where, entry in _places(summary.path, summary.label):
+            entries.append(entry)
+            places.append(where)
+        emit.probe("feedback.append")
+        log, written, missing = append_feedback(store, entries, log_name=log_name, batch_size=batch_size,
+                                                places=places)
+        return {"log": log, "appended": written, "batches": 1, "unknown_ids": list(dict.fromkeys(missing))[:20],
+                "unknown_id_count": len(set(missing))}
     totals: dict[str, Any] = {"log": None, "appended": 0, "batches": 0}
     unknown: dict[Any, None] = {}  # distinct ids across batches, in order (few: they are the exception)
     batch: list[LabelledQuery] = []
     places: list[str] = []
-
-    emit = Emitter(command_events(None), new_run_id())  # the fault probes, as every command has them
 
     def flush() -> None:
         emit.probe("feedback.append")  # before each batch: where a test kills an import part-way

@@ -35,7 +35,7 @@ def test_a_killed_import_is_completed_by_running_it_again(name, request, collect
     path = tmp_path / "clicks.jsonl"
     connectors.write_log_file(path, make_entries(ids, vectors, n_queries=ENTRIES, dim=DIM))
     log = f"{collection_name}_log"
-    args = ("feedback", "import", "--store", backend.uri(collection_name), "--log", log, "--batch-size", BATCH, path)
+    args = ("feedback", "import", "--store", backend.uri(collection_name), "--log", log, "--batch-size", BATCH, "--stream", path)
 
     def count() -> int:
         with backend.native() as h:

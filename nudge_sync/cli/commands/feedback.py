@@ -86,19 +86,23 @@ def _typed_id(text: str, id_type: str) -> connectors.RecordId:
 @click.option("--log", "log_name", metavar="NAME", type=CollectionName(), help="Log collection (default <collection>_feedback).")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=1000, show_default=True,
-              help="Entries per append (each written all or nothing).")
+              help="Entries per write request (a streamed import writes each batch all or nothing).")
+@click.option("--stream", is_flag=True,
+              help="Append batch by batch in bounded memory even if the file is small (files of over 50M query "
+                   "floats always stream); an import that stops part-way is completed by running it again.")
 @click.pass_context
 @handle_errors
 def feedback_import(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
-                    path: Path, batch_size: int) -> None:
+                    path: Path, batch_size: int, stream: bool) -> None:
     """Append labelled queries from a JSONL, Parquet or NPZ file (see README: The labelled query log, In files).
 
-    Streams: every entry is checked before the first write, then the file is appended batch by batch
-    in bounded memory. An import that stops part-way leaves the batches before it in the log; the
+    Every entry is checked before the first write. A file of up to 50M query floats (130,000 entries
+    at 384-d) is then appended all or nothing; a larger one (or any with --stream) batch by batch in
+    bounded memory: an import that stops part-way leaves the batches before it in the log, and the
     same import run again completes it without duplicating an entry (entries are keyed by query id)."""
     summary = importer.scan_log_file(path, file_label(path))  # every line checked before the database is opened
     if not summary.entries:
         raise NothingToDo(f"{file_label(path)} holds no labelled queries: nothing to import")
     with opened(store_uri, collection) as store:
-        report = importer.import_feedback(store, summary, log_name=log_name, batch_size=batch_size)
+        report = importer.import_feedback(store, summary, log_name=log_name, batch_size=batch_size, stream=stream)
     emit(ctx, report, human_feedback)
