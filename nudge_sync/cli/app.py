@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,14 +19,35 @@ from .commands.operations import eval_cmd, history_cmd, rollback_cmd, status_cmd
 from .commands.run import plan_cmd, run_cmd
 from .commands.watch import watch_cmd
 from .config import load_config
-from .failures import DEBUG_ENV, EXIT_CODES_HELP, error_line
+from .failures import DEBUG_ENV, EXIT_CODES_HELP, error_line, json_usage_errors
 from .render import echo
 
 
 # -- the group ---------------------------------------------------------------------------------------
 
 
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """click's group, whose usage errors follow ``--log-format`` (parsing the group's own options
+    or a command's, both happen inside these two calls)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        given = list(args)  # click consumes the list it parses
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            json_usage_errors(exc, given if parent is None else None)
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:  # the command's name is resolved before the group's callback ran
+            json_usage_errors(exc, ["--log-format", str(ctx.params.get("log_format"))])
+            raise
+
+
+@click.group(cls=_Group, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), envvar="NUDGE_SYNC_CONFIG",
               help="TOML config file (env NUDGE_SYNC_CONFIG): defaults per command, no secrets.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON report on stdout.")

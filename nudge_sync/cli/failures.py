@@ -64,11 +64,26 @@ def _fail(ctx: click.Context, exc: BaseException, code: ExitCode, report: Any) -
         echo(json.dumps(payload, indent=2, sort_keys=True, default=json_default))
     elif report is not None:
         echo(human_run(report.to_dict()))
-    if logs.is_json():  # stderr holds JSON lines only
-        logs.error(error_line(exc, code))
+    if logs.is_json():  # stderr holds JSON lines only; a failed run's summary record is its error record
+        if not logs.failure_logged():
+            logs.error(error_line(exc, code), int(code))
     else:
         echo(error_line(exc, code), err=True)
     ctx.exit(int(code))
+
+
+def json_usage_errors(exc: click.ClickException, args: list[str] | None) -> None:
+    """Under ``--log-format json`` a usage error (click's, exit 2) is one JSON record on stderr
+    like every other error, not click's usage text: click calls ``show`` when it exits."""
+    if not logs.wants_json(args):
+        return
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+
+    def show(file: Any = None) -> None:
+        logs.error(f"error: {exc.format_message()}{hint}", exc.exit_code)
+
+    exc.show = show  # type: ignore[method-assign]
 
 
 def error_line(exc: BaseException, code: ExitCode) -> str:

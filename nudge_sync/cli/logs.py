@@ -11,6 +11,7 @@ are shown; the client libraries' log lines only with ``--verbose``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import connectors
@@ -33,6 +34,14 @@ class StderrHandler(logging.Handler):
     """Writes to whatever ``sys.stderr`` is at the time (click's test runner swaps it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        global _failure_logged
+        if getattr(record, "event", None) == "summary" and record.levelno >= logging.ERROR:
+            # a failed run's summary: in text, the command's closing "error:" line says the same (a
+            # watcher, which goes on, has none: its summaries are its output); in JSON it is the
+            # closing record itself. Either way the error is on stderr once.
+            if not (_json or _watching):
+                return
+            _failure_logged = True
         try:
             sys.stderr.write(self.format(record) + "\n")
             sys.stderr.flush()
@@ -48,14 +57,17 @@ FORMAT_ENV = "NUDGE_SYNC_LOG_FORMAT"
 _handler: logging.Handler | None = None
 _verbose = False
 _json = False
+_watching = False  #: a watcher's run summaries are its output, failed ones included
+_failure_logged = False  #: a failed run's summary record was written
 
 
 def configure(verbose: bool, log_format: str = "text") -> None:
     """Route every logger through one redacting stderr handler, shown only when ``verbose``; with
     ``log_format="json"`` every record is one JSON line (secrets redacted in every string of it) and
     the run's events and summary (INFO) are shown too."""
-    global _handler, _verbose, _json
+    global _handler, _verbose, _json, _watching, _failure_logged
     _verbose, _json = verbose, log_format == "json"
+    _watching = _failure_logged = False  # one command per configuration (tests run many in a process)
     if _handler is None:
         _handler = StderrHandler()
         connectors.on_backend_loaded(lambda backend: _take_over())
@@ -70,9 +82,38 @@ def is_json() -> bool:
     return _json
 
 
-def error(message: str) -> None:
+def watching() -> None:
+    """The command is a watcher: every run's summary is shown (there is no closing line per run)."""
+    global _watching
+    _watching = True
+
+
+def failure_logged() -> bool:
+    """Whether a failed run's summary record (which holds the error) is already on stderr."""
+    return _failure_logged
+
+
+def wants_json(args: list[str] | None = None) -> bool:
+    """Whether stderr is JSON lines: as the group's options set it up (``args`` None), or, for a
+    usage error before the group ran, as the environment or the command line ``args`` ask."""
+    if args is None:
+        return _json
+    words, given = list(args), os.environ.get(FORMAT_ENV)
+    for i, word in enumerate(words):  # the flag beats the environment, as in click
+        if word.startswith("--log-format="):
+            given = word.split("=", 1)[1]
+        elif word == "--log-format" and i + 1 < len(words):
+            given = words[i + 1]
+    return given == "json"
+
+
+def error(message: str, exit_code: int | None = None) -> None:
     """The command's closing error line, as a JSON record under ``--log-format json``."""
+    if _handler is None or not _json:  # a usage error before the group set logging up
+        configure(_verbose, "json")
     record = logging.LogRecord("nudge_sync.cli", logging.ERROR, __file__, 0, message, None, None)
+    if exit_code is not None:
+        record.fields = {"exit_code": exit_code}
     assert _handler is not None
     _handler.handle(record)
 

@@ -316,3 +316,33 @@ def test_a_run_that_cannot_put_back_its_writes_exits_7(h, coll, monkeypatch):
     assert undone["restored"] == 20 and undone["already_restored"] == 10
     after = h.vectors(coll["name"])  # a cosine collection: originals come back within one float32 ulp
     assert max(float(np.max(np.abs(after[i] - before[i]))) for i in before) <= 2.0**-23
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("args,env", [(["--log-format", "json", "run", "--bogus"], None),
+                                      (["--log-format=json", "-c"], None),
+                                      (["nope"], {"NUDGE_SYNC_LOG_FORMAT": "json"}),
+                                      (["run"], {"NUDGE_SYNC_LOG_FORMAT": "json"})])
+def test_usage_errors_are_one_json_record_under_json_logs(args, env):
+    """Cold try: click's usage text came out as plain lines between the JSON ones."""
+    result = invoke(*args, expect=ExitCode.USAGE_ERROR, env=env)
+    [record] = json_lines(result.stderr)
+    assert (record["level"], record["logger"], record["exit_code"]) == ("error", "nudge_sync.cli", 2)
+    assert record["message"].startswith("error: ") and "--help" in record["message"]
+    plain = invoke(*[a for a in " ".join(args).replace("--log-format json", "").split() if "json" not in a],
+                   expect=ExitCode.USAGE_ERROR, env={"NUDGE_SYNC_LOG_FORMAT": "text"})
+    assert "Error: " in plain.stderr and "{" not in plain.stderr
+
+
+def test_a_failed_run_says_its_error_once(coll):
+    """Cold try: the run's failure summary and the command's closing line both reached stderr."""
+    args = ("run", "--store", coll["uri"], "--collection", "no_such_collection", "--log-file", coll["log_file"])
+    text = invoke(*args, expect=ExitCode.DATABASE_ERROR)
+    assert len(text.stderr.splitlines()) == 1 and text.stderr.startswith("error: "), text.stderr
+    records = json_lines(invoke("--log-format", "json", *args, expect=ExitCode.DATABASE_ERROR).stderr)
+    errors = [r for r in records if r["level"] == "error"]
+    assert len(errors) == 1 and errors[0]["event"] == "summary" and errors[0]["exit_code"] == 6, records
+    assert records[-1] is errors[0]

@@ -165,5 +165,7 @@ def test_json_logs_keep_secrets_redacted(backend, given, shape, tmp_path):
                        expect=6)
         assert fake.seen and find_secret(secret, fake.headers_seen()), "the secret was never sent: proves nothing"
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
-    assert lines and lines[-1]["level"] == "error" and "error" in lines[-1]["message"]
+    assert lines and lines[-1]["level"] == "error" and lines[-1]["exit_code"] == 6
+    ours = [r for r in lines if r["level"] == "error" and r["logger"].startswith("nudge_sync")]
+    assert ours == [lines[-1]]  # the error once: the run's summary, or the closing record where no run started
     assert not find_secret(secret, result.stdout, result.stderr)

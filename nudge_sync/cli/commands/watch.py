@@ -17,6 +17,7 @@ import connectors
 from ...engine.options import SyncOptions
 from ...watch.loop import STOPPED_IN_RUN, WatchPlan, watch
 from ...watch.schedule import Schedule, parse_every
+from .. import logs
 from ..failures import EXIT_CODES_HELP, handle_errors
 from ..observing import Observers, metrics_options, report_option
 from ..option_types import CollectionName
@@ -105,6 +106,7 @@ def watch_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_na
                                      param_hint="--metrics-port") from None
     for name in ("nudge_sync.watch", "nudge_sync.run"):  # a watcher's log is its output
         logging.getLogger(name).setLevel(logging.INFO)
+    logs.watching()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
