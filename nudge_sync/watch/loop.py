@@ -41,7 +41,7 @@ from ..engine.errors import (
     PartiallyWritten,
     exit_code_for,
 )
-from ..engine.events import BatchWritten, Event, Events, StepStarted
+from ..engine.events import BatchWritten, Event, Events, RunFailed, StepStarted
 from ..engine.names import log_name_for
 from ..engine.options import SyncOptions
 from ..engine.run import sync
@@ -119,9 +119,12 @@ def watch(plan: WatchPlan, events: Events, stop: threading.Event, *, on_cycle: C
             code = _cycle(plan, events, stop, trigger)
             runs += 1
             on_cycle()
-            log.info("cycle done, store closed%s", f"; next run due {_when(due)}" if due is not None else "")
-            if code is not None:
+            if code is not None:  # stopped inside a run: there is no next run to announce
+                log.warning("stopped by a signal inside a run (%s), store closed: exit %d",
+                            "partially written" if code == ExitCode.PARTIALLY_WRITTEN else "what it wrote was put back",
+                            code)
                 return code
+            log.info("cycle done, store closed%s", f"; next run due {_when(due)}" if due is not None else "")
             if plan.max_cycles is not None and runs >= plan.max_cycles:
                 return int(ExitCode.OK)
         stop.wait(max(0.0, due - clock()) if due is not None else plan.poll)
@@ -159,20 +162,19 @@ def _cycle(plan: WatchPlan, events: Events, stop: threading.Event, trigger: str)
     """One run, retried with backoff while the database is down or the lock is held; None to go
     on watching, or the exit code the watcher ends with (stopped inside a run)."""
     started, delay = time.monotonic(), BACKOFF[0]
-    stopper = events.subscribe(_stop_at_boundary(stop))
+    stopper = _StopAtBoundary(stop)
+    unsubscribe = events.subscribe(stopper)
     try:
         while True:
             try:
-                _run_once(plan, events)
+                _run_once(plan, Events([_Relay(events, stopper)]))
                 return None
             except NothingToDo as exc:
                 log.info("cycle (%s): nothing to do: %s", trigger, exc)
                 return None
             except Exception as exc:
                 if stop.is_set():  # the run was stopped by us (or failed while stopping)
-                    code = exit_code_for(exc)
-                    log.warning("stopped inside a run: %s", exc)
-                    return int(code) if isinstance(exc, PartiallyWritten) else STOPPED_IN_RUN
+                    return _stopped_code(exc)
                 if not _retryable(exc):
                     log.error("cycle (%s) failed, exit code %d: %s", trigger, int(exit_code_for(exc)), exc)
                     return None
@@ -185,7 +187,27 @@ def _cycle(plan: WatchPlan, events: Events, stop: threading.Event, trigger: str)
                     return None  # asked to stop while waiting: no run is active
                 delay = min(delay * BACKOFF[1], BACKOFF[2])
     finally:
-        stopper()
+        unsubscribe()
+
+
+def _stopped_code(exc: BaseException) -> int:
+    """The watcher's exit code after a run stopped by a signal: 7 if it could not put back what it
+    wrote, else ``STOPPED_IN_RUN``."""
+    return int(exit_code_for(exc)) if isinstance(exc, PartiallyWritten) else STOPPED_IN_RUN
+
+
+class _Relay:
+    """Subscriber of the run's own sink: forwards every event to the watcher's, a run stopped by the
+    watcher's signal ending in the watcher's exit code (its summary said "exit 6", the put-back's
+    code, while the watcher exited 8)."""
+
+    def __init__(self, events: Events, stopper: _StopAtBoundary) -> None:
+        self.events, self.stopper = events, stopper
+
+    def __call__(self, event: Event) -> None:
+        if self.stopper.fired and isinstance(event, RunFailed) and event.exit_code != ExitCode.PARTIALLY_WRITTEN:
+            event = replace(event, exit_code=STOPPED_IN_RUN)
+        self.events.emit(event)
 
 
 def _run_once(plan: WatchPlan, events: Events) -> None:
@@ -218,17 +240,16 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, (connectors.ConnectionFailed, DatabaseError))
 
 
-def _stop_at_boundary(stop: threading.Event) -> Callable[[Event], None]:
-    """Raises ``Stopped`` once, at the first step start or batch of the run's own writes after
-    ``stop`` was set; never during the put-back that follows (that must finish)."""
-    fired = False
+class _StopAtBoundary:
+    """Subscriber: raises ``Stopped`` once, at the first step start or batch of the run's own writes
+    after ``stop`` was set; never during the put-back that follows (that must finish)."""
 
-    def subscriber(event: Event) -> None:
-        nonlocal fired
-        if fired or not stop.is_set():
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop, self.fired = stop, False
+
+    def __call__(self, event: Event) -> None:
+        if self.fired or not self.stop.is_set():
             return
         if isinstance(event, StepStarted) or (isinstance(event, BatchWritten) and event.phase in ("run", "apply")):
-            fired = True
+            self.fired = True
             raise Stopped("stopped by a signal at a batch boundary")
-
-    return subscriber
