@@ -35,7 +35,7 @@ class StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         global _failure_logged
-        if getattr(record, "event", None) == "summary" and record.levelno >= logging.ERROR:
+        if getattr(record, "event", None) == "summary" and "error" in (getattr(record, "fields", None) or {}):
             # a failed run's summary: in text, the command's closing "error:" line says the same (a
             # watcher, which goes on, has none: its summaries are its output); in JSON it is the
             # closing record itself. Either way the error is on stderr once.

@@ -35,6 +35,9 @@ __all__ = ["EventLog", "JsonFormatter", "LOGGER", "summary"]
 
 #: The logger run events are recorded on.
 LOGGER = "nudge_sync.run"
+#: The exit code of a run refused because another run holds the lock (``engine.errors.ExitCode``,
+#: which this room does not import).
+LOCK_HELD = 5
 
 
 def summary(event: RunFinished | RunFailed) -> dict[str, Any]:
@@ -79,7 +82,10 @@ class EventLog:
                        summary(event), "summary")
             return
         if isinstance(event, RunFailed):
-            self._emit(logging.ERROR, event, f"{event.command} failed (exit {event.exit_code}): {event.message}",
+            # another run holding the lock is normal operation (a watcher waits for it, a scheduled
+            # run exits 5 and the next one goes ahead): a warning, not an error
+            level = logging.WARNING if event.exit_code == LOCK_HELD else logging.ERROR
+            self._emit(level, event, f"{event.command} failed (exit {event.exit_code}): {event.message}",
                        summary(event), "summary")
             return
         data = {f.name: getattr(event, f.name) for f in fields(event) if f.name not in ("run_id", "time")}

@@ -153,6 +153,10 @@ def test_lock_held_exits_5_and_break_lock_clears_it(coll):
     result = invoke("run", "--store", coll["uri"], "--log-file", coll["log_file"], expect=ExitCode.LOCK_HELD)
     assert "locked by" in result.stderr and "--break-lock" in result.stderr
     assert "(run None)" not in result.stderr  # a lock taken outside a run has no run id to show
+    # another run holding the lock is normal operation (a watcher waits for it): a warning, said once
+    records = [json.loads(line) for line in invoke("--log-format", "json", "run", "--store", coll["uri"], "--log-file",
+                                                   coll["log_file"], expect=ExitCode.LOCK_HELD).stderr.splitlines()]
+    assert [(r["level"], r["exit_code"]) for r in records if "exit_code" in r] == [("warning", 5)], records
     assert as_json("run", "--store", coll["uri"], "--log-file", coll["log_file"], "--break-lock")["status"] == "written"
 
 
