@@ -10,6 +10,7 @@ The engine emits the events (``nudge_sync.engine.events``); the subscribers are 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,16 @@ def check_output_path(value: Path | None, flag: str) -> Path | None:
         raise click.BadParameter(f"{str(value)!r} is a directory; give a file name", param_hint=flag)
     if not path.parent.is_dir():
         raise click.BadParameter(f"{str(value)!r}: folder {str(path.parent)!r} does not exist", param_hint=flag)
+    if path.exists() and not path.is_file():  # the file is replaced by a rename: never a device's node
+        raise click.BadParameter(f"{str(value)!r} is not a regular file", param_hint=flag)
     if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise click.BadParameter(f"{str(value)!r} is not writable", param_hint=flag)
+    try:  # what the end of the run does (a temporary file beside it); os.access says yes to root everywhere
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise click.BadParameter(f"{str(value)!r} is not writable: {exc.strerror or exc}", param_hint=flag) from None
     return path
 
 

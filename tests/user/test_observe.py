@@ -122,6 +122,11 @@ def busy_port():
 BAD = [
     (("run", "--metrics-file", "/nonexistent-dir/x.prom"), "--metrics-file"),
     (("run", "--report", "/"), "--report"),
+    # cold try: caught only when written at the end of the run (root may write anywhere os.access says)
+    (("run", "--metrics-file", "/proc/nudge.prom"), "not writable"),  # a folder nothing can be created in
+    (("rollback", "--metrics-file", "/sys/rollback.prom"), "not writable"),
+    (("history", "--report", "/sys/history.html"), "not writable"),
+    (("run", "--metrics-file", "/dev/null"), "not a regular file"),  # the rename would replace the device
     (("run", "--pushgateway", "ftp://example"), "--pushgateway"),
     (("run", "--pushgateway", "http://host:port"), "--pushgateway"),
     (("eval", "--report", "/etc/hostname/eval.html"), "--report"),  # its folder is a file
