@@ -36,8 +36,10 @@ def state_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def skip_unverified_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--skip-unverified", is_flag=True,
-                        help="Go on past state entries that fail their checksums: leave those records as they "
-                             "are now (reported), instead of refusing (exit 4).")(fn)
+                        help="Go on past state entries whose checksums do not verify (edited or damaged): "
+                             "leave those records as the database holds them now (their stored vector "
+                             "becomes their original; reported as skipped_unverified), instead of refusing "
+                             "(exit 4).")(fn)
 
 
 def log_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -111,6 +111,9 @@ def human_run(r: dict[str, Any]) -> str:
                      f"({c.get('to_restore', 0)} restores); {c.get('written', 0)} written and verified")
     if c.get("adopted_reembedded"):
         lines.append(f"  adopted     {c['adopted_reembedded']} records re-embedded by someone else (new originals)")
+    if c.get("skipped_unverified"):
+        lines.append(f"  skipped     {c['skipped_unverified']} records whose state entries fail their checksums: "
+                     "left as stored (--skip-unverified; their stored vector is their new original)")
     for note in r.get("notes") or ():
         lines.append(f"  note        {note}")
     if c.get("adopted_during_run"):
@@ -132,6 +135,8 @@ def human_status(s: dict[str, Any]) -> str:
         f"nudged      {s['nudged']} records hold a nudged vector; {s['restored']} hold their original, "
         f"{s['adopted']} were re-embedded by someone else since ({s['pending']} writes pending, "
         f"{s['originals_kept']} originals kept)",
+        *([f"unverified  {s['unverified']} state entries fail their checksums: left as stored (--skip-unverified)"]
+          if s.get("unverified") else []),
         f"runs        {s['runs']}" + (f"; last {last['run_id']} {last['status']}" if last else ""),
         f"watermark   {fmt_time(s['watermark'])}",
         f"log         {s['log']} ({'present' if s['log_exists'] else 'absent'})",

@@ -10,7 +10,7 @@ import numpy as np
 from connectors import ConnectionFailed, ConnectorError, InvalidEntry, LabelledQuery, RecordId, VectorStore
 
 from ..core.metrics import evaluate as score_rankings
-from .classify import ADOPTED, NUDGED, RESTORED, VANISHED
+from .classify import NUDGED, RESTORED, VANISHED
 from .state_open import open_state
 from .emitter import Emitter
 from .errors import NothingToDo, RefusedInput
@@ -21,7 +21,7 @@ from .names import default_log_name, log_name_for, new_run_id
 from .options import SyncOptions, check_batch_size_option, check_fraction, check_metric
 from .restore import rollback
 from .state import SyncState, holder_is_gone
-from .verdicts import load_state
+from .verdicts import load_state, reembedded
 from .views import IdSpace, View, topk
 from .wiring import Progress, command_events
 from .writer import fetch_vectors
@@ -54,7 +54,7 @@ def status(store: VectorStore, *, state_name: str | None = None, log_name: str |
         # what the database holds now, record by record (nudge_sync.engine.classify), not the state's flags
         "nudged": kinds.count(NUDGED),
         "restored": kinds.count(RESTORED),
-        "adopted": kinds.count(ADOPTED),
+        "adopted": len(reembedded(verdicts, state)),
         "vanished": kinds.count(VANISHED),
         "pending": sum(o.pending for o in entries.values()),
         "unverified": len(state.unverified),  # entries failing their checksums (--skip-unverified)

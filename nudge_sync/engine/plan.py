@@ -20,7 +20,7 @@ from .inputs import Inputs
 from .options import SyncOptions
 from .state import Original
 from .sticky import keep_gamma_in_force
-from .verdicts import load_state
+from .verdicts import load_state, reembedded
 from .writer import WriteItem
 from .views import IdSpace, View, topk
 
@@ -69,7 +69,7 @@ def _plan(ctx: RunContext, inputs: Inputs) -> Plan:
     _, verdicts = load_state(store, state, info, current, opts.batch_size, on_read=lambda: ctx.emit.probe("run.read"))
     originals = {i: v.entry for i, v in verdicts.items() if v.entry is not None}
     kinds = [v.kind for v in verdicts.values()]
-    counts.update(state_records=len(originals), adopted_reembedded=kinds.count(ADOPTED),
+    counts.update(state_records=len(originals), adopted_reembedded=len(reembedded(verdicts, state)),
                   state_vanished=kinds.count(VANISHED),
                   pending_settled=sum(v.changed and v.kind not in (ADOPTED, VANISHED) for v in verdicts.values()))
     if state.unverified:  # --skip-unverified: entries failing their checksums, left as they are now

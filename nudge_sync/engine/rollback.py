@@ -20,11 +20,11 @@ import numpy as np
 
 from connectors import ConnectorError, RecordId
 
-from .classify import ADOPTED, NUDGED, RESTORED, VANISHED
+from .classify import NUDGED, RESTORED, VANISHED
 from .context import Context
 from .errors import NudgeSyncError, PartiallyWritten
 from .state import Original, SyncState
-from .verdicts import load_state
+from .verdicts import load_state, reembedded
 from .writer import BatchWriter, WriteItem, max_abs
 
 
@@ -46,7 +46,7 @@ def rollback_steps(ctx: Context, run_id: str | None, dry_run: bool, broken: dict
         ours = {i for i, v in verdicts.items() if v.entry is not None and (run_id is None or v.entry.run == run_id)}
         todo = [i for i, v in verdicts.items() if v.kind == NUDGED and i in ours]
         settled = [v.entry for i, v in verdicts.items() if v.kind == RESTORED and v.changed and v.entry]
-        adopted = [v.entry for v in verdicts.values() if v.kind == ADOPTED and v.entry]
+        adopted = [verdicts[i].entry for i in reembedded(verdicts, state) if verdicts[i].entry]
         vanished = [i for i, v in verdicts.items() if v.kind == VANISHED]
         step.update(state_records=len(entries), to_restore=len(todo), already_restored=len(settled),
                     skipped_reembedded=len(adopted), vanished=len(vanished))

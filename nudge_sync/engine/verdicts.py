@@ -37,6 +37,14 @@ def load_state(store: VectorStore, state: SyncState, info: CollectionInfo, curre
     return olds, verdicts
 
 
+def reembedded(verdicts: dict[RecordId, Verdict], state: SyncState) -> list[RecordId]:
+    """The records adopted because someone else wrote them, not those whose entries failed their
+    checksums (``--skip-unverified`` adopts those too, but nobody re-embedded them: they are counted
+    apart, as ``skipped_unverified`` / ``unverified``)."""
+    skipped = set(state.unverified)
+    return [i for i, v in verdicts.items() if v.kind == ADOPTED and i not in skipped]
+
+
 def unverified_error(state: SyncState, olds: dict[RecordId, Original]) -> RefusedInput:
     """The refusal naming the entries whose vectors no longer match their checksums."""
     bad = state.unverified
