@@ -38,6 +38,8 @@ LAST_SUCCESS = "nudge_sync_last_success_timestamp_seconds"
 # ``*_created`` series (when a counter was made) mean nothing for a one-shot command's textfile
 disable_created_metrics()
 _STATUSES = ("written", "unchanged", "dry-run", "gated", "undone", "partial", "rolled-back", "failed")
+#: The outcomes of ``nudge_sync_records_total``, each with a sample (0 until it happens).
+OUTCOMES = ("written", "restored", "adopted")
 
 
 class RunMetrics:
@@ -66,6 +68,8 @@ class RunMetrics:
         self.runs = Counter("nudge_sync_runs_total", "Runs by final status.", c + ["status"], registry=r)
         self.records = Counter("nudge_sync_records_total", "Records written, restored or adopted.",
                                c + ["outcome"], registry=r)
+        for outcome in OUTCOMES:  # every outcome has a sample from the start: 0 is a value, absent is not
+            self.records.labels(collection, outcome)
         self._steps_seen = False
         self._batches_seen = False  #: adopted records were counted from the run's BatchWritten events
 
@@ -117,8 +121,8 @@ class RunMetrics:
         if report.get("gamma") is not None:
             self.gamma.labels(col).set(float(report["gamma"]))
         counts = report.get("counts") or {}
-        for outcome, keys in (("written", ("written",)), ("restored", ("restored",)),
-                              ("adopted", ("adopted", "adopted_during_run", "adopted_during_rollback"))):
+        for outcome, keys in zip(OUTCOMES, (("written",), ("restored",),
+                                            ("adopted", "adopted_during_run", "adopted_during_rollback"))):
             n = sum(int(counts.get(k) or 0) for k in keys)
             if outcome == "restored" and "restored" in report and not counts.get("restored"):
                 n = int(report.get("restored") or 0)  # rollback's report keeps it at the top level

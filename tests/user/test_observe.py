@@ -68,6 +68,9 @@ def test_the_metrics_file_and_the_push_carry_the_runs_numbers(written):
     c = {"collection": "obs"}
     assert metric(text, "nudge_sync_gamma", **c) == pytest.approx(run["gamma"])
     assert metric(text, "nudge_sync_records_total", outcome="written", **c) == run["written"]
+    # every outcome has a sample, 0 when none happened (cold try: no "adopted" series at all)
+    assert metric(text, "nudge_sync_records_total", outcome="adopted", **c) == 0
+    assert metric(text, "nudge_sync_records_total", outcome="restored", **c) == 0
     assert metric(text, "nudge_sync_last_run_exit_code", **c) == 0
     assert metric(text, "nudge_sync_last_run_status", status="written", **c) == 1
     assert metric(text, "nudge_sync_last_success_timestamp_seconds", **c) >= run["started"]
