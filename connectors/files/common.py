@@ -42,8 +42,8 @@ def log_format(path: str | Path, format: str | None = None) -> str:
     for suffix, fmt in _SUFFIXES:
         if name.endswith(suffix):
             return fmt
-    raise InvalidURI(f"{path}: cannot tell the log format from the file name; use .jsonl, .ndjson, .jsonl.gz, "
-                     f".parquet or .npz, or pass format=")
+    raise InvalidURI(f"log file {str(path)!r}: cannot tell its format from its name; name it *.jsonl, *.ndjson, "
+                     "*.jsonl.gz, *.parquet or *.npz")
 
 
 class EntryChecker:

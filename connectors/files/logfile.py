@@ -12,8 +12,8 @@ from pathlib import Path
 from .._base import LabelledQuery
 from .._errors import InvalidURI
 from .common import EntryChecker, log_format, validated_entries
-from .jsonl import read_jsonl, write_jsonl
-from .npz import read_npz, write_npz
+from .jsonl import MAX_LINE_BYTES, read_jsonl, write_jsonl
+from .npz import MAX_NPZ_BYTES, read_npz, write_npz
 from .parquet import pyarrow_modules, read_parquet, write_parquet
 
 __all__ = ["read_log_file", "read_log_places", "write_log_file"]
@@ -38,11 +38,17 @@ def read_log_places(path: str | Path, *, format: str | None = None,
     """:func:`read_log_file` with where each entry comes from (``"clicks.jsonl line 17"``), so an
     error found later (e.g. a database's size limit) can still name the line."""
     path = Path(path)
-    fmt = log_format(path, format)
+    if format is not None:
+        log_format(path, format)  # a bad format is told first: it needs no file
     if not path.exists():
         raise InvalidURI(f"log file {path} does not exist")
-    if not path.is_file():
-        raise InvalidURI(f"log file {path} is not a file")
+    if path.is_dir():
+        raise InvalidURI(f"log file {path} is a directory")
+    if not path.is_file():  # checked before the name: /dev/zero is "too large", whatever it is called
+        raise InvalidURI(f"log file {str(path)!r} is too large to read: not a regular file (a device or a pipe may "
+                         f"never end); a log file is a regular file, read with a limit of {MAX_LINE_BYTES:,} "
+                         f"bytes per JSONL line and {MAX_NPZ_BYTES:,} bytes of NPZ arrays")
+    fmt = log_format(path, format)
     check = EntryChecker(unique_ids)
     if fmt == "parquet":
         pyarrow_modules()

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -183,12 +184,20 @@ def test_gzip_is_detected_by_content_and_written_reproducibly(tmp_path):
     assert_same(data, list(read_log_file(tmp_path / "renamed.jsonl")))
 
 
+def _touch(path: Path) -> Path:
+    path.touch()
+    return path
+
+
 @pytest.mark.parametrize("call, message", [
-    (lambda p: read_log_file(p / "log.csv"), r"log.csv: cannot tell the log format from the file name; use .jsonl"),
-    (lambda p: write_log_file(p / "log.json", []), r"log.json: cannot tell the log format"),
+    (lambda p: read_log_file(_touch(p / "log.csv")), r"log.csv': cannot tell its format from its name; name it \*.jsonl"),
+    (lambda p: write_log_file(p / "log.json", []), r"log.json': cannot tell its format"),
     (lambda p: read_log_file(p / "x.jsonl", format="csv"), r"log file format 'csv': expected one of \('jsonl', "),
     (lambda p: read_log_file(p / "absent.jsonl"), r"log file .*absent.jsonl does not exist"),
-    (lambda p: read_log_file(p, format="jsonl"), r"log file .* is not a file"),
+    (lambda p: read_log_file(p, format="jsonl"), r"log file .* is a directory"),
+    # cold try: /dev/zero was told to "pass format=", an option the command line does not have
+    (lambda p: read_log_file("/dev/zero"), r"log file '/dev/zero' is too large to read: not a regular file .*"
+                                          r"67,108,864 bytes per JSONL line and 1,073,741,824 bytes of NPZ arrays"),
     (lambda p: write_log_file(p / "no" / "x.npz", []), r"cannot write log file .*x.npz: directory .*no does not exist"),
 ])
 def test_format_and_path_errors_are_raised_at_once(tmp_path, call, message):

@@ -91,3 +91,13 @@ def test_an_npz_declaring_a_huge_array(collection, tmp_path):
     refused(["feedback", "import", "--store", collection.uri("docs"), str(path)], 4,
             "huge.npz", "1,073,741,824 bytes", "JSONL or Parquet")
     untouched(collection, before)
+
+
+def test_a_log_file_that_is_dev_zero(collection):
+    """Cold try: the message asked to "pass format=", an option no command has."""
+    before = checksum(collection.read("docs")[1])
+    for args in (["run", "--log-file", "/dev/zero"], ["feedback", "import", "/dev/zero"]):
+        result = refused([*args, "--store", collection.uri("docs")], 2, "log file '/dev/zero' is too large",
+                         "67,108,864 bytes per JSONL line")
+        assert "format=" not in result.stderr
+    untouched(collection, before)
