@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from nudge_sync import ExitCode
 from nudge_sync.cli.app import cli
 
@@ -54,9 +56,13 @@ def test_every_documented_command_exists():
     assert documented <= set(commands()) | {c.split()[0] for c in commands()}
 
 
-def test_exit_codes_table_matches_the_code():
+def test_exit_codes_table_matches_the_code_and_the_help():
     table = dict(re.findall(r"^\| (\d) \| (.+?) \|$", README, re.M))
     assert sorted(int(c) for c in table) == sorted(int(c) for c in ExitCode)
+    # cold try: --help stopped at 7 while the README (and watch) had 8
+    help_text = CliRunner().invoke(cli, ["--help"]).stdout
+    listed = re.findall(r"^    (\d)  ", help_text.split("Exit codes:")[1], re.M)
+    assert listed == [str(int(c)) for c in ExitCode]
 
 
 def test_every_run_option_is_documented():

@@ -19,19 +19,22 @@ from . import logs
 from .render import echo, human_run, json_default
 
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0  success
-  1  internal error (a bug: please report it)
-  2  usage error (bad option, URI or config file)
-  3  nothing to do, or a gate held the run back (nothing written)
-  4  refused input (dimension, NaN, metric, options)
-  5  the collection's lock is held by another run
-  6  database error (unreachable, credentials, missing collection, write not verified);
-     a run that had written puts it back first: the collection is as it was
-  7  partially written: a run (or rollback) failed part-way and could not put back what
-     it wrote; rerun, or `nudge-sync rollback --run ID`, completes it
-"""
+#: Every exit code in one line each: the help's epilog (README's "Exit codes" table says more, and
+#: tests/test_readme.py checks both list every ``ExitCode``).
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success",
+    ExitCode.INTERNAL_ERROR: "internal error (a bug: please report it)",
+    ExitCode.USAGE_ERROR: "usage error (bad option, URI or config file)",
+    ExitCode.NOTHING_TO_DO: "nothing to do, or a gate held the run back (nothing written)",
+    ExitCode.REFUSED_INPUT: "refused input (dimension, NaN, metric, options, unverified state entries)",
+    ExitCode.LOCK_HELD: "the collection's lock is held by another run",
+    ExitCode.DATABASE_ERROR: "database error (unreachable, credentials, missing collection, write not verified);\n"
+                             "     a run that had written puts it back first: the collection is as it was",
+    ExitCode.PARTIALLY_WRITTEN: "partially written: a run (or rollback) failed part-way and could not put back what\n"
+                                "     it wrote; rerun, or `nudge-sync rollback --run ID`, completes it",
+    ExitCode.STOPPED_IN_RUN: "(watch) stopped by SIGTERM/SIGINT inside a run, which put back what it wrote",
+}
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "".join(f"  {int(c)}  {m}\n" for c, m in EXIT_CODE_MEANINGS.items())
 
 
 #: Set to 1 to get the traceback of an internal error (exit code 1) on stderr.

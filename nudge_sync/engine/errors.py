@@ -32,6 +32,7 @@ class ExitCode(IntEnum):
     LOCK_HELD = 5
     DATABASE_ERROR = 6
     PARTIALLY_WRITTEN = 7  #: some of a failed run's vectors may be written: rerun or roll it back
+    STOPPED_IN_RUN = 8  #: `watch` only: stopped by a signal inside a run, which put back what it wrote
 
 
 class NudgeSyncError(Exception):

@@ -53,7 +53,7 @@ __all__ = ["STOPPED_IN_RUN", "Stopped", "WatchPlan", "count_new_feedback", "watc
 log = logging.getLogger("nudge_sync.watch")
 
 #: Exit code of a watcher stopped by a signal inside a run that then put back what it had written.
-STOPPED_IN_RUN = 8
+STOPPED_IN_RUN = int(ExitCode.STOPPED_IN_RUN)
 #: Backoff between retries of a cycle: first wait, factor, longest wait (seconds).
 BACKOFF = (1.0, 2.0, 60.0)
 

@@ -263,7 +263,7 @@ def test_help_lists_every_command_and_exit_codes():
     out = invoke("--help").stdout
     for command in ("run", "plan", "rollback", "status", "history", "feedback", "eval", "demo"):
         assert f"  {command}" in out
-    assert "Exit codes" in out and "lock is held" in out
+    assert "Exit codes" in out and "lock is held" in out and "8  (watch) stopped" in out
 
 
 def test_demo(tmp_path):

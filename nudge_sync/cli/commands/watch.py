@@ -15,7 +15,7 @@ import click
 import connectors
 
 from ...engine.options import SyncOptions
-from ...watch.loop import STOPPED_IN_RUN, WatchPlan, watch
+from ...watch.loop import WatchPlan, watch
 from ...watch.schedule import Schedule, parse_every
 from .. import logs
 from ..failures import EXIT_CODES_HELP, handle_errors
@@ -50,8 +50,7 @@ def _options(kw: dict[str, Any], log_name: str | None, state_name: str | None) -
     return SyncOptions(log=log_name, state=state_name, **{k: v for k, v in given.items() if k in fields_}).validate()
 
 
-@click.command("watch", epilog=EXIT_CODES_HELP + f"  {STOPPED_IN_RUN}  (watch) stopped by a signal inside a run, "
-                                                  "which put back what it wrote\n")
+@click.command("watch", epilog=EXIT_CODES_HELP)
 @store_options
 @click.option("--log", "log_name", metavar="NAME", type=CollectionName(),
               help="Log collection (default <collection>_feedback).")
