@@ -24,7 +24,8 @@ against an application-maintained payload field; see ``connectors.qdrant``).
 Secrets never appear in URIs (they would end up in shell history, logs and reports). They are
 read from an environment variable (default ``QDRANT_API_KEY``, ``MILVUS_TOKEN``,
 ``CHROMA_AUTH_TOKEN``; override the name with ``secret_env=NAME``) or from a file
-(``secret_file=/path``; surrounding whitespace is stripped; at most :data:`MAX_SECRET_BYTES`).
+(``secret_file=/path``; surrounding whitespace is stripped; at most :data:`MAX_SECRET_BYTES`; an empty
+file is refused).
 """
 
 from __future__ import annotations
@@ -228,10 +229,14 @@ def _read_secret(backend: str, params: dict[str, str], env: Mapping[str, str]) -
     if path is not None:
         raw = read_bounded(path, MAX_SECRET_BYTES, f"secret_file={path!r}")
         try:
-            return raw.decode("utf-8").strip() or None
+            secret = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:  # the bytes are never shown: they may be the secret
             raise InvalidURI(f"secret_file={path!r} is not UTF-8 text (at byte {exc.start}): is it the "
                              "right file?") from None
+        if not secret:  # a file named for a secret holds one: an empty one is a mistake, not "no credentials"
+            raise InvalidURI(f"secret_file={path!r} is empty (nothing but whitespace in {len(raw):,} bytes): "
+                             "is it the right file?")
+        return secret
     if env_name is not None and env_name not in env:
         raise InvalidURI(f"secret_env={env_name!r} names an environment variable that is not set")
     if env_name is None and backend not in DEFAULT_SECRET_ENV:

@@ -101,3 +101,14 @@ def test_a_log_file_that_is_dev_zero(collection):
                          "67,108,864 bytes per JSONL line")
         assert "format=" not in result.stderr
     untouched(collection, before)
+
+
+def test_an_empty_secret_file_is_refused(collection, tmp_path):
+    """Cold try: an empty secret_file was taken for "no credentials"."""
+    before = checksum(collection.read("docs")[1])
+    for name, content in (("empty.token", b""), ("blank.token", b" \n\t\n")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        refused(["status", "--store", collection.uri("docs", secret_file=str(path))], 2,
+                f"secret_file={str(path)!r} is empty")
+    untouched(collection, before)
