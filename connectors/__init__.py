@@ -8,6 +8,7 @@ Nothing here knows about NUDGE; the sync engine in ``nudge_sync`` programs again
 
 from ._base import (
     METRICS,
+    Appended,
     CollectionInfo,
     IdType,
     LabelledQuery,
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidEntry",
     "InvalidURI",
     "InvalidVectors",
+    "Appended",
     "LabelledQuery",
     "LogFileError",
     "Metric",

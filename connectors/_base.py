@@ -100,6 +100,22 @@ class SearchResult:
     scores: np.ndarray
 
 
+class Appended(int):
+    """What ``append_log`` returns: the entries written (an ``int``, as before), ``replaced`` of them
+    in place of an entry the log held for the same query id (the rest were added)."""
+
+    replaced: int
+
+    def __new__(cls, written: int, replaced: int = 0) -> Appended:
+        out = super().__new__(cls, written)
+        out.replaced = replaced
+        return out
+
+    @property
+    def added(self) -> int:
+        return int(self) - self.replaced
+
+
 class VectorStore(ABC):
     """One collection of one vector database."""
 
@@ -174,7 +190,8 @@ class VectorStore(ABC):
         once, and the backend's size limits, named in the message) before the first write, and if a
         write still fails part-way the log is put back as it was: entries this append replaced are
         restored, entries it added are removed, a log it created is dropped (WriteFailed says so).
-        ``batch_size`` caps the entries per write request (default: the backend's own)."""
+        ``batch_size`` caps the entries per write request (default: the backend's own). Returns the
+        entries written as an :class:`Appended` (how many replaced an entry of the log, how many were added)."""
 
     # -- sync state ---------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._arrays import float32_rows
-from .._base import LabelledQuery, check_batch_size
+from .._base import Appended, LabelledQuery, check_batch_size
 from .._errors import CollectionNotFound, UnsupportedCollection
 from .._log import (
     check_entry_sizes,
@@ -74,7 +74,7 @@ class ChromaQueryLog:
         writes = [] if log is not None else [create]
         writes += [upsert(part) for part in chunks_by_bytes([s + 6 * dim for s in sizes], rows, _PAYLOAD_BUDGET)]
         write_or_put_back(name, writes, lambda: self._put_log_back(name, target[0], ids, before))
-        return len(ids)
+        return Appended(len(ids), len(before["ids"]) if before is not None else 0)
 
     def _put_log_back(self, name: str, log: Any, ids: list[str], before: dict[str, Any] | None) -> str:
         """Undo an append: drop a log it created, else delete the records it added and rewrite those it

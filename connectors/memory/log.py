@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._base import LabelledQuery, check_batch_size
+from .._base import Appended, LabelledQuery, check_batch_size
 from .._log import (
     check_entry_sizes,
     check_log_dimension,
@@ -66,7 +66,7 @@ def append_log(client: MemoryDatabase, name: str, queries: Sequence[LabelledQuer
     writes = [] if exists else [create]
     writes += [upsert(slice(s, s + rows)) for s in range(0, len(ids), rows)]
     write_or_put_back(name, writes, lambda: _put_back(client, name, ids, before))
-    return len(ids)
+    return Appended(len(ids), len(before or ()))
 
 
 def _put_back(client: MemoryDatabase, name: str, ids: list[str], before: dict[str, Any] | None) -> str:

@@ -12,7 +12,7 @@ import orjson
 from pymilvus import DataType
 
 from .._arrays import chunks
-from .._base import LabelledQuery, check_batch_size
+from .._base import Appended, LabelledQuery, check_batch_size
 from .._errors import CollectionNotFound, UnsupportedCollection, WriteFailed
 from .._log import (
     check_log_dimension,
@@ -83,7 +83,7 @@ class MilvusQueryLog:
         writes = [] if exists else [lambda: self.create_keyed(name, "query_id", schema.dim, {}, dynamic=True)]
         writes += [upsert(part) for part in chunks_by_bytes(sizes, step, _PAGE_BYTES)]
         write_or_put_back(name, writes, lambda: self._put_log_back(name, schema, exists, keys, before))
-        return len(rows)
+        return Appended(len(rows), len(before))
 
     def _log_rows(self, name: str, schema: LogSchema, keys: list[str]) -> list[dict[str, Any]]:
         """The log's rows among ``keys`` as they are now (every field), to put back after a failed append."""

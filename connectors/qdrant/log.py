@@ -10,7 +10,7 @@ import numpy as np
 from qdrant_client import models
 
 from .._arrays import float32_rows
-from .._base import LabelledQuery, check_batch_size
+from .._base import Appended, LabelledQuery, check_batch_size
 from .._errors import CollectionNotFound, UnsupportedCollection
 from .._log import (
     check_entry_sizes,
@@ -98,7 +98,7 @@ class QdrantQueryLog:
         writes = [] if exists else [create]
         writes += [upsert(part) for part in chunks_by_bytes([s + 16 * lay.dim for s in sizes], rows, _REQUEST_BYTES)]
         write_or_put_back(name, writes, lambda: self._put_log_back(name, exists, [p.id for p in points], before))
-        return len(points)
+        return Appended(len(points), len(before))
 
     def _log_points(self, name: str, point_ids: list[str]) -> list[Any]:
         """The log's points among ``point_ids`` as they are now (payloads and vectors), to put back."""

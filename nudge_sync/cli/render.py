@@ -180,6 +180,8 @@ def human_history(runs: list[dict[str, Any]]) -> str:
 
 def human_feedback(r: dict[str, Any]) -> str:
     out = f"appended {r['appended']} entries to {r['log']}"
+    if r.get("replaced"):  # same query ids as entries already in the log: replaced whole, not added
+        out += f" and replaced {r['replaced']} it held for the same query ids"
     if r["unknown_id_count"]:
         out += (f"; warning: {r['unknown_id_count']} relevant ids are not in the collection "
                 f"(they will be dropped and counted at the next run), e.g. {r['unknown_ids'][:5]}")

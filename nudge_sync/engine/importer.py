@@ -35,7 +35,7 @@ from connectors import LabelledQuery, VectorStore
 from .emitter import Emitter
 from .errors import RefusedInput
 from .names import new_run_id
-from .ops import append_feedback, check_log_collection
+from .ops import append_feedback, appended_counts, check_log_collection
 from .wiring import command_events
 
 __all__ = ["ALL_AT_ONCE_FLOATS", "FileSummary", "import_feedback", "scan_log_file"]
@@ -116,9 +116,9 @@ def import_feedback(store: VectorStore, summary: FileSummary, *, log_name: str |
         emit.probe("feedback.append")
         log, written, missing = append_feedback(store, entries, log_name=log_name, batch_size=batch_size,
                                                 places=places)
-        return {"log": log, "appended": written, "batches": 1, "unknown_ids": list(dict.fromkeys(missing))[:20],
+        return {"log": log, **appended_counts(written), "batches": 1, "unknown_ids": list(dict.fromkeys(missing))[:20],
                 "unknown_id_count": len(set(missing))}
-    totals: dict[str, Any] = {"log": None, "appended": 0, "batches": 0}
+    totals: dict[str, Any] = {"log": None, "appended": 0, "replaced": 0, "batches": 0}
     unknown: dict[Any, None] = {}  # distinct ids across batches, in order (few: they are the exception)
     batch: list[LabelledQuery] = []
     places: list[str] = []
@@ -127,7 +127,8 @@ def import_feedback(store: VectorStore, summary: FileSummary, *, log_name: str |
         emit.probe("feedback.append")  # before each batch: where a test kills an import part-way
         totals["log"], written, missing = append_feedback(store, batch, log_name=log_name, batch_size=batch_size,
                                                           places=places)
-        totals["appended"] += written
+        for key, n in appended_counts(written).items():
+            totals[key] += n
         totals["batches"] += 1
         unknown.update(dict.fromkeys(missing))
         batch.clear()

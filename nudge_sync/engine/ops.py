@@ -181,7 +181,14 @@ def add_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_na
     check_log_collection(store, log_name)
     log, written, unknown = append_feedback(store, entries, log_name=log_name, check_ids=check_ids, source=source,
                                             batch_size=batch_size, places=places)
-    return {"log": log, "appended": written, "unknown_ids": unknown[:20], "unknown_id_count": len(unknown)}
+    return {"log": log, **appended_counts(written), "unknown_ids": unknown[:20], "unknown_id_count": len(unknown)}
+
+
+def appended_counts(written: int) -> dict[str, int]:
+    """``appended`` (new query ids in the log) and ``replaced`` (entries the log held for the same
+    query id, replaced whole) of what ``append_log`` wrote."""
+    replaced = int(getattr(written, "replaced", 0))
+    return {"appended": int(written) - replaced, "replaced": replaced}
 
 
 def check_log_collection(store: VectorStore, log_name: str | None) -> None:

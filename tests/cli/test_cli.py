@@ -350,3 +350,15 @@ def test_a_failed_run_says_its_error_once(coll):
     errors = [r for r in records if r["level"] == "error"]
     assert len(errors) == 1 and errors[0]["event"] == "summary" and errors[0]["exit_code"] == 6, records
     assert records[-1] is errors[0]
+
+
+def test_importing_entries_the_log_holds_reports_them_as_replaced(coll):
+    """Cold try: a second import of the same file said "appended N" though the log did not grow."""
+    args = ("feedback", "import", "--store", coll["uri"], coll["log_file"])
+    first = as_json(*args)
+    n = first["appended"]
+    assert n > 0 and first["replaced"] == 0
+    again = as_json(*args, "--stream", "--batch-size", 7)  # streamed: counted batch by batch
+    assert (again["appended"], again["replaced"]) == (0, n), again
+    assert invoke(*args).stdout.strip() == (f"appended 0 entries to {coll['name']}_feedback and replaced {n} it "
+                                            "held for the same query ids")
