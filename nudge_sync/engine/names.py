@@ -37,29 +37,30 @@ def check_name(name: object, option: str) -> str:
 def log_name_for(collection: str, given: str | None) -> str:
     """The log collection a command reads: the one given (--log), else the collection's default.
     The collection itself and its default state collection are never a log."""
-    if given is None:
-        return default_log_name(collection)
-    name = check_name(given, "--log")
-    if name == collection:
-        raise RefusedInput(f"--log {name!r} names the collection itself: the query log is a collection of its own "
-                           f"(default {default_log_name(collection)!r})")
-    if name == default_state_name(collection):
-        raise RefusedInput(f"--log {name!r} names nudge-sync's state collection of {collection!r}, not a query log")
-    return name
+    return _companion_name(collection, given, "--log", default_log_name(collection), "the query log",
+                           {default_state_name(collection): f"nudge-sync's state collection of {collection!r}"})
 
 
 def state_name_for(collection: str, given: str | None, log: str | None = None) -> str:
     """The state collection a command uses: the one given (--state), else the collection's default.
     It is never the collection itself or its query log (``log``: the --log given, if any)."""
+    taken = {default_log_name(collection): f"the query log of {collection!r}"}
+    if log is not None:
+        taken[log] = f"the query log of {collection!r}"
+    return _companion_name(collection, given, "--state", default_state_name(collection), "nudge-sync's state", taken)
+
+
+def _companion_name(collection: str, given: str | None, option: str, default: str, role: str,
+                    taken: dict[str, str]) -> str:
+    """A log's or state's name (``given`` for ``option``, else ``default``), refused when it names the
+    collection itself or one of ``taken`` (name -> what it is): each lives in a collection of its own."""
     if given is None:
-        return default_state_name(collection)
-    name = check_name(given, "--state")
-    if name == collection:
-        raise RefusedInput(f"--state {name!r} names the collection itself; nudge-sync keeps its state in a "
-                           f"collection of its own (default {default_state_name(collection)!r})")
-    if name in (default_log_name(collection), log):
-        raise RefusedInput(f"--state {name!r} names the query log of {collection!r}; nudge-sync keeps its state in "
-                           f"a collection of its own (default {default_state_name(collection)!r})")
+        return default
+    name = check_name(given, option)
+    what = "the collection itself" if name == collection else taken.get(name)
+    if what is not None:
+        raise RefusedInput(f"{option} {name!r} names {what}; {role} is kept in a collection of its own "
+                           f"(default {default!r})")
     return name
 
 
