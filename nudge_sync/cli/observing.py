@@ -4,7 +4,7 @@
 with them.
 
 The engine emits the events (``nudge_sync.engine.events``); the subscribers are in
-``nudge_sync.observe``; ``nudge_sync.watch.bridge.call_observed`` hands the sink to the engine.
+``nudge_sync.observe``; the engine's commands take the sink as ``events=``.
 """
 
 from __future__ import annotations

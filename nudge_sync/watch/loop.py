@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import connectors
 from connectors import VectorStore
@@ -45,7 +45,6 @@ from ..engine.events import BatchWritten, Event, Events, RunFailed, StepStarted
 from ..engine.names import log_name_for
 from ..engine.options import SyncOptions
 from ..engine.run import sync
-from .bridge import call_observed
 from .schedule import Schedule
 
 __all__ = ["STOPPED_IN_RUN", "Stopped", "WatchPlan", "count_new_feedback", "watch"]
@@ -213,9 +212,7 @@ class _Relay:
 def _run_once(plan: WatchPlan, events: Events) -> None:
     opts = replace(plan.options, dry_run=False)
     with _opened(plan) as store:
-        start = dict(command="run", store=plan.store_label, collection=store.describe().collection,
-                     options=asdict(opts))
-        call_observed(sync, events, start, store, opts, store_label=plan.store_label)
+        sync(store, opts, events=events, store_label=plan.store_label)  # the engine emits every event itself
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import connectors
 from ...engine.options import DEFAULT_GAMMA_MARGIN, SyncOptions
 from ...engine.run import sync
 from ..failures import EXIT_CODES_HELP, handle_errors
-from ...watch.bridge import call_observed
 from ..observing import Observers, metrics_options, report_option
 from ..option_types import RunOption
 from ..params import (entries_from_file, file_label, log_options, opened, run_options, skip_unverified_option,
@@ -37,11 +35,9 @@ def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log
     observers = Observers(config.collection, metrics_file, pushgateway, report_path)
     try:
         with opened(store_uri, collection) as store:
-            start = dict(command="run", store=config.redacted(), collection=config.collection,
-                         options=asdict(options), dry_run=dry_run)
-            report = call_observed(sync, observers.events, start, store, options,
-                                   entries=entries_from_file(store, log_name, log_file), progress=progress_bar(ctx),
-                                   store_label=config.redacted(), log_source=file_label(log_file))
+            report = sync(store, options, entries=entries_from_file(store, log_name, log_file),
+                          progress=progress_bar(ctx), events=observers.events, store_label=config.redacted(),
+                          log_source=file_label(log_file))
     finally:
         observers.close()
     emit(ctx, report.to_dict(), human_run)
