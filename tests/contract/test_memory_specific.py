@@ -117,10 +117,9 @@ def test_cosine_collections_renormalise_like_chroma(congruent):
         assert 0 < moved < len(vectors), f"{name}: {moved} of {len(vectors)} stored vectors moved when rewritten"
 
 
-@pytest.mark.xfail(strict=True, reason="product: connectors/memory/store.py stored_form divides by a numpy "
-                   "norm; Chroma (1.5.9) multiplies by the float32 reciprocal of a sequential float32 sum of "
-                   "squares -- same bits only when the memory store does the same")
 def test_cosine_collections_give_back_chromas_bits(congruent):
+    """The memory store keeps a cosine vector as Chroma does (a sequential float32 sum of squares, times
+    its float32 reciprocal, times the norm): the same bits at every step, not only the same tolerance."""
     _, chroma, memory = congruent
     for step in ("created", "updated", "rewritten"):
         assert memory[step].tobytes() == chroma[step].tobytes(), step
