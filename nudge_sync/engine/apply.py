@@ -8,7 +8,8 @@ would have written it. It is ``sync()`` with ``read_inputs`` and ``plan`` replac
 ``load_plan`` refuses (RefusedInput, exit 4, nothing written) when the plan no longer matches the
 collection: a run or rollback was recorded in the state since the plan was made, or a planned
 record vanished or holds another vector than the one the plan was computed against (its
-fingerprint), naming the records. A plan already applied (a run record carries its plan id) is
+fingerprint), naming the records (an apply of this plan that failed and put back what it wrote
+does not count). A plan already applied (a run record carries its plan id) is
 not applied again: NothingToDo (exit 3, status "gated"), nothing written. Otherwise the write,
 verify and record steps are the run's own (``run.write_plan``): originals saved first, so
 ``rollback`` undoes an applied plan exactly like a run; the run record carries the plan's γ,
@@ -90,6 +91,9 @@ def load_plan_step(ctx: RunContext, doc: PlanFile) -> Plan:
         if done is not None:
             gated(ctx.report, f"plan {doc.plan_id} was already applied by run {done.get('run_id')}: "
                               "nothing written (make a new plan to write again)", dict(ctx.report.counts))
+        # an earlier apply of this plan that failed and put back all it wrote ("undone") left
+        # the collection as planned: it does not make the plan stale
+        runs = [r for r in runs if not (r.get("plan") == doc.plan_id and r.get("status") == "undone")]
         last = runs[-1].get("run_id") if runs else None
         if last != doc.state_last_run:
             since = [r.get("run_id") for r in runs if (r.get("started") or 0.0) > doc.created] or [last]

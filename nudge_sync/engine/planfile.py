@@ -83,7 +83,7 @@ def save_plan(path: Path, ctx: RunContext, write_ids: list[RecordId], targets: n
         "collection": ctx.info.collection, "dimension": ctx.info.dimension, "metric": ctx.info.metric,
         "state": ctx.state.name, "state_last_run": runs[-1].get("run_id") if runs else None,
         "options": {**asdict(ctx.opts), "dry_run": False}, "report": redact_data(report), "count": len(write_ids),
-        "records": [{"id": i, "fp": fingerprint(current[i]), "target": encode_vector(t),
+        "records": [{"id": _plain(i), "fp": fingerprint(current[i]), "target": encode_vector(t),
                      "target_sum": checksum(i, t), "restore": i not in nudged_after}
                     for i, t in zip(write_ids, targets)],
     }
@@ -132,6 +132,11 @@ def _parse(doc: dict[str, Any]) -> PlanFile:
     return PlanFile(str(doc["plan_id"]), float(doc["created"]), str(doc["store"]), str(doc["backend"]),
                     str(doc["collection"]), dimension, str(doc["metric"]), str(doc["state"]),
                     doc["state_last_run"], options, dict(doc["report"]), records)
+
+
+def _plain(record_id: RecordId) -> RecordId:
+    """A record id as JSON keeps it (a numpy integer from a client becomes an int)."""
+    return int(record_id) if isinstance(record_id, np.integer) else record_id
 
 
 def _digest(body: dict[str, Any]) -> str:
