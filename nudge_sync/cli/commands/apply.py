@@ -23,8 +23,8 @@ from ..render import emit, human_run, progress_bar
 @click.command("apply", epilog=EXIT_CODES_HELP)
 @click.argument("plan_file", metavar="PLAN.json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--store", "store_uri", envvar="NUDGE_SYNC_STORE", metavar="URI",
-              help="Store URI (default: the plan's own, which carries no secret; give it again where the "
-                   "secret's secret_env= / secret_file= must differ). Must name the plan's collection.")
+              help="Store URI (default: the plan's own, without secrets and without secret_env= / "
+                   "secret_file=: give the URI again where they are needed). Must name the plan's collection.")
 @click.option("--collection", help="Collection name (overrides the URI's ?collection=; must be the plan's).")
 @click.option("--break-lock", is_flag=True, help="Remove a lock left by a run that died, then apply.")
 @metrics_options
