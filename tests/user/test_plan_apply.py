@@ -11,7 +11,8 @@ rest of the suite covers).
   targets, bit for bit, and nothing else (payloads checksummed unchanged); applying it again is a
   no-op (exit 3; checked on Chroma); ``rollback`` then restores the originals bit for bit;
 * a corrupt, truncated or edited plan file, or a ``--store`` naming another collection, is refused
-  with a one-line error (exit 4), no traceback, nothing written.
+  with a one-line error (exit 4), no traceback, nothing written; so is a plan after a run was
+  recorded, and a plan for a collection that now has another dimension.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.backends import random_vectors
 from tests.conftest import selected_harnesses
-from tests.user._data import BATCH_ARGS, differing
+from tests.user._data import BATCH_ARGS, DIM, differing
 from tests.user._native import checksum
 from tests.user._runner import nudge
 from tests.user._secrets import SECRET_ENV, find_secret, planted
@@ -109,7 +111,6 @@ def test_a_bad_plan_file_is_refused(user_backend, collection_name, tmp_path):
     edited = text.replace(record["target"], base64.b64encode(bytes(flipped)).decode())
     bad = {
         "truncated": (text[: len(text) // 2], "not JSON"),
-        "not-json": ("\x00garbage", "not JSON"),
         "edited": (edited, "edited or damaged"),
         "not-a-plan": (json.dumps({"records": []}), "not a nudge-sync plan"),
         "version": (text.replace('"version": 1', '"version": 99', 1), "plan version 99"),
@@ -121,7 +122,16 @@ def test_a_bad_plan_file_is_refused(user_backend, collection_name, tmp_path):
         assert says in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, (name, refused.describe())
     other = nudge("apply", good, "--store", coll.uri, "--collection", "another", expect=4)
     assert "not chroma collection 'another'" in other.stderr, other.describe()
-    missing = nudge("apply", tmp_path / "nope.json", expect=2)
-    assert "does not exist" in missing.stderr, missing.describe()
     assert not differing(b.vectors(coll.name), coll.originals), "a refused apply wrote"
     assert f"{coll.name}_nudge_state" not in b.collections(), "a refused apply created the state"
+
+    # the collection moved on: a run recorded since the plan, then another dimension
+    nudge("run", "--store", coll.uri, "--log-file", log, *FIXED)
+    after_run = b.vectors(coll.name)
+    stale = nudge("apply", good, "--store", coll.uri, expect=4)
+    assert "no longer matches" in stale.stderr and "recorded" in stale.stderr, stale.describe()
+    assert not differing(b.vectors(coll.name), after_run), "a stale apply wrote"
+    b.drop_all(coll.name)
+    b.create(coll.name, coll.ids, random_vectors(len(coll.ids), DIM + 1, seed=5, normalize=True), metric="dot")
+    moved = nudge("apply", good, "--store", coll.uri, expect=4)
+    assert f"is now {DIM + 1}-d" in moved.stderr, moved.describe()
