@@ -8,8 +8,8 @@ would have written it. It is ``sync()`` with ``read_inputs`` and ``plan`` replac
 ``load_plan`` refuses (RefusedInput, exit 4, nothing written) when the plan no longer matches the
 collection: a run or rollback was recorded in the state since the plan was made, or a planned
 record vanished or holds another vector than the one the plan was computed against (its
-fingerprint), naming the records (an apply of this plan that failed and put back what it wrote
-does not count). A plan already applied (a run record carries its plan id) is
+fingerprint) or its target, naming the records (an apply of this plan that failed and put back
+what it wrote does not count; one that was killed is completed by running it again). A plan already applied (a run record carries its plan id) is
 not applied again: NothingToDo (exit 3, status "gated"), nothing written. Otherwise the write,
 verify and record steps are the run's own (``run.write_plan``): originals saved first, so
 ``rollback`` undoes an applied plan exactly like a run; the run record carries the plan's γ,
@@ -24,6 +24,7 @@ import numpy as np
 
 from connectors import RecordId, VectorStore, parse_uri
 
+from .classify import same_vector, tolerance_of
 from .context import RunContext, open_run
 from .emitter import Emitter
 from .errors import RefusedInput
@@ -102,8 +103,14 @@ def load_plan_step(ctx: RunContext, doc: PlanFile) -> Plan:
                                f"{doc.state_last_run or 'no run'}); make the plan again; nothing was written")
         ids = [r.record_id for r in doc.records]
         now, missing = fetch_vectors(ctx.store, ids, ctx.batch_size, on_batch=lambda: ctx.emit.probe("apply.read"))
-        moved = [r.record_id for r in doc.records if r.record_id in now and fingerprint(now[r.record_id]) != r.fp]
-        step.update(planned=len(ids), moved=len(moved), vanished=len(missing))
+        # a record already holding its target was written by an apply of this plan that was killed
+        # (no run record yet): written again (a no-op) and recorded, so a rerun completes the apply
+        tol = tolerance_of(ctx.info)
+        moved = [r.record_id for r in doc.records if r.record_id in now and fingerprint(now[r.record_id]) != r.fp
+                 and not same_vector(now[r.record_id], r.target, tol)]
+        step.update(planned=len(ids), moved=len(moved), vanished=len(missing),
+                    already_written=sum(fingerprint(now[r.record_id]) != r.fp for r in doc.records
+                                        if r.record_id in now) - len(moved))
         if moved or missing:
             what = "; ".join(s for s in (f"{len(moved)} hold another vector than planned from: {_named(moved)}" if moved
                                          else "", f"{len(missing)} vanished: {_named(missing)}" if missing else "") if s)

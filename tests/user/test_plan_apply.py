@@ -9,7 +9,8 @@ rest of the suite covers).
   record named), and nothing is written;
 * a fresh plan, applied without ``--store`` (the plan's own URI, its secret_file= dropped), writes exactly the planned
   targets, bit for bit, and nothing else (payloads checksummed unchanged); applying it again is a
-  no-op (exit 3; checked on Chroma); ``rollback`` then restores the originals bit for bit;
+  no-op (exit 3; checked on Chroma); on Milvus Lite an apply SIGKILLed after its second batch is
+  completed by running it again; ``rollback`` then restores the originals bit for bit;
 * a corrupt, truncated or edited plan file, or a ``--store`` naming another collection, is refused
   with a one-line error (exit 4), no traceback, nothing written; so is a plan after a run was
   recorded, and a plan for a collection that now has another dimension.
@@ -28,6 +29,7 @@ from tests.backends import random_vectors
 from tests.conftest import selected_harnesses
 from tests.user._data import BATCH_ARGS, DIM, differing
 from tests.user._native import checksum
+from tests.user._probes import kill_at
 from tests.user._runner import nudge
 from tests.user._secrets import SECRET_ENV, find_secret, planted
 from tests.user.test_runs_over_time import log_files, native_collection, reembed
@@ -76,6 +78,11 @@ def test_plan_then_apply_writes_exactly_the_plan(user_backend, collection_name, 
     fresh = tmp_path / "plan.json"
     nudge("plan", "--store", uri, "--log-file", log, *FIXED, "--out", fresh, env=env)
     targets = targets_of(fresh)
+    if b.backend == "milvus":  # an apply SIGKILLed after its 2nd batch: running it again completes it
+        killed = nudge("apply", fresh, env={**env, **kill_at("apply.write", 2)}, expect=None)
+        assert killed.killed, killed.describe()
+        half = b.vectors(coll.name)
+        assert 0 < sum(half[i].tobytes() == t.tobytes() for i, t in targets.items()) < len(targets)
     applied = nudge("apply", fresh, env=env).report
     assert applied["status"] == "written" and applied["counts"]["written"] == len(targets) > 0, applied
     stored, snap = b.read(coll.name)
