@@ -112,8 +112,9 @@ def load_plan_step(ctx: RunContext, doc: PlanFile) -> Plan:
                     already_written=sum(fingerprint(now[r.record_id]) != r.fp for r in doc.records
                                         if r.record_id in now) - len(moved))
         if moved or missing:
-            what = "; ".join(s for s in (f"{len(moved)} hold another vector than planned from: {_named(moved)}" if moved
-                                         else "", f"{len(missing)} vanished: {_named(missing)}" if missing else "") if s)
+            parts = [f"{len(moved)} hold another vector than planned from: {_named(moved)}"] if moved else []
+            parts += [f"{len(missing)} vanished: {_named(missing)}"] if missing else []
+            what = "; ".join(parts)
             raise RefusedInput(f"plan {doc.plan_id} no longer matches the collection: of its {len(ids)} records, "
                                f"{what}; make the plan again; nothing was written")
         _, verdicts = load_state(ctx.store, ctx.state, ctx.info, now, ctx.batch_size)
