@@ -13,6 +13,7 @@ import click
 from ..engine import faults
 from ..engine.errors import ExitCode, RefusedInput
 from . import logs
+from .commands.apply import apply_cmd
 from .commands.demo import demo_cmd
 from .commands.feedback import feedback_group
 from .commands.operations import eval_cmd, history_cmd, rollback_cmd, status_cmd
@@ -81,7 +82,7 @@ def cli(ctx: click.Context, config: Path | None, as_json: bool, quiet: bool, ver
             raise click.UsageError(str(exc)) from None
 
 
-for command in (run_cmd, plan_cmd, rollback_cmd, status_cmd, history_cmd, feedback_group, eval_cmd, demo_cmd,
+for command in (run_cmd, plan_cmd, apply_cmd, rollback_cmd, status_cmd, history_cmd, feedback_group, eval_cmd, demo_cmd,
                 watch_cmd):
     cli.add_command(command)
 

@@ -119,6 +119,8 @@ def human_run(r: dict[str, Any]) -> str:
     if c.get("adopted_during_run"):
         lines.append(f"  adopted     {c['adopted_during_run']} records re-embedded by someone else during the run: "
                      "not written (new originals; the next run plans from them)")
+    if r.get("plan"):
+        lines.append(f"  plan        {r['plan']}")
     if r.get("took_over_lock"):
         held = r["took_over_lock"]
         lines.append(f"  lock        taken over from {held.get('owner')} (run {held.get('run_id')}), "

@@ -78,9 +78,10 @@ class RunContext(Context):
 
 
 def open_run(store: VectorStore, options: SyncOptions | None, store_label: str, emit: Emitter,
-             timings: dict[str, float]) -> RunContext:
+             timings: dict[str, float], command: str = "run") -> RunContext:
     """A run's context, after every refusal that needs nothing but the collection's description;
-    emits RunStarted. ``timings``: the dict the step-timings subscriber fills (the report's)."""
+    emits RunStarted (of ``command``: "run" or "apply"). ``timings``: the dict the step-timings
+    subscriber fills (the report's)."""
     opts = (options or SyncOptions()).validate()
     info = store.describe()
     check_collection(info, opts.method)
@@ -92,7 +93,7 @@ def open_run(store: VectorStore, options: SyncOptions | None, store_label: str, 
     opts = _fit_context_k(info, opts, report)
     state = open_state(store, info, opts.state, opts.log, skip_unverified=opts.skip_unverified)
     check_state_room(state, info)
-    emit.emit(RunStarted(emit.run_id, "run", report.store, info.collection, asdict(opts), opts.dry_run))
+    emit.emit(RunStarted(emit.run_id, command, report.store, info.collection, asdict(opts), opts.dry_run))
     log.debug("run %s on %s: %s, context %s", report.run_id, report.store, opts.method, opts.context)
     return RunContext(store, info, state, emit, opts.batch_size, opts, report, context_mode(info, opts.context))
 

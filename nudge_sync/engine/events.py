@@ -13,7 +13,8 @@ Order of one command's events::
     RunFinished(status, report, exit_code)      -- or RunFailed(error, message, exit_code, report)
 
 Steps of ``run``: ``read_inputs``, ``plan``, ``write``, ``verify``, ``record`` (a dry run or a gated
-run stops after ``plan``). Steps of ``rollback``: ``read_state``, ``write``, ``verify``, ``record``.
+run stops after ``plan``). Steps of ``apply``: ``load_plan``, ``write``, ``verify``, ``record``. Steps
+of ``rollback``: ``read_state``, ``write``, ``verify``, ``record``.
 
 A subscriber is any callable taking one event. It must not raise for events it does not know
 (new event types may be added); an exception from a subscriber propagates into the run (that is how

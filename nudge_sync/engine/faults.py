@@ -51,6 +51,11 @@ POINTS: tuple[str, ...] = (
     "rollback.save",
     "rollback.write",
     "rollback.record",
+    "apply.read",
+    "apply.before_write",
+    "apply.save",
+    "apply.write",
+    "apply.record",
     "feedback.append",
 )
 

@@ -186,6 +186,8 @@ class SyncReport:
     written_ids: list[Any] = field(default_factory=list)
     #: the lock this run took over: left by a process of this host that no longer runs
     took_over_lock: dict[str, Any] | None = None
+    #: the plan id this dry run saved (``plan --out``) or this run applied (``apply``)
+    plan: str | None = None
 
     def to_dict(self, *, with_ids: bool = False) -> dict[str, Any]:
         out = asdict(self)

@@ -23,7 +23,8 @@ repeated run writes nothing. A run that fails after writing puts back what it wr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from connectors import LabelledQuery, VectorStore
 
@@ -35,11 +36,12 @@ from .events import Events
 from .inputs import read_inputs
 from .names import new_run_id
 from .options import SyncOptions, SyncReport
-from .plan import plan_run
+from .plan import Plan, plan_run
+from .planfile import save_plan
 from .wiring import Progress, command_events
 from .writer import BatchWriter
 
-__all__ = ["sync"]
+__all__ = ["run_command", "sync", "write_plan"]
 
 
 def sync(
@@ -51,43 +53,63 @@ def sync(
     store_label: str = "",
     log_source: str = "",
     events: Events | None = None,
+    plan_out: Path | None = None,
 ) -> SyncReport:
     """Run one sync on ``store``; see :class:`SyncOptions`. Returns a :class:`SyncReport`.
 
     ``entries`` replaces the log collection (e.g. a JSONL file's entries; ``log_source`` names them
     in error messages, e.g. "log file 'clicks.jsonl'"). ``events`` receives the run's events
-    (``nudge_sync.engine.events``); ``progress`` is followed through them. Raises NothingToDo when
-    the log is empty or a gate holds the run back (the report is attached as ``exc.report``),
-    RefusedInput / LockHeld / DatabaseError (or a connectors error) otherwise; PartiallyWritten
-    (exit 7) when a failed run could not put back what it had written.
+    (``nudge_sync.engine.events``); ``progress`` is followed through them. ``plan_out`` (a dry run
+    only): the plan is also saved there for ``apply`` (``nudge_sync.engine.planfile``). Raises
+    NothingToDo when the log is empty or a gate holds the run back (the report is attached as
+    ``exc.report``), RefusedInput / LockHeld / DatabaseError (or a connectors error) otherwise;
+    PartiallyWritten (exit 7) when a failed run could not put back what it had written.
     """
     timings: dict[str, float] = {}
     emit = Emitter(command_events(events, progress, timings), new_run_id())
-    ctx: RunContext | None = None
-    try:
-        ctx = open_run(store, options, store_label, emit, timings)
+
+    def steps(ctx: RunContext) -> SyncReport:
         inputs = read_inputs(ctx, entries, log_source, state_exists=ctx.state.exists())
         with ctx.locked():
             plan = plan_run(ctx, inputs)
-            if ctx.opts.dry_run:
-                report = ctx.report.would_write(plan.write_ids, plan.restores)
-            else:
-                writer = BatchWriter(store, ctx.state, ctx.info, emit, "run", ctx.batch_size)
-                with undo_on_failure(ctx, writer, plan.originals, len(plan.write_ids)):
-                    writer.write_step(plan.items())
-                    landed = writer.verify_step()
-                    writer.record_step(landed, plan.verdicts,
-                                       lambda: ctx.report.wrote(list(landed), **writer.summary(landed)))
-                report = ctx.report
+            if not ctx.opts.dry_run:
+                return write_plan(ctx, plan, "run")
+            if plan_out is not None:
+                ctx.report.plan = save_plan(plan_out, ctx, plan.write_ids, plan.write_vectors, plan.current,
+                                            plan.nudged_after)
+            return ctx.report.would_write(plan.write_ids, plan.restores)
+
+    return run_command(emit, "run", lambda: open_run(store, options, store_label, emit, timings), steps)
+
+
+def run_command(emit: Emitter, command: str, opening: Callable[[], RunContext],
+                steps: Callable[[RunContext], SyncReport]) -> SyncReport:
+    """One command of the shape of a run (``run``, ``apply``): open its context, run its steps, and
+    end its event stream with RunFinished (a gate's NothingToDo included) or RunFailed."""
+    ctx: RunContext | None = None
+    try:
+        ctx = opening()
+        report = steps(ctx)
     except NothingToDo as exc:
         gated = getattr(exc, "report", None)
         if ctx is not None and gated is ctx.report:  # held back by a gate: a finished run
-            emit.finished("run", gated.status, gated.to_dict(), int(exc.exit_code))
+            emit.finished(command, gated.status, gated.to_dict(), int(exc.exit_code))
         else:
-            emit.failed("run", exc)
+            emit.failed(command, exc)
         raise
     except BaseException as exc:
-        emit.failed("run", exc)
+        emit.failed(command, exc)
         raise
-    emit.finished("run", report.status, report.to_dict(), 0)
+    emit.finished(command, report.status, report.to_dict(), 0)
     return report
+
+
+def write_plan(ctx: RunContext, plan: Plan, phase: str) -> SyncReport:
+    """Steps ``write``, ``verify`` and ``record`` of ``plan`` through the one write protocol
+    (``writer.py``), a failure after the first write put back (``aftermath.py``); the report."""
+    writer = BatchWriter(ctx.store, ctx.state, ctx.info, ctx.emit, phase, ctx.batch_size)
+    with undo_on_failure(ctx, writer, plan.originals, len(plan.write_ids)):
+        writer.write_step(plan.items())
+        landed = writer.verify_step()
+        writer.record_step(landed, plan.verdicts, lambda: ctx.report.wrote(list(landed), **writer.summary(landed)))
+    return ctx.report

@@ -111,7 +111,7 @@ class RunMetrics:
             self.status.labels(col, s).set(1 if s == status else 0)
         self.duration.labels(col).set(event.seconds)
         self.runs.labels(col, status).inc()
-        if event.exit_code in SUCCESS_CODES and event.command == "run":  # a refresh, not a rollback
+        if event.exit_code in SUCCESS_CODES and event.command in ("run", "apply"):  # a refresh, not a rollback
             self.succeeded = True
             self.last_success.labels(col).set(event.time)
         if not self._steps_seen:  # an engine that reports its step times in the report only

@@ -1,4 +1,4 @@
-"""`nudge-sync run` and `nudge-sync plan`: one sync through the engine."""
+"""`nudge-sync run` and `nudge-sync plan` (``--out``: the plan file `apply` writes): one sync through the engine."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ import connectors
 from ...engine.options import DEFAULT_GAMMA_MARGIN, SyncOptions
 from ...engine.run import sync
 from ..failures import EXIT_CODES_HELP, handle_errors
-from ..observing import Observers, metrics_options, report_option
+from ..observing import Observers, check_output_path, metrics_options, report_option
 from ..option_types import RunOption
 from ..params import (entries_from_file, file_label, log_options, opened, run_options, skip_unverified_option,
                       state_option, store_options)
-from ..render import emit, human_run, progress_bar
+from ..render import echo, emit, human_run, progress_bar
 
 
 def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log_name: str | None,
                  log_file: Path | None, state_name: str | None, dry_run: bool, metrics_file: Path | None = None,
-                 pushgateway: str | None = None, report_path: Path | None = None, **kw: Any) -> None:
+                 pushgateway: str | None = None, report_path: Path | None = None, plan_out: Path | None = None,
+                 **kw: Any) -> None:
     options = SyncOptions(
         log=log_name, state=state_name, method=kw["method"], gamma=kw["gamma"], gamma_search=kw["gamma_search"],
         objective=kw["objective"], context=kw["context_mode"], context_k=kw["context_k"],
@@ -37,10 +38,12 @@ def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log
         with opened(store_uri, collection) as store:
             report = sync(store, options, entries=entries_from_file(store, log_name, log_file),
                           progress=progress_bar(ctx), events=observers.events, store_label=config.redacted(),
-                          log_source=file_label(log_file))
+                          log_source=file_label(log_file), plan_out=plan_out)
     finally:
         observers.close()
     emit(ctx, report.to_dict(), human_run)
+    if plan_out is not None and not ctx.obj["json"]:
+        echo(f"  plan file   {plan_out} (review it, then `nudge-sync apply {plan_out}`)")
 
 
 #: search mode's sticky γ (engine/sticky.py): added here, beside the run options of params.py
@@ -74,10 +77,14 @@ def run_cmd(ctx: click.Context, **kw: Any) -> None:
 @run_options
 @skip_unverified_option
 @gamma_margin_option
+@click.option("--out", "plan_out", type=click.Path(path_type=Path), metavar="PLAN.json",
+              callback=lambda c, p, v: check_output_path(v, "--out"),
+              help="Also save the plan (targets, the stored vectors' fingerprints, options, watermark; no "
+                   "secrets) for `nudge-sync apply`.")
 @metrics_options
 @report_option
 @click.pass_context
 @handle_errors
 def plan_cmd(ctx: click.Context, **kw: Any) -> None:
-    """Same as `run --dry-run`: what a run would write, writing nothing."""
+    """Same as `run --dry-run`: what a run would write, writing nothing (--out: save it to apply later)."""
     _run_command(ctx, dry_run=True, **kw)
