@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import connectors
 
 from ...engine.apply import apply_plan, plan_store_uri
 from ...engine.planfile import load_plan
-from ...watch.bridge import call_observed
 from ..failures import EXIT_CODES_HELP, handle_errors
 from ..observing import Observers, metrics_options
 from ..params import opened
@@ -43,10 +41,8 @@ def apply_cmd(ctx: click.Context, plan_file: Path, store_uri: str | None, collec
     observers = Observers(config.collection, metrics_file, pushgateway)
     try:
         with opened(uri, collection) as store:
-            start = dict(command="apply", store=config.redacted(), collection=config.collection,
-                         options=asdict(doc.options), dry_run=False)
-            report = call_observed(apply_plan, observers.events, start, store, doc, progress=progress_bar(ctx),
-                                   store_label=config.redacted(), break_lock=break_lock)
+            report = apply_plan(store, doc, progress=progress_bar(ctx), events=observers.events,
+                                store_label=config.redacted(), break_lock=break_lock)
     finally:
         observers.close()
     emit(ctx, report.to_dict(), human_run)
