@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -48,6 +49,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                      cwd=self.cwd, start_new_session=True)
         log.close()
+        _reap_with_parent(self.proc.pid)
         return self
 
     @property
@@ -92,6 +94,41 @@ class ServerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+
+#: A watchdog for one server: when the process that started it (a pytest worker) is gone -- killed
+#: by a timeout or a SIGKILL, so no fixture teardown ran -- it stops the server's process group by
+#: its PID (the group leader is the server we started); it exits by itself once the group is gone.
+_WATCHDOG = """
+import os, signal, sys, time
+parent, group = int(sys.argv[1]), int(sys.argv[2])
+while True:
+    time.sleep(1.0)
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        sys.exit(0)
+    try:
+        os.kill(parent, 0)
+        continue
+    except ProcessLookupError:
+        pass
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:
+            sys.exit(0)
+        time.sleep(wait)
+    sys.exit(0)
+"""
+
+
+def _reap_with_parent(group: int) -> None:
+    """Start the watchdog of the server whose process group is ``group`` (our PID for it): a test
+    run killed from outside leaves no server behind burning CPU on the next run's machine."""
+    subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(group)],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True)
 
 
 @contextmanager
