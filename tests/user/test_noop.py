@@ -4,7 +4,7 @@ file, traced with ``NUDGE_SYNC_TRACE`` (every read of the collection's vectors p
 
 * A run with nothing new since the last written run exits 3 ("nothing new") with no probe hit at
   all (no vector read, no lock taken) and no plan step; it records no run and leaves every vector
-  as it was.
+  as it was. A watcher's idle cycles do the same: two cycles, no probe hit, no run record.
 * ``--force`` runs in full anyway (and records an ``unchanged`` run).
 * New feedback after a no-op triggers a real run again, and so does a rollback (the latest record
   is no longer a run that reached the database: a run would write the nudges again).
@@ -17,8 +17,8 @@ from pathlib import Path
 from tests.user._data import BATCH_ARGS, make_collection
 from tests.user._native import embedded_backend
 from tests.user._probes import hits, read_trace, traced
-from tests.user._runner import CliResult, nudge
-from tests.user._watching import new_feedback
+from tests.user._runner import CliResult, nudge, spawn
+from tests.user._watching import Lines, new_feedback
 
 
 def traced_run(uri: str, trace: Path, *extra: str, expect: int = 0) -> tuple[CliResult, dict[str, int]]:
@@ -44,6 +44,16 @@ def test_a_noop_run_reads_no_vectors_and_new_feedback_or_a_rollback_runs_again(t
     assert nudge("history", "--store", coll.uri).report == history  # no run record per idle night
     now = backend.vectors(coll.name)
     assert all(now[i].tobytes() == after_first[i].tobytes() for i in coll.ids)
+
+    # a watcher's idle cycles: the same check, no vector read, no run record
+    watch_trace = tmp_path / "watch.trace"
+    watcher = Lines(spawn("watch", "--store", coll.uri, *BATCH_ARGS, "--every", "1s", "--max-runs", "2",
+                          env=traced({"NUDGE_SYNC_LOG_FORMAT": "json"}, watch_trace)))
+    assert watcher.finish(timeout=120) == 0, "\n".join(watcher.lines[-10:])
+    cycles = [r for r in watcher.records() if r.get("event") == "summary"]
+    assert [(c["status"], c["exit_code"]) for c in cycles] == [("gated", 3)] * 2, cycles
+    assert not watch_trace.exists() or hits(read_trace(watch_trace)) == {}
+    assert nudge("history", "--store", coll.uri).report == history
 
     forced, seen = traced_run(coll.uri, trace, "--force")
     assert forced.report["status"] == "unchanged" and seen.get("run.read", 0) > 1, forced.describe()
