@@ -8,7 +8,8 @@ run back only when each of these is known to be unchanged since the state's late
 1. ``--force`` is not given, and the state exists;
 2. no lock record is there (no run or rollback in flight, none killed holding it);
 3. the state's latest record is a *run* that reached the database (``written`` or ``unchanged``),
-   not a rollback, nor a run that ended ``undone`` or ``partial``;
+   not a rollback, nor a run that ended ``undone`` or ``partial``, nor one that adopted records
+   re-embedded (or saw records vanish) while it ran: it did not plan from those, the next run does;
 4. that run recorded its ``basis`` (``basis_of``: the plan-shaping options, the collection's
    dimension, metric and record count, and a digest of every log entry), and this run's is equal
    (a log entry added, replaced, edited or deleted, whatever its timestamp, changes the digest);
@@ -78,6 +79,9 @@ def unchanged_since(state: SyncState, basis: dict[str, Any], new_entries: int) -
     runs = state.runs()
     last = runs[-1] if runs else {}
     if "of_run" in last or last.get("status") not in SETTLED or last.get("basis") != basis or not basis["log"]:
+        return ""
+    counts = last.get("counts") or {}
+    if counts.get("adopted_during_run") or counts.get("vanished_during_run"):  # planned from what changed
         return ""
     if any(o.pending or o.unverified for o in state.originals()):
         return ""
