@@ -1,7 +1,8 @@
 """The watcher's memory over many cycles: ``nudge_sync.watch.loop.watch`` in this process, one full
-run per cycle (the store opened, synced, closed and its file let go of), on an embedded backend.
-The resident set size after each cycle is compared with the one after the warm-up cycles, measured
-in the same run (target: flat, the last cycles' within a few MB of the warm-up's).
+run per cycle (the store opened, synced, closed and its file let go of), on an embedded backend;
+``force``, since with nothing new each cycle would end at the ``nothing_new`` gate. The resident
+set size after each cycle is compared with the one after the warm-up cycles, measured in the same
+run (target: flat, the last cycles' within a few MB of the warm-up's).
 
 Run: ``python -m bench.bench_watch [cycles] [n] [backend ...]`` (defaults 40 cycles, 5,000 x 64,
 milvus and chroma). Writes bench/results/watch.md.
@@ -49,7 +50,7 @@ def measure(backend: str, cycles: int, n: int, workdir: Path) -> dict[str, Any]:
         if isinstance(event, (RunFinished, RunFailed)):
             outcomes.append(getattr(event, "status", "failed"))
 
-    plan = WatchPlan(store=uri, options=SyncOptions(log="bench_feedback", max_changed_fraction=1.0),
+    plan = WatchPlan(store=uri, options=SyncOptions(log="bench_feedback", max_changed_fraction=1.0, force=True),
                      schedule=Schedule(every=0.05), max_cycles=cycles)
     code = watch(plan, Events([after_run]), threading.Event(), on_cycle=lambda: samples.append(rss_mb()))
     base = samples[WARMUP - 1]

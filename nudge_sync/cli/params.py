@@ -103,6 +103,8 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lock-ttl", type=RunOption("lock_ttl", float), default=d.lock_ttl,
                      show_default=True, help="Seconds (at most 30 days)."),
         click.option("--break-lock", is_flag=True, help="Remove a stale lock left by a dead run first."),
+        click.option("--force", is_flag=True,
+                     help="Run in full even when nothing is new since the last run (otherwise exit 3 at once)."),
     ]
     for o in reversed(opts):
         fn = o(fn)

@@ -16,6 +16,7 @@ from .errors import NothingToDo
 from .feedback import Feedback, prepare_feedback
 from .gates import gated
 from .names import log_name_for
+from .noop import basis_of, unchanged_since
 from .state import SyncState
 from .writer import fetch_vectors
 
@@ -55,14 +56,16 @@ def _read(ctx: RunContext, entries: Iterable[LabelledQuery] | None, log_source: 
             raise NothingToDo(f"the log collection {log_name!r} does not exist yet: add labelled queries "
                               "with `nudge-sync feedback add|import`, or give --log / --log-file")
         entries = store.read_log(log_name)
-    rows = _counted(ctx, entries)
+    rows = list(_counted(ctx, entries))  # read once: the nothing_new gate and the split both use them
     since = last_watermark(ctx.state) if state_exists else None
+    report.basis = basis_of(info, opts, rows)
+    _nothing_new(ctx, rows, since, state_exists)
     feedback = prepare_feedback(
         rows, info.dimension, val_fraction=opts.val_fraction, salt=opts.split_salt,
         # cosine and l2 scores are only on the scale the fit uses for unit queries
         normalize_queries=opts.normalize_queries or info.metric != "dot", source=source, since=since,
     )
-    ctx.emit.probe("run.read")
+    ctx.emit.probe("run.read")  # the log is read: a no-op run ends before this probe
     report.watermark = feedback.watermark
     new = feedback.counts.get("new_since_watermark", 0)
     if not ctx.emit.gate("min_new_feedback", new >= opts.min_new_feedback,
@@ -82,6 +85,18 @@ def _read(ctx: RunContext, entries: Iterable[LabelledQuery] | None, log_source: 
         gated(report, f"only {len(val)} validation queries; need at least {opts.min_val_queries} "
                      "(min_val_queries) to choose gamma safely", counts)
     return Inputs(feedback, current, missing, counts)
+
+
+def _nothing_new(ctx: RunContext, rows: list[LabelledQuery], since: float | None, state_exists: bool) -> None:
+    """The ``nothing_new`` gate (``noop``), before anything of the collection is read."""
+    if ctx.opts.force:
+        ctx.emit.gate("nothing_new", True, "--force")
+        return
+    new = sum(1 for e in rows if (e.timestamp or 0.0) > since) if since is not None else 0
+    last = unchanged_since(ctx.state, ctx.report.basis, new) if state_exists else ""
+    if not ctx.emit.gate("nothing_new", not last, value=new, threshold=1):
+        gated(ctx.report, f"nothing new since run {last}: the same log, options, collection size and state "
+                          "(--force runs anyway)", {"log_entries": len(rows), "new_since_watermark": 0})
 
 
 def _counted(ctx: RunContext, entries: Iterable[LabelledQuery]) -> Iterator[LabelledQuery]:

@@ -105,6 +105,9 @@ class SyncOptions:
     lock_ttl: float = 3600.0
     break_lock: bool = False
     dry_run: bool = False
+    #: Run in full even when nothing is new since the last run (skips the ``nothing_new`` gate of
+    #: ``nudge_sync.engine.noop``): e.g. after re-embedding records outside nudge-sync.
+    force: bool = False
 
     @classmethod
     def refusal(cls, name: str, value: Any, **others: Any) -> str:
@@ -188,6 +191,9 @@ class SyncReport:
     took_over_lock: dict[str, Any] | None = None
     #: the plan id this dry run saved (``plan --out``) or this run applied (``apply``)
     plan: str | None = None
+    #: what the run was planned from besides the state and the vectors (``noop.basis_of``): the
+    #: next run compares its own with it to tell that nothing is new
+    basis: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, *, with_ids: bool = False) -> dict[str, Any]:
         out = asdict(self)

@@ -60,7 +60,9 @@ def test_plan_run_rerun_status_history_rollback(mem):
     assert len(changed) == written
     assert h.snapshot(name) == payloads  # payloads untouched
 
-    again = as_json("run", "--store", uri)
+    idle = as_json("run", "--store", uri, expect=3)  # nothing new: answered before the collection is read
+    assert idle["status"] == "gated" and "nothing new" in idle["reason"] and set(idle["timings"]) == {"read_inputs"}
+    again = as_json("run", "--store", uri, "--force")  # --force plans in full
     assert again["status"] == "unchanged" and again["counts"]["written"] == 0
 
     status = as_json("status", "--store", uri)
@@ -87,7 +89,8 @@ def test_a_gated_run_exits_3_and_writes_nothing_not_even_history(mem):
     state = [n for n in h.collections() if n.startswith(name) and n != name]
     assert len(state) == 1
     state_before = h.snapshot(state[0]), h.vectors(state[0])
-    gated = as_json("run", "--store", uri, "--log-file", c["log_file"], "--min-new-feedback", "1",
+    # --force: past the nothing_new gate, which would hold this run back first
+    gated = as_json("run", "--store", uri, "--log-file", c["log_file"], "--min-new-feedback", "1", "--force",
                     expect=ExitCode.NOTHING_TO_DO)
     assert gated["status"] == "gated" and "min_new_feedback" in gated["reason"]
     assert all(h.vectors(name)[i].tobytes() == v.tobytes() for i, v in after_run.items())

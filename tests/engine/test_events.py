@@ -23,7 +23,7 @@ from tests.engine.test_refusals import make_entries
 
 N, DIM, BATCH = 400, 16, 40
 RUN_STEPS = ["read_inputs", "plan", "write", "verify", "record"]
-GATES = ["min_new_feedback", "train_queries", "min_val_queries", "min_gain", "max_changed_fraction"]
+GATES = ["nothing_new", "min_new_feedback", "train_queries", "min_val_queries", "min_gain", "max_changed_fraction"]
 
 
 @pytest.fixture

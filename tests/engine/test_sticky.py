@@ -49,7 +49,7 @@ def test_repeated_search_run_on_the_memory_store_writes_nothing(harness_memory, 
     first = nudge_sync.sync(store, SyncOptions(context="search"), entries=entries)
     assert first.status == "written" and first.counts["written"] > 0
     after_first = harness_memory.vectors(collection_name)
-    second = nudge_sync.sync(store, SyncOptions(context="search"), entries=entries)
+    second = nudge_sync.sync(store, SyncOptions(context="search", force=True), entries=entries)  # plans in full
     assert second.status == "unchanged" and second.counts["written"] == 0
     assert second.gamma == first.gamma and second.notes == []
     after_second = harness_memory.vectors(collection_name)

@@ -112,8 +112,9 @@ def test_sync_improves_the_collection_and_touches_nothing_else(harness, collecti
             assert ev["current"]["ndcg@10"] == pytest.approx(core_expectation["after"], abs=0.005)
             assert ev["current"]["ndcg@10"] - ev["original"]["ndcg@10"] > 0.12
 
-            # runs start from the originals: a second run has nothing to write
-            again = nudge_sync.sync(store, SyncOptions())
+            # runs start from the originals: a second run has nothing to write (forced past the
+            # nothing_new gate, so that it plans in full)
+            again = nudge_sync.sync(store, SyncOptions(force=True))
             assert again.status == "unchanged" and again.counts["written"] == 0
             assert not changed_ids(vectors1, harness.vectors(collection_name))
 

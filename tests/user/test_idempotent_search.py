@@ -78,7 +78,7 @@ def test_search_mode_run_twice_on_an_approximate_chroma_index_writes_nothing_the
     after_first = backend.vectors(name)
     metadata = _metadata(backend, name)
 
-    second = nudge(*args).report
+    second = nudge(*args, "--force").report  # nothing new: --force plans in full, from a new kNN context
     # the database's kNN really moved: the same validation queries met another context
     assert second["validation"]["before"] != first["validation"]["before"], (first["validation"], second["validation"])
     assert second["status"] == "unchanged" and second["counts"]["written"] == 0, second
@@ -97,7 +97,7 @@ def test_search_mode_run_twice_on_qdrant_local_writes_nothing_the_second_time(tm
     first = nudge(*args).report
     assert first["status"] == "written" and first["counts"]["written"] > 0, first
     after_first = backend.vectors(coll.name)
-    second = nudge(*args).report
+    second = nudge(*args, "--force").report  # nothing new: --force plans in full
     assert second["status"] == "unchanged" and second["counts"]["written"] == 0, second
     # an exact kNN: the same context and γ (up to its float32 scores' last bits), no note about keeping it
     assert second["validation"]["before"] == first["validation"]["before"]

@@ -105,7 +105,7 @@ def sequence(b: UserBackend, coll: Collection, uri: str, step: Steps) -> Steps:
     history = step("history", "--store", uri)
     assert [(r["status"], r.get("written")) for r in history] == [("written", written)], history
 
-    again = step("run", "--store", uri, *BATCH_ARGS)
+    again = step("run", "--store", uri, *BATCH_ARGS, "--force")  # nothing new: --force plans in full
     assert again["status"] == "unchanged" and again["counts"]["written"] == 0, again
     assert not differing(b.vectors(coll.name), after_run), "a second run on the same data rewrote vectors"
     release_everything(b, coll.name)

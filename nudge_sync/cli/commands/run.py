@@ -30,7 +30,7 @@ def _run_command(ctx: click.Context, store_uri: str, collection: str | None, log
         min_gain=kw["min_gain"], max_changed_fraction=kw["max_changed_fraction"],
         min_new_feedback=kw["min_new_feedback"], tolerance=kw["tolerance"], batch_size=kw["batch_size"],
         lock_ttl=kw["lock_ttl"], break_lock=kw["break_lock"], dry_run=dry_run, skip_unverified=kw["skip_unverified"],
-        gamma_margin=kw["gamma_margin"],
+        gamma_margin=kw["gamma_margin"], force=kw["force"],
     )
     config = connectors.parse_uri(store_uri, collection=collection)
     observers = Observers(config.collection, metrics_file, pushgateway, report_path)
