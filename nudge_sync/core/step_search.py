@@ -12,6 +12,7 @@ from . import candidates as cand
 from . import selection, steps
 from .candidates import Movers
 from .curve import TableScorer
+from . import gamma_search as gsearch
 from .gamma_search import choose_gamma
 
 
@@ -36,30 +37,36 @@ def search_steps(est, qv: np.ndarray, movers: Movers, c_ids: np.ndarray, c_s: np
         gam, after = srch.best()
         est._finish(gam, srch.pts, srch.vals, float(srch.vals[0]), after, name)
         return
-    # plain NUDGE-N exactly as fine / exact mode finds it, on its own (tight) table
+    # plain NUDGE-N on its own (tight) table: first its scored points only (fine mode's first
+    # stage); its exact windows are computed only if it is kept (they cost as much as the α search)
     C0 = cand.build_candidates("n", qv, movers, c_ids, c_s, val, obj.k, t_hi)
     scorer0 = TableScorer(C0, obj.name, obj.k)
-    gam0, gammas0, curve0, extra = choose_gamma(C0, obj, scorer0, est.gamma_search, grid)
-    before = extra.pop("before")
-    base = scorer0.row_values(C0.point_of_gamma(gam0))
+    pts = gsearch.scored_points(C0, t_hi, grid)
+    rows0 = [scorer0.row_values(C0.point_of_t(np.float64(t))) for t in pts]
+    vals0 = np.round([r.sum() / n for r in rows0], gm._ROUND)
+    b0 = int(np.flatnonzero(vals0 == vals0.max())[0])  # ties: the smallest γ
+    gam0, base = float(C0.gamma_of_t(pts[b0])), rows0[b0]
     # each α searched up to its own cap (steps.alpha_caps: the table over the whole range keeps
     # most (query, record) pairs on dense labels and costs several fits)
     caps = steps.alpha_caps(gam0, ls, alphas, g_hi)
     pick, gain, margin, srch = None, 0.0, float("inf"), None
     if gam0 > 0:
-        C = steps.build_table(qv, movers, ls, caps, c_ids, c_s, val, obj.k)
+        C = steps.build_table(qv, movers, ls, caps, c_ids, c_s, val, obj.k, seed=C0)
         scaled = steps.ScaledScorer(C, obj.name, obj.k, movers, ls)
         # every α on the coarse grid, then only the best one refined (the selection looks at it alone)
-        coarse = [steps.AlphaSearch(scaled, a, caps[a]) for a in alphas]
+        coarse = [steps.AlphaSearch(scaled, a, caps[a], steps.CAP_HALVINGS) for a in alphas]
         srch = coarse[int(np.argmax([round(c.best()[1], 12) for c in coarse]))].refine()
         gam, after = srch.best()
         pick, gain, margin = selection.choose(base, {srch.alpha: srch.rows[gam]}, n_compared=len(alphas))
         est.variant_scores_ = {c.alpha: c.best()[1] for c in coarse}
     est.variant_scores_ = {0.0: float(base.sum() / n), **est.variant_scores_}
     est.selection_gain_, est.selection_margin_ = gain, margin
-    if pick is None:
+    if pick is None:  # plain NUDGE-N exactly as fine / exact mode finds it
+        gam0, gammas0, curve0, extra = choose_gamma(C0, obj, scorer0, est.gamma_search, grid)
+        before = extra.pop("before")
         after0 = float(curve0[np.flatnonzero(gammas0 == gam0)[0]]) if np.any(gammas0 == gam0) else scorer0.value_at(gam0)
+        est.variant_scores_[0.0] = after0
         est._finish(gam0, gammas0, curve0, before, after0, name, extra)
         return
     est.variant_, est.step_alpha_ = "count-steps", float(pick)
-    est._finish(gam, srch.pts, srch.vals, before, after, name)
+    est._finish(gam, srch.pts, srch.vals, float(rows0[0].sum() / n), after, name)

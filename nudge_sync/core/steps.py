@@ -35,6 +35,9 @@ CAP_QUANTILE = 0.99
 N_PIECES = 4
 #: The α > 0 grid: γ_hi · 2^-j for j = 0 .. GRID_HALVINGS (the optimum γ shrinks as α grows).
 GRID_HALVINGS = 8
+#: The same under ``step_alpha="auto"``, whose γ_hi is α's cap (:func:`alpha_caps`): the optimum
+#: sat at 0.4-0.7 of the cap on every shape measured (bench/results/quality.md).
+CAP_HALVINGS = 5
 #: Points added between the best grid point's neighbours, twice.
 REFINE_POINTS = 4
 _MARGIN = 1e-9  # relative widening of the float64 bounds (rounding of the bound arithmetic)
@@ -103,12 +106,16 @@ def _bounds(A, B, cos_t, sin_t, theta, jump, starts, ends, margin=_MARGIN):
 
 
 def build_table(qv: np.ndarray, movers: Movers, ls: np.ndarray, caps: dict, const_ids: np.ndarray,
-                const_scores: np.ndarray, answers: Answers, k: int):
+                const_scores: np.ndarray, answers: Answers, k: int, seed=None):
     """NUDGE-N candidate table valid at every α of ``caps`` (α -> γ cap) and γ in [0, its cap].
     Pruned per block of movers as :func:`.candidates.build_candidates` prunes: the amplitude
     test first, then the per-piece bounds, densely in the working precision when most entries
     pass, else on the gathered entries in float64; the entries kept are filtered again by the
-    thresholds so far whenever they double (memory: one block beyond the table)."""
+    thresholds so far whenever they double (memory: one block beyond the table).
+
+    ``seed``: plain NUDGE-N's table over the same movers. Its entries are the strong candidates:
+    their minima per piece set the thresholds before the first block, so that the amplitude test
+    discards most entries from the start (dense labels: the first blocks were bounded whole)."""
     n_val = qv.shape[0]
     m = movers.ids.size
     wdt = qv.dtype
@@ -119,12 +126,14 @@ def build_table(qv: np.ndarray, movers: Movers, ls: np.ndarray, caps: dict, cons
         g = float(cap) * np.exp(alpha * ls)[None, :]
         starts = np.minimum(starts, gm.gamma_to_phi(np.minimum(4.0, frac[:-1] * g)))
         ends = np.maximum(ends, gm.gamma_to_phi(np.minimum(4.0, frac[1:] * g)))
-    t_hi = float(ends.max()) if m else 0.0
+    t_max = ends.max(axis=0)  # each record's largest φ
+    t_hi = float(t_max.max()) if m else 0.0
     theta = np.arccos(np.clip(movers.cos_theta, -1.0, 1.0))
     sin_m = np.where(movers.sin_theta > 0, movers.sin_theta, 1.0)
     top = np.full((N_PIECES, n_val, k), -np.inf)
     kc = min(k, const_scores.shape[1])
     top[:, :, :kc] = const_scores[None, :, :kc]
+    s_row, s_mov = _seed(top, seed, movers, sin_m, theta, starts, ends, margin_rel)
     kept: list[tuple[np.ndarray, ...]] = []
     n_kept, n_next = 0, cand.CHUNK_ELEMS
     block = max(1, gm.CHUNK_ELEMS // max(1, n_val))
@@ -134,19 +143,32 @@ def build_table(qv: np.ndarray, movers: Movers, ls: np.ndarray, caps: dict, cons
         A = qv @ vb.T  # working precision, as the plain table's
         Bm = qv @ wb.T
         del vb, wb
-        # every value of a curve is at most its amplitude (skip rule: max(|a|, |c|)); thresholds
-        # only grow, so testing against the lowest one so far selects a superset
-        t_low = cand._margin(top.min(axis=2).min(axis=0), margin_rel, wdt)
+        # a cheap upper bound per piece: on [φ0, φ1] within [0, π/2] a cos φ and b sin φ are
+        # monotone, so each is at most its larger end value (|b| beyond π/2); c once saturated,
+        # a and c for the skip rule. Thresholds only grow: testing before this block's minima
+        # raise them selects a superset
+        thr = cand._margin(top.min(axis=2).reshape(-1), margin_rel, wdt).reshape(N_PIECES, n_val, 1)
         cos_w, sin_w, jump = movers.cos_theta[sl].astype(wdt), sin_m[sl].astype(wdt), movers.jump[sl]
         Bu = (Bm - A * cos_w) / sin_w
-        amp = A * A + Bu * Bu
-        if jump.any():
-            amp = np.where(jump, np.maximum(A * A, Bm * Bm), amp)
-        selected = (t_low < 0) | (amp >= t_low * t_low)
-        del Bu, amp
+        selected = np.zeros(A.shape, dtype=bool)
+        for s in range(N_PIECES):
+            c0, c1 = np.cos(starts[s, sl]).astype(wdt), np.cos(ends[s, sl]).astype(wdt)
+            s0, s1 = np.sin(starts[s, sl]).astype(wdt), np.sin(ends[s, sl]).astype(wdt)
+            s1 = np.where(ends[s, sl] > np.pi / 2, wdt.type(1), s1)
+            up = np.maximum(A * c0, A * c1) + np.where(Bu >= 0, Bu * s1, Bu * s0)
+            sat = theta[sl] <= ends[s, sl]
+            up = np.where(jump, A, up)
+            up = np.where(sat, np.maximum(up, Bm), up)
+            selected |= up >= thr[s]
+        del Bu, up
+        seeded = np.zeros(A.shape, dtype=bool)  # already among the thresholds: not counted twice
+        p0, p1 = np.searchsorted(s_mov, [sl.start, sl.stop])
+        seeded[s_row[p0:p1], s_mov[p0:p1] - r0] = True
         if np.count_nonzero(selected) > cand.DENSE_SHARE * selected.size:
             hi, lo = _bounds(A, Bm, cos_w, sin_w, theta[sl], jump, starts[:, sl], ends[:, sl], margin_rel)
             w = A.shape[1]
+            if p1 > p0:
+                lo[:, seeded] = -np.inf
             for s in range(N_PIECES):  # this block's K largest minima per query, merged
                 best = lo[s] if w <= k else np.partition(lo[s], w - k, axis=1)[:, w - k:]
                 both = np.concatenate([top[s], best.astype(np.float64)], axis=1)
@@ -159,7 +181,7 @@ def build_table(qv: np.ndarray, movers: Movers, ls: np.ndarray, caps: dict, cons
             hi, lo = _bounds(A[jj, ii].astype(np.float64), Bm[jj, ii].astype(np.float64), movers.cos_theta[x],
                              sin_m[x], theta[x], movers.jump[x], starts[:, x], ends[:, x])
             for s in range(N_PIECES):  # raise the thresholds with this block's minima
-                up = lo[s] > top[s].min(axis=1)[jj]
+                up = (lo[s] > top[s].min(axis=1)[jj]) & ~seeded[jj, ii]
                 top[s] = cand._merge_top(top[s], jj[up], lo[s][up], ii[up], A.shape[1])
             ok = np.any(hi >= top.min(axis=2)[:, jj], axis=0)
             jj, ii, hi = jj[ok], ii[ok], hi[:, ok]
@@ -176,6 +198,26 @@ def build_table(qv: np.ndarray, movers: Movers, ls: np.ndarray, caps: dict, cons
         j = i = np.zeros(0, dtype=np.int64)
         a = b = np.zeros(0)
     return assemble("n", n_val, movers, j, i, a, b, const_ids, const_scores, answers, t_hi)
+
+
+def _seed(top, seed, movers: Movers, sin_m, theta, starts, ends, margin):
+    """Raise the thresholds ``top`` with the minima of the movers' entries of table ``seed`` (in
+    place); return those entries' (row, mover) sorted by mover."""
+    if seed is None or movers.ids.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    mov = seed.cos_theta <= 1.0  # constants carry cos θ = 2
+    order = np.argsort(movers.ids, kind="stable")
+    mi = order[np.searchsorted(movers.ids[order], seed.el_id[mov])]
+    row, jump = seed.el_row[mov], seed.jump[mov]
+    a = np.where(jump, seed.delta[mov], seed.alpha[mov])  # skip-rule entries carry a in δ
+    # the seed's products may round apart from the blocks' (another matrix shape): the working
+    # precision's margin covers it
+    _, lo = _bounds(a, seed.kappa[mov], movers.cos_theta[mi], sin_m[mi], theta[mi], movers.jump[mi],
+                    starts[:, mi], ends[:, mi], margin)
+    for s in range(top.shape[0]):
+        top[s] = cand._merge_top(top[s], row, lo[s])
+    o = np.argsort(mi, kind="stable")
+    return row[o], mi[o]
 
 
 def _filter(entry: tuple, top: np.ndarray) -> tuple:
@@ -199,8 +241,13 @@ class ScaledScorer(TableScorer):
             el_ls[mov] = ls[order[p[mov]]]
         self.ls = [np.where(pos >= 0, el_ls[np.maximum(pos, 0)], 0.0) for _, pos in self.groups.blocks]
         self._mult: dict[float, list[np.ndarray]] = {}
+        self._zero: np.ndarray | None = None
 
     def scaled_values(self, gamma: float, alpha: float) -> np.ndarray:
+        if gamma == 0:  # nothing moves, whatever α: scored once
+            if self._zero is None:
+                self._zero = self.row_values(self.C.point_of_gamma(0.0))
+            return self._zero
         if alpha not in self._mult:  # (n_i / median n)^α per element, once per α
             self._mult[alpha] = [np.exp(alpha * ls) for ls in self.ls]
         padded = []
@@ -216,10 +263,10 @@ class AlphaSearch:
     the best point's neighbours per :meth:`refine` round. Ties: the smallest γ (γ = 0 first:
     nothing moves without validation evidence). Per-query values are kept for every point."""
 
-    def __init__(self, scorer: ScaledScorer, alpha: float, g_hi: float):
+    def __init__(self, scorer: ScaledScorer, alpha: float, g_hi: float, halvings: int = GRID_HALVINGS):
         self.scorer, self.alpha, self.n = scorer, float(alpha), max(scorer.C.n_val, 1)
         self.rows: dict[float, np.ndarray] = {}
-        self.pts = np.concatenate([[0.0], g_hi * 2.0 ** -np.arange(GRID_HALVINGS, -1, -1.0)]) if g_hi > 0 else np.zeros(1)
+        self.pts = np.concatenate([[0.0], g_hi * 2.0 ** -np.arange(halvings, -1, -1.0)]) if g_hi > 0 else np.zeros(1)
         self.vals = np.array([self._value(g) for g in self.pts])
 
     def _value(self, g: float) -> float:
