@@ -37,21 +37,24 @@ def search_steps(est, qv: np.ndarray, movers: Movers, c_ids: np.ndarray, c_s: np
         gam, after = srch.best()
         est._finish(gam, srch.pts, srch.vals, float(srch.vals[0]), after, name)
         return
-    # plain NUDGE-N on its own (tight) table: first its scored points only (fine mode's first
-    # stage); its exact windows are computed only if it is kept (they cost as much as the α search)
-    C0 = cand.build_candidates("n", qv, movers, c_ids, c_s, val, obj.k, t_hi)
+    # plain NUDGE-N on its own (tight) table, and the α > 0 table (each α up to its own cap,
+    # steps.alpha_caps: the table over the whole range keeps most (query, record) pairs on dense
+    # labels and costs several fits) from the same products: they are most of either's cost.
+    # Plain NUDGE-N's scored points first (fine mode's first stage): the selection's baseline is
+    # its best one; its exact windows are computed only if it is kept.
+    caps = steps.alpha_caps(ls, alphas, g_hi)
+    st = steps.StepTable(qv, movers, ls, caps, c_s, obj.k)
+    C0 = cand.build_candidates("n", qv, movers, c_ids, c_s, val, obj.k, t_hi, on_block=st.add_block)
     scorer0 = TableScorer(C0, obj.name, obj.k)
     pts = gsearch.scored_points(C0, t_hi, grid)
     rows0 = [scorer0.row_values(C0.point_of_t(np.float64(t))) for t in pts]
     vals0 = np.round([r.sum() / n for r in rows0], gm._ROUND)
     b0 = int(np.flatnonzero(vals0 == vals0.max())[0])  # ties: the smallest γ
-    gam0, base = float(C0.gamma_of_t(pts[b0])), rows0[b0]
-    # each α searched up to its own cap (steps.alpha_caps: the table over the whole range keeps
-    # most (query, record) pairs on dense labels and costs several fits)
-    caps = steps.alpha_caps(gam0, ls, alphas, g_hi)
+    base = rows0[b0]
+    C = st.table(c_ids, c_s, val)
+    del st
     pick, gain, margin, srch = None, 0.0, float("inf"), None
-    if gam0 > 0:
-        C = steps.build_table(qv, movers, ls, caps, c_ids, c_s, val, obj.k, seed=C0)
+    if C.n_val:
         scaled = steps.ScaledScorer(C, obj.name, obj.k, movers, ls)
         # every α on the coarse grid, then only the best one refined (the selection looks at it alone)
         coarse = [steps.AlphaSearch(scaled, a, caps[a], steps.CAP_HALVINGS) for a in alphas]

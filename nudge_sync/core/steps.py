@@ -28,8 +28,10 @@ from .curve import TableScorer, _scores
 #: The α that ``step_alpha="auto"`` tries beside plain NUDGE-N (α = 0).
 STEP_ALPHAS = (0.25, 0.5, 0.75, 1.0)
 #: ``step_alpha="auto"`` searches each α > 0 up to the γ where the records with the most evidence
-#: (the CAP_QUANTILE of n_i) step STEP_RANGE times plain NUDGE-N's chosen γ0 (see :func:`alpha_caps`).
+#: (the CAP_QUANTILE of n_i) step STEP_RANGE times the reference's largest γ (0.48: its grid's end;
+#: see :func:`alpha_caps`).
 STEP_RANGE = 2.0
+STEP_GAMMA_REF = 0.48
 CAP_QUANTILE = 0.99
 #: Pieces of the γ range for the pruning bounds (as candidates.N_PRUNE_SEGMENTS, in γ).
 N_PIECES = 4
@@ -56,14 +58,16 @@ def step_gammas(gamma: float, alpha: float, ls: np.ndarray) -> np.ndarray:
     return np.minimum(4.0, gamma * np.exp(alpha * ls))
 
 
-def alpha_caps(gamma0: float, ls: np.ndarray, alphas, g_hi: float) -> dict[float, float]:
-    """α -> the top of its γ search: STEP_RANGE·γ0 / (n_q / median n)^α, n_q the CAP_QUANTILE of
-    the n_i (capped at g_hi). Why: the optimum γ shrinks as α grows (measured 0.01-0.4·γ0 on the
-    dense and synthetic shapes, up to 1.03·γ0 on SciFact), and the table over the whole range
+def alpha_caps(ls: np.ndarray, alphas, g_hi: float) -> dict[float, float]:
+    """α -> the top of its γ search: STEP_RANGE·STEP_GAMMA_REF / (n_q / median n)^α, n_q the
+    CAP_QUANTILE of the n_i (capped at g_hi). Why: the optimum γ shrinks as α grows (measured
+    0.01-0.4 of plain NUDGE-N's γ0 on the dense and synthetic shapes, up to 1.03·γ0 on SciFact;
+    γ0 0.30-0.69), it is known before plain NUDGE-N's table is built (both tables are then built
+    from the same products), and the table over the whole range
     keeps most (query, record) pairs on dense labels (716,000 of 1.13 M on the dense 3.6k shape,
     17x plain NUDGE-N's table, several fits' time and, at 200k records, memory beyond the machine)."""
     top = float(np.quantile(ls, CAP_QUANTILE)) if ls.size else 0.0
-    return {float(a): min(g_hi, STEP_RANGE * gamma0 * float(np.exp(-a * top))) for a in alphas}
+    return {float(a): min(g_hi, STEP_RANGE * STEP_GAMMA_REF * float(np.exp(-a * top))) for a in alphas}
 
 
 def _end_values(A, B, b, theta, jump, e):
@@ -105,70 +109,60 @@ def _bounds(A, B, cos_t, sin_t, theta, jump, starts, ends, margin=_MARGIN):
     return hi, lo
 
 
-def build_table(qv: np.ndarray, movers: Movers, ls: np.ndarray, caps: dict, const_ids: np.ndarray,
-                const_scores: np.ndarray, answers: Answers, k: int, seed=None):
-    """NUDGE-N candidate table valid at every α of ``caps`` (α -> γ cap) and γ in [0, its cap].
-    Pruned per block of movers as :func:`.candidates.build_candidates` prunes: the amplitude
-    test first, then the per-piece bounds, densely in the working precision when most entries
-    pass, else on the gathered entries in float64; the entries kept are filtered again by the
-    thresholds so far whenever they double (memory: one block beyond the table).
+class StepTable:
+    """NUDGE-N candidate table valid at every α of ``caps`` (α -> γ cap) and γ in [0, its cap],
+    built from blocks of the (validation x movers) products (:meth:`add_block`), e.g. the very
+    blocks plain NUDGE-N's table is built from (``build_candidates(on_block=...)``): the products
+    are most of either table's cost on the sparse shapes.
 
-    ``seed``: plain NUDGE-N's table over the same movers. Its entries are the strong candidates:
-    their minima per piece set the thresholds before the first block, so that the amplitude test
-    discards most entries from the start (dense labels: the first blocks were bounded whole)."""
-    n_val = qv.shape[0]
-    m = movers.ids.size
-    wdt = qv.dtype
-    margin_rel = 1e-5 if wdt == np.float32 else 1e-12
-    frac = np.linspace(0.0, 1.0, N_PIECES + 1)[:, None]
-    starts, ends = np.full((N_PIECES, m), np.inf), np.zeros((N_PIECES, m))
-    for alpha, cap in caps.items():  # piece s of every α: γ in cap·[s, s + 1]/N_PIECES
-        g = float(cap) * np.exp(alpha * ls)[None, :]
-        starts = np.minimum(starts, gm.gamma_to_phi(np.minimum(4.0, frac[:-1] * g)))
-        ends = np.maximum(ends, gm.gamma_to_phi(np.minimum(4.0, frac[1:] * g)))
-    t_max = ends.max(axis=0)  # each record's largest φ
-    t_hi = float(t_max.max()) if m else 0.0
-    theta = np.arccos(np.clip(movers.cos_theta, -1.0, 1.0))
-    sin_m = np.where(movers.sin_theta > 0, movers.sin_theta, 1.0)
-    top = np.full((N_PIECES, n_val, k), -np.inf)
-    kc = min(k, const_scores.shape[1])
-    top[:, :, :kc] = const_scores[None, :, :kc]
-    s_row, s_mov = _seed(top, seed, movers, sin_m, theta, starts, ends, margin_rel)
-    kept: list[tuple[np.ndarray, ...]] = []
-    n_kept, n_next = 0, cand.CHUNK_ELEMS
-    block = max(1, gm.CHUNK_ELEMS // max(1, n_val))
-    for r0 in range(0, m, block):
-        sl = slice(r0, min(m, r0 + block))
-        vb, wb = movers.block(sl)
-        A = qv @ vb.T  # working precision, as the plain table's
-        Bm = qv @ wb.T
-        del vb, wb
-        # a cheap upper bound per piece: on [φ0, φ1] within [0, π/2] a cos φ and b sin φ are
-        # monotone, so each is at most its larger end value (|b| beyond π/2); c once saturated,
-        # a and c for the skip rule. Thresholds only grow: testing before this block's minima
-        # raise them selects a superset
-        thr = cand._margin(top.min(axis=2).reshape(-1), margin_rel, wdt).reshape(N_PIECES, n_val, 1)
-        cos_w, sin_w, jump = movers.cos_theta[sl].astype(wdt), sin_m[sl].astype(wdt), movers.jump[sl]
-        Bu = (Bm - A * cos_w) / sin_w
-        selected = np.zeros(A.shape, dtype=bool)
-        for s in range(N_PIECES):
-            c0, c1 = np.cos(starts[s, sl]).astype(wdt), np.cos(ends[s, sl]).astype(wdt)
-            s0, s1 = np.sin(starts[s, sl]).astype(wdt), np.sin(ends[s, sl]).astype(wdt)
-            s1 = np.where(ends[s, sl] > np.pi / 2, wdt.type(1), s1)
-            up = np.maximum(A * c0, A * c1) + np.where(Bu >= 0, Bu * s1, Bu * s0)
-            sat = theta[sl] <= ends[s, sl]
+    Pruned per block as :func:`.candidates.build_candidates` prunes: a cheap test first (each
+    curve's maximum over the record's whole range against the lowest threshold), then the
+    per-piece bounds, densely in the working precision when most entries pass, else on the
+    gathered entries in float64; the entries kept are filtered again by the thresholds so far
+    whenever they double (memory: about one block beyond the table)."""
+
+    def __init__(self, qv: np.ndarray, movers: Movers, ls: np.ndarray, caps: dict, const_scores: np.ndarray, k: int):
+        m = movers.ids.size
+        self.movers, self.k, self.n_val, self.wdt = movers, int(k), qv.shape[0], qv.dtype
+        self.margin = 1e-5 if self.wdt == np.float32 else 1e-12  # tests in the working precision
+        frac = np.linspace(0.0, 1.0, N_PIECES + 1)[:, None]
+        self.starts, self.ends = np.full((N_PIECES, m), np.inf), np.zeros((N_PIECES, m))
+        for alpha, cap in caps.items():  # piece s of every α: γ in cap·[s, s + 1]/N_PIECES
+            g = float(cap) * np.exp(alpha * ls)[None, :]
+            self.starts = np.minimum(self.starts, gm.gamma_to_phi(np.minimum(4.0, frac[:-1] * g)))
+            self.ends = np.maximum(self.ends, gm.gamma_to_phi(np.minimum(4.0, frac[1:] * g)))
+        self.t_max = self.ends.max(axis=0)  # each record's largest φ
+        self.t_hi = float(self.t_max.max()) if m else 0.0
+        self.theta = np.arccos(np.clip(movers.cos_theta, -1.0, 1.0))
+        self.sin_m = np.where(movers.sin_theta > 0, movers.sin_theta, 1.0)
+        self.top = np.full((N_PIECES, self.n_val, self.k), -np.inf)
+        kc = min(self.k, const_scores.shape[1])
+        self.top[:, :, :kc] = const_scores[None, :, :kc]
+        self.kept: list[tuple[np.ndarray, ...]] = []
+        self.n_kept, self.n_next = 0, cand.CHUNK_ELEMS
+
+    def add_block(self, r0: int, sl: slice, A: np.ndarray, Bm: np.ndarray) -> None:
+        """Movers ``sl`` (starting at ``r0``): A = q·v, Bm = q·Ĝ in the working precision."""
+        wdt, top, st, en, th = self.wdt, self.top, self.starts[:, sl], self.ends[:, sl], self.theta[sl]
+        # every value of a curve on [0, φ_max] is at most max(a, a cos φ_max) + |b| sin φ_max (a cos φ
+        # and b sin φ are monotone up to π/2; |b| beyond), or c once saturated; a or c under the
+        # skip rule. Thresholds only grow: the lowest one so far selects a superset
+        t_low = cand._margin(top.min(axis=2).min(axis=0), self.margin, wdt)
+        cos_w, sin_w, jump = self.movers.cos_theta[sl].astype(wdt), self.sin_m[sl].astype(wdt), self.movers.jump[sl]
+        t_max = self.t_max[sl]
+        cmax, smax = np.cos(t_max).astype(wdt), np.where(t_max > np.pi / 2, 1.0, np.sin(t_max)).astype(wdt)
+        up = np.maximum(A, A * cmax) + np.abs((Bm - A * cos_w) / sin_w) * smax
+        if jump.any():
             up = np.where(jump, A, up)
+        sat = th <= t_max
+        if sat.any():
             up = np.where(sat, np.maximum(up, Bm), up)
-            selected |= up >= thr[s]
-        del Bu, up
-        seeded = np.zeros(A.shape, dtype=bool)  # already among the thresholds: not counted twice
-        p0, p1 = np.searchsorted(s_mov, [sl.start, sl.stop])
-        seeded[s_row[p0:p1], s_mov[p0:p1] - r0] = True
+        selected = up >= t_low
+        del up
+        k = self.k
         if np.count_nonzero(selected) > cand.DENSE_SHARE * selected.size:
-            hi, lo = _bounds(A, Bm, cos_w, sin_w, theta[sl], jump, starts[:, sl], ends[:, sl], margin_rel)
+            hi, lo = _bounds(A, Bm, cos_w, sin_w, th, jump, st, en, self.margin)
             w = A.shape[1]
-            if p1 > p0:
-                lo[:, seeded] = -np.inf
             for s in range(N_PIECES):  # this block's K largest minima per query, merged
                 best = lo[s] if w <= k else np.partition(lo[s], w - k, axis=1)[:, w - k:]
                 both = np.concatenate([top[s], best.astype(np.float64)], axis=1)
@@ -178,46 +172,42 @@ def build_table(qv: np.ndarray, movers: Movers, ls: np.ndarray, caps: dict, cons
         else:
             jj, ii = np.nonzero(selected)
             x = ii + r0
-            hi, lo = _bounds(A[jj, ii].astype(np.float64), Bm[jj, ii].astype(np.float64), movers.cos_theta[x],
-                             sin_m[x], theta[x], movers.jump[x], starts[:, x], ends[:, x])
+            hi, lo = _bounds(A[jj, ii].astype(np.float64), Bm[jj, ii].astype(np.float64), self.movers.cos_theta[x],
+                             self.sin_m[x], self.theta[x], self.movers.jump[x], self.starts[:, x], self.ends[:, x])
             for s in range(N_PIECES):  # raise the thresholds with this block's minima
-                up = (lo[s] > top[s].min(axis=1)[jj]) & ~seeded[jj, ii]
+                up = lo[s] > top[s].min(axis=1)[jj]
                 top[s] = cand._merge_top(top[s], jj[up], lo[s][up], ii[up], A.shape[1])
             ok = np.any(hi >= top.min(axis=2)[:, jj], axis=0)
             jj, ii, hi = jj[ok], ii[ok], hi[:, ok]
-        kept.append((jj, ii + r0, A[jj, ii].astype(np.float64), Bm[jj, ii].astype(np.float64), hi))
-        n_kept += jj.size
-        if n_kept > n_next:  # filter what is kept by today's thresholds: bounded memory
-            kept = [_filter(x, top) for x in kept]
-            n_kept = sum(x[0].size for x in kept)
-            n_next = max(n_next, 2 * n_kept)
-    kept = [_filter(x, top) for x in kept]  # the final thresholds are the tightest
-    if kept:
-        j, i, a, b = (np.concatenate([x[c] for x in kept]) for c in range(4))
-    else:
-        j = i = np.zeros(0, dtype=np.int64)
-        a = b = np.zeros(0)
-    return assemble("n", n_val, movers, j, i, a, b, const_ids, const_scores, answers, t_hi)
+        self.kept.append((jj, ii + r0, A[jj, ii].astype(np.float64), Bm[jj, ii].astype(np.float64), hi))
+        self.n_kept += jj.size
+        if self.n_kept > self.n_next:  # filter what is kept by today's thresholds: bounded memory
+            self.kept = [_filter(x, top) for x in self.kept]
+            self.n_kept = sum(x[0].size for x in self.kept)
+            self.n_next = max(self.n_next, 2 * self.n_kept)
+
+    def table(self, const_ids: np.ndarray, const_scores: np.ndarray, answers: Answers):
+        """The table, once every block is in."""
+        kept = [_filter(x, self.top) for x in self.kept]  # the final thresholds are the tightest
+        self.kept = []
+        if kept:
+            j, i, a, b = (np.concatenate([x[c] for x in kept]) for c in range(4))
+        else:
+            j = i = np.zeros(0, dtype=np.int64)
+            a = b = np.zeros(0)
+        return assemble("n", self.n_val, self.movers, j, i, a, b, const_ids, const_scores, answers, self.t_hi)
 
 
-def _seed(top, seed, movers: Movers, sin_m, theta, starts, ends, margin):
-    """Raise the thresholds ``top`` with the minima of the movers' entries of table ``seed`` (in
-    place); return those entries' (row, mover) sorted by mover."""
-    if seed is None or movers.ids.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    mov = seed.cos_theta <= 1.0  # constants carry cos θ = 2
-    order = np.argsort(movers.ids, kind="stable")
-    mi = order[np.searchsorted(movers.ids[order], seed.el_id[mov])]
-    row, jump = seed.el_row[mov], seed.jump[mov]
-    a = np.where(jump, seed.delta[mov], seed.alpha[mov])  # skip-rule entries carry a in δ
-    # the seed's products may round apart from the blocks' (another matrix shape): the working
-    # precision's margin covers it
-    _, lo = _bounds(a, seed.kappa[mov], movers.cos_theta[mi], sin_m[mi], theta[mi], movers.jump[mi],
-                    starts[:, mi], ends[:, mi], margin)
-    for s in range(top.shape[0]):
-        top[s] = cand._merge_top(top[s], row, lo[s])
-    o = np.argsort(mi, kind="stable")
-    return row[o], mi[o]
+def build_table(qv: np.ndarray, movers: Movers, ls: np.ndarray, caps: dict, const_ids: np.ndarray,
+                const_scores: np.ndarray, answers: Answers, k: int):
+    """:class:`StepTable` over its own products."""
+    st = StepTable(qv, movers, ls, caps, const_scores, k)
+    block = max(1, gm.CHUNK_ELEMS // max(1, qv.shape[0]))
+    for r0 in range(0, movers.ids.size, block):
+        sl = slice(r0, min(movers.ids.size, r0 + block))
+        vb, wb = movers.block(sl)
+        st.add_block(r0, sl, qv @ vb.T, qv @ wb.T)
+    return st.table(const_ids, const_scores, answers)
 
 
 def _filter(entry: tuple, top: np.ndarray) -> tuple:
