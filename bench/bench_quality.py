@@ -57,13 +57,13 @@ def _methods(keys: set[str]):
     from nudge_sync import NudgeM, NudgeN
     from nudge_sync.core.steps import STEP_ALPHAS
 
-    fine = dict(gamma_search="fine", objective="ndcg@10")
+    fine = dict(gamma_search="fine", objective="ndcg@10", step_alpha=0.0)  # today's fine mode: plain NUDGE-N
     out = [("parity-n", "ours NUDGE-N parity", lambda: NudgeN()), ("parity-m", "ours NUDGE-M parity", lambda: NudgeM()),
            ("fine", "today's fine mode (NUDGE-N)", lambda: NudgeN(**fine)),
-           ("fine-m", "NUDGE-M fine (dot product)", lambda: NudgeM(**fine)),
+           ("fine-m", "NUDGE-M fine (dot product)", lambda: NudgeM(gamma_search="fine", objective="ndcg@10")),
            ("graded", "grades as weights (NUDGE-N fine)", lambda: NudgeN(grade_weighting=True, **fine))]
-    out += [("steps", f"count steps α={a}", (lambda a=a: NudgeN(step_alpha=a, **fine))) for a in STEP_ALPHAS]
-    out.append(("default", "**new default** (step_alpha='auto')", lambda: NudgeN(step_alpha="auto", **fine)))
+    out += [("steps", f"count steps α={a}", (lambda a=a: NudgeN(**{**fine, "step_alpha": a}))) for a in STEP_ALPHAS]
+    out.append(("default", "**new default** (step_alpha='auto')", lambda: NudgeN(**{**fine, "step_alpha": "auto"})))
     return [(label, make) for key, label, make in out if key in keys]
 
 
@@ -165,7 +165,7 @@ def negatives() -> list[str]:
     ea = Answers.from_lists([d.answers[i] for i in e], [d.grades[i] for i in e])
     out = ["| method | λ (chosen on validation) | γ | val NDCG@10 | test NDCG@10 | fit s |", "|---|---|---|---|---|---|",
            f"| no fine-tuning | - | - | {_ndcg(d.queries[v], va, X):.2f} | {_ndcg(d.queries[e], ea, X):.2f} | - |"]
-    for label, kw in (("today's fine mode", {}), ("new default (step_alpha='auto')", {"step_alpha": "auto"})):
+    for label, kw in (("today's fine mode", {"step_alpha": 0.0}), ("new default (step_alpha='auto')", {"step_alpha": "auto"})):
         best = None
         for lam in (0.0, *NEG_LAMBDAS):
             tq = d.queries[t] if lam == 0 else np.concatenate([d.queries[t], -lam * d.queries[t]])

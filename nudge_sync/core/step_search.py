@@ -1,6 +1,8 @@
-"""NUDGE-N's search with per-record steps (internal): plain NUDGE-N's fine / exact γ search and
-each α's grid search on one shared table (:mod:`.steps`), then the safe choice between them
-(:mod:`.selection`). Called by :meth:`nudge_sync.core.nudge.NudgeN._search`.
+"""NUDGE-N's search with per-record steps (internal). Under ``step_alpha="auto"``: plain NUDGE-N's
+table and the α > 0 table (:mod:`.steps`) from the same products; plain NUDGE-N's scored points;
+each α's grid search; the safe choice between the best α and plain NUDGE-N's best point
+(:mod:`.selection`); plain NUDGE-N's exact windows (fine / exact mode) only when it is kept.
+Called by :meth:`nudge_sync.core.nudge.NudgeN._search`.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def search_steps(est, qv: np.ndarray, movers: Movers, c_ids: np.ndarray, c_s: np
     scorer0 = TableScorer(C0, obj.name, obj.k)
     pts = gsearch.scored_points(C0, t_hi, grid)
     rows0 = [scorer0.row_values(C0.point_of_t(np.float64(t))) for t in pts]
-    vals0 = np.round([r.sum() / n for r in rows0], gm._ROUND)
+    pvals0 = np.array([r.sum() for r in rows0]) / n  # as gamma_search scores its points
+    vals0 = np.round(pvals0, gm._ROUND)
     b0 = int(np.flatnonzero(vals0 == vals0.max())[0])  # ties: the smallest γ
     base = rows0[b0]
     C = st.table(c_ids, c_s, val)
@@ -65,11 +68,13 @@ def search_steps(est, qv: np.ndarray, movers: Movers, c_ids: np.ndarray, c_s: np
     est.variant_scores_ = {0.0: float(base.sum() / n), **est.variant_scores_}
     est.selection_gain_, est.selection_margin_ = gain, margin
     if pick is None:  # plain NUDGE-N exactly as fine / exact mode finds it
-        gam0, gammas0, curve0, extra = choose_gamma(C0, obj, scorer0, est.gamma_search, grid)
+        gam0, gammas0, curve0, extra = choose_gamma(C0, obj, scorer0, est.gamma_search, grid, pvals0)
         before = extra.pop("before")
         after0 = float(curve0[np.flatnonzero(gammas0 == gam0)[0]]) if np.any(gammas0 == gam0) else scorer0.value_at(gam0)
         est.variant_scores_[0.0] = after0
         est._finish(gam0, gammas0, curve0, before, after0, name, extra)
         return
     est.variant_, est.step_alpha_ = "count-steps", float(pick)
-    est._finish(gam, srch.pts, srch.vals, float(rows0[0].sum() / n), after, name)
+    # no exact curve at α > 0: its plateaus are the scored points (zero width)
+    est._finish(gam, srch.pts, srch.vals, float(rows0[0].sum() / n), after, name,
+                {"plateaus_": np.stack([srch.pts, srch.pts, srch.vals], axis=1)})

@@ -2,12 +2,13 @@
 γ_i = γ·(n_i / median n)^α, n_i the number of training queries it answers (NUDGE moves every
 record by one shared γ, however much evidence is behind it; α = 0 is NUDGE-N exactly).
 
-One candidate table serves every α of a set, each over its own range [0, cap_α] of γ: each range
-is cut into N_PIECES pieces and each record's curve is bounded, per piece, over the union of the
-φ it can take at any α of the set in that piece (φ_i = arccos(1 - γ_i/2), monotone in γ). At any (α, γ) of
-piece s every record lies inside its interval, so the argument of :mod:`.gamma` holds: a record
-whose upper bound is below the K-th largest lower bound of that piece never enters the top K.
-The two products (validation x movers x d) are the plain search's; only the bounds are wider.
+One candidate table (:class:`StepTable`) serves every α of a set, each over its own range
+[0, cap_α] of γ (:func:`alpha_caps`): each range is cut into N_PIECES pieces and each record's
+curve is bounded, per piece, over the union of the φ it can take at any α of the set in that
+piece (φ_i = arccos(1 - γ_i/2), monotone in γ). At any (α, γ) of piece s every record lies inside
+its interval, so the argument of :mod:`.gamma` holds: a record whose upper bound is below the
+K-th largest lower bound of that piece never enters the top K. Under ``step_alpha="auto"`` the
+table is fed the very (validation x movers) products plain NUDGE-N's table is built from.
 
 The objective at one (α, γ) is the table scored with a per-element point
 (:class:`ScaledScorer`); α > 0 has no exact curve, so its γ is chosen on a geometric grid
