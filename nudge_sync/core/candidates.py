@@ -158,6 +158,7 @@ def build_candidates(
     k: int,
     t_hi: float,
     skip_pruning: bool = False,
+    on_block=None,
 ) -> Candidates:
     """Candidate table for the range t in [0, t_hi] (φ for N, γ for M), for top-``k`` metrics.
 
@@ -166,7 +167,8 @@ def build_candidates(
     threshold; M: a piece's end reaches its threshold) selects the entries whose bounds per piece
     are computed, in float64 when few pass, in the working precision over the whole block (widened
     by a margin) when most do (dense labels). The thresholds only grow, block after block, and the
-    entries kept are filtered once more by the final ones.
+    entries kept are filtered once more by the final ones. ``on_block(r0, sl, A, Bm)`` is called
+    with every block's products (movers ``sl``, working precision).
     """
     n_val = qv.shape[0]
     m = movers.ids.size
@@ -197,6 +199,8 @@ def build_candidates(
         A = qv @ vb.T  # working precision; exact bounds below are in float64
         Bm = qv @ wb.T
         del vb, wb
+        if on_block is not None:  # another table built from the same products (steps.StepTable)
+            on_block(r0, sl, A, Bm)
         if skip_pruning:
             jj, ii = np.nonzero(np.ones(A.shape, dtype=bool))
             a, b = A[jj, ii].astype(np.float64), Bm[jj, ii].astype(np.float64)

@@ -43,12 +43,13 @@ FINE_EXACT_BELOW = 10_000
 
 
 def choose_gamma(C: gm.Candidates, obj: gm.Objective, scorer: TableScorer, mode: str,
-                 grid: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, dict[str, Any]]:
+                 grid: np.ndarray | None = None, pvals: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, dict[str, Any]]:
     """(γ, the γ values reported, the objective there, extra attributes: ``plateaus_`` and
-    ``before``, the objective at γ = 0). ``grid``: γ values to score directly as well."""
+    ``before``, the objective at γ = 0). ``grid``: γ values to score directly as well; ``pvals``:
+    the objective at :func:`scored_points` when already computed."""
     t_hi = float(C.t_hi)
-    pts_t = _scored_points(C, t_hi, grid)
-    pvals = _score(scorer, pts_t)
+    pts_t = scored_points(C, t_hi, grid)
+    pvals = _score(scorer, pts_t) if pvals is None else np.asarray(pvals, dtype=np.float64)
     if t_hi <= 0:
         return 0.0, np.zeros(1), pvals[:1], {"plateaus_": np.array([[0.0, 0.0, pvals[0]]]), "before": float(pvals[0])}
     if mode == "exact" or C.el_id.size <= FINE_EXACT_BELOW:
@@ -109,7 +110,7 @@ def _fine_curve(C, obj, scorer, pts_t, pvals):
     return merge_sweeps(sweeps), t[o], v[o]
 
 
-def _scored_points(C, t_hi: float, grid: np.ndarray | None) -> np.ndarray:
+def scored_points(C, t_hi: float, grid: np.ndarray | None) -> np.ndarray:
     """t of the points scored directly: 0 first, then the given grid's (within the range) and
     even ones every t_hi / FINE_GRID beyond the grid's last point."""
     t = np.zeros(0)

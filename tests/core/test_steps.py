@@ -50,11 +50,15 @@ def test_equal_counts_reduce_to_nudge_n_bit_for_bit(seed, gamma, alpha):
 
 @given(seed=st.integers(0, 10_000))
 @settings(**SETTINGS)
-def test_alpha_zero_is_the_default(seed):
+def test_auto_is_the_default_and_parity_mode_stays_plain_nudge_n(seed):
     p = make_problem(seed)
-    a, b = _fit(p), _fit(p, step_alpha=0.0)
-    assert a.gamma_ == b.gamma_ and a.moved_vectors_.tobytes() == b.moved_vectors_.tobytes()
-    assert a.variant_ == "nudge-n" and a.step_alpha_ == 0.0
+    a, b = _fit(p), _fit(p, step_alpha="auto")
+    assert NudgeN().step_alpha == "auto"
+    assert a.gamma_ == b.gamma_ and a.variant_ == b.variant_ and a.moved_vectors_.tobytes() == b.moved_vectors_.tobytes()
+    # parity mode is the reference: the default α changes nothing there
+    par, plain = (NudgeN(**kw).fit(p.X, p.tq, answers(p.ta), p.vq, answers(p.va)) for kw in ({}, {"step_alpha": 0.0}))
+    assert par.variant_ == "nudge-n" and par.gamma_ == plain.gamma_
+    assert par.moved_vectors_.tobytes() == plain.moved_vectors_.tobytes()
 
 
 @given(seed=st.integers(0, 10_000), gamma=st.floats(1e-3, 2.0), alpha=st.sampled_from([0.25, 0.75, 1.0]))

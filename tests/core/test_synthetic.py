@@ -134,7 +134,7 @@ def test_on_dense_labels_fine_search_lands_near_the_exact_optimum_and_helps_held
     ctx = ValidationContext.from_corpus(d.queries[va], d.vectors, 10, exclude=base)
 
     def fitted(search):
-        return NudgeN(gamma_search=search, objective="ndcg@10").fit(
+        return NudgeN(gamma_search=search, objective="ndcg@10", step_alpha=0.0).fit(  # plain NUDGE-N
             d.vectors[base], d.queries[tr], d.answers_of("train"), d.queries[va], d.answers_of("val"),
             base_ids=base, val_context=ctx)
 
