@@ -60,8 +60,8 @@ class NudgeN(NudgeBase):
     grade_weighting : weight each training query's share of G by its grade.
     gamma_max : upper end of the fine search (default: the largest useful γ).
     step_alpha : per-record steps by label count, γ_i = γ·(n_i / median n)^α with n_i the
-        training queries record i answers: 0 is NUDGE-N exactly; a number fixes α (fine / exact
-        mode); "auto" (default) tries :data:`~nudge_sync.core.steps.STEP_ALPHAS` beside plain
+        training queries record i answers: 0 (default) is NUDGE-N exactly; a number fixes α (fine /
+        exact mode); "auto" tries :data:`~nudge_sync.core.steps.STEP_ALPHAS` beside plain
         NUDGE-N and keeps a variant only when its validation gain exceeds the bootstrap margin
         of :mod:`~nudge_sync.core.selection`. It applies where γ is searched in fine / exact
         mode: parity mode and a given ``gamma`` are plain NUDGE-N.
@@ -78,7 +78,7 @@ class NudgeN(NudgeBase):
 
     def __init__(self, gamma=None, gamma_search="parity", objective="hit@1", val_k=1,
                  skip_negative_rho=True, normalize_queries=False, grade_weighting=False, gamma_max=None,
-                 step_alpha="auto"):
+                 step_alpha=0.0):
         self.step_alpha = step_alpha
         self.gamma = gamma
         self.gamma_search = gamma_search
