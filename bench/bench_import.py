@@ -102,6 +102,7 @@ def measure(backend: str, uri: str, count: Any, workdir: Path, entries: int, bas
         rows[label] = {"entries": n, "file_mb": round(size / 2**20, 1), "peak_rss_mb": round(rss, 1),
                        "with_children_mb": round(with_children, 1),
                        "seconds": round(seconds, 1), "stored": stored}
+        print(json.dumps({"backend": backend, label: rows[label]}), flush=True)  # a long run's progress
     rows["ratio"] = round(rows["big"]["peak_rss_mb"] / rows["baseline"]["peak_rss_mb"], 2)
     return rows
 
