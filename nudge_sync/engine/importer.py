@@ -9,7 +9,8 @@ rule, one dimension, each query id once) and keeps only an 8-byte hash per query
 duplicate check (8 MB per million entries). The second reads the file again and appends it batch by
 batch (``--batch-size`` entries per append), each batch checked against the collection (its
 dimension, the backend's limits) and written all or nothing (``VectorStore.append_log``). So memory
-is one batch plus the hashes, whatever the file's size.
+is one batch plus the hashes and at most ``KNOWN_IDS`` relevant ids already found in the
+collection (each looked up once, not once per batch), whatever the file's size.
 
 What a failed or killed import leaves: every log keeps one record per query id (the key of each
 backend's log collection), and an append of an id already there replaces that entry. An import
