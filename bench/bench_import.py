@@ -11,9 +11,12 @@ of a ``--baseline``-entry file: ``ratio`` = peak RSS of the big import / peak RS
 (bounded memory: close to 1 however large the file). It also counts the log's entries with the
 database's own client.
 
-Run here (a shared machine): ``python -m bench.bench_import --entries 100000``. The full figure of
-the README: ``python -m bench.bench_import --entries 1000000 --dim 64`` (a 1.3 GB JSONL file;
-about 100 minutes on a Chroma server at ~170 appends/s here, 35 minutes on Milvus Lite). Results are appended to ``bench/results/import.md``.
+Run here (a shared machine): ``python -m bench.bench_import --entries 100000``. The figures of
+the README: ``nice -n 10 python -m bench.bench_import --entries 1000000 --baseline 100000 --dim 64
+--backends milvus-lite`` (a 1.3 GB JSONL file; 33 minutes on Milvus Lite on this shared 2-core
+machine under a load of 12-14), and the same with ``--backends chroma-http`` (see
+``bench/results/import.md`` for how long). Each import is printed as it finishes; the table is
+appended to ``bench/results/import.md`` at the end.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def measure(backend: str, uri: str, count: Any, workdir: Path, entries: int, bas
         rows[label] = {"entries": n, "file_mb": round(size / 2**20, 1), "peak_rss_mb": round(rss, 1),
                        "with_children_mb": round(with_children, 1),
                        "seconds": round(seconds, 1), "stored": stored}
+        print(json.dumps({"backend": backend, label: rows[label]}), flush=True)  # a long run's progress
     rows["ratio"] = round(rows["big"]["peak_rss_mb"] / rows["baseline"]["peak_rss_mb"], 2)
     return rows
 
@@ -164,7 +168,7 @@ def main() -> None:
             rows.append(runners[name](wd, args))
             print(json.dumps(rows[-1]), flush=True)
     lines = ["", f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `python -m bench.bench_import "
-             f"--entries {args.entries} --dim {args.dim}`", "",
+             f"--entries {args.entries} --baseline {args.baseline} --dim {args.dim} --backends {args.backends}`", "",
              "| backend | entries | file | importer's peak RSS | with children | time | baseline (entries, file, "
              "peak RSS, with children) | ratio |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -34,6 +34,11 @@ from .._uri import SERVER_CALL_TIMEOUT, StoreConfig
 SPACE_TO_METRIC: dict[str, Metric] = {"cosine": "cosine", "ip": "dot", "l2": "l2"}
 AUTH_MODES = ("bearer", "x-chroma-token", "basic")
 LOG_SPACE = "ip"
+#: The query log's index. nudge-sync reads a log by id and by scan, never by a vector search, so its
+#: HNSW graph is built cheaply: with Chroma's defaults (ef_construction 100, 16 neighbours) building
+#: it was most of a ``chroma run`` server's work in a ``feedback import``; these cut that work per
+#: entry by about 40% (bench/results/import.md).
+LOG_HNSW = {"space": LOG_SPACE, "ef_construction": 10, "max_neighbors": 4}
 STATE_SPACE = "ip"
 
 #: Bytes of embeddings per HTTP request; ``chroma run`` rejects bodies over 40 MiB by default and

@@ -22,7 +22,7 @@ from .._log import (
     fields_bytes,
     write_or_put_back,
 )
-from .client import Connection, LIST_ELEMENTS, LOG_SPACE, _LOG_FIELDS, _PAYLOAD_BUDGET, check_name
+from .client import Connection, LIST_ELEMENTS, LOG_HNSW, _LOG_FIELDS, _PAYLOAD_BUDGET, check_name
 
 
 class ChromaQueryLog:
@@ -61,7 +61,7 @@ class ChromaQueryLog:
         def create() -> None:
             with self.conn.calls("create query log", name, write=True):
                 target[0] = self.conn.client.get_or_create_collection(
-                    name, configuration={"hnsw": {"space": LOG_SPACE}}, embedding_function=None,
+                    name, configuration={"hnsw": dict(LOG_HNSW)}, embedding_function=None,
                     metadata={"nudge_sync_query_log": 1},
                 )
 

@@ -9,7 +9,8 @@ rule, one dimension, each query id once) and keeps only an 8-byte hash per query
 duplicate check (8 MB per million entries). The second reads the file again and appends it batch by
 batch (``--batch-size`` entries per append), each batch checked against the collection (its
 dimension, the backend's limits) and written all or nothing (``VectorStore.append_log``). So memory
-is one batch plus the hashes, whatever the file's size.
+is one batch plus the hashes and at most ``KNOWN_IDS`` relevant ids already found in the
+collection (each looked up once, not once per batch), whatever the file's size.
 
 What a failed or killed import leaves: every log keeps one record per query id (the key of each
 backend's log collection), and an append of an id already there replaces that entry. An import
@@ -43,6 +44,10 @@ __all__ = ["ALL_AT_ONCE_FLOATS", "FileSummary", "import_feedback", "scan_log_fil
 #: A file of at most this many query-vector floats (200 MB of float32: 130,000 entries at 384-d) is
 #: appended all or nothing, as one ``append_log``; a larger one streams batch by batch (module docstring).
 ALL_AT_ONCE_FLOATS = 50_000_000
+
+#: At most this many relevant ids (found in the collection) are remembered across a streamed
+#: import's batches, so each is looked up once (a few MB of ids).
+KNOWN_IDS = 100_000
 
 
 @dataclass(frozen=True)
@@ -115,18 +120,24 @@ def import_feedback(store: VectorStore, summary: FileSummary, *, log_name: str |
             places.append(where)
         emit.probe("feedback.append")
         log, written, missing = append_feedback(store, entries, log_name=log_name, batch_size=batch_size,
-                                                places=places)
+                                                places=places, info=info)
         return {"log": log, **appended_counts(written), "batches": 1, "unknown_ids": list(dict.fromkeys(missing))[:20],
                 "unknown_id_count": len(set(missing))}
     totals: dict[str, Any] = {"log": None, "appended": 0, "replaced": 0, "batches": 0}
+    # relevant ids found in the collection by earlier batches: most recur (a log answers a log's
+    # queries from one collection), so each is looked up once, not once per batch; cleared when
+    # full so memory stays bounded whatever the file's size
+    known: set[Any] = set()
     unknown: dict[Any, None] = {}  # distinct ids across batches, in order (few: they are the exception)
     batch: list[LabelledQuery] = []
     places: list[str] = []
 
     def flush() -> None:
         emit.probe("feedback.append")  # before each batch: where a test kills an import part-way
+        if len(known) > KNOWN_IDS:
+            known.clear()
         totals["log"], written, missing = append_feedback(store, batch, log_name=log_name, batch_size=batch_size,
-                                                          places=places)
+                                                          places=places, info=info, known=known)
         for key, n in appended_counts(written).items():
             totals[key] += n
         totals["batches"] += 1

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from connectors import ConnectionFailed, ConnectorError, InvalidEntry, LabelledQuery, RecordId, VectorStore
+from connectors import CollectionInfo, ConnectionFailed, ConnectorError, InvalidEntry, LabelledQuery, RecordId, VectorStore
 
 from ..core.metrics import evaluate as score_rankings
 from .classify import NUDGED, RESTORED, VANISHED
@@ -216,9 +216,13 @@ def check_log_collection(store: VectorStore, log_name: str | None) -> None:
 
 def append_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log_name: str | None = None,
                     check_ids: bool = True, source: str = "", batch_size: int | None = None,
-                    places: Sequence[str] | None = None) -> tuple[str, int, list[RecordId]]:
-    """:func:`add_feedback`'s work: ``(log name, entries written, every relevant id not in the collection)``."""
-    info = store.describe()
+                    places: Sequence[str] | None = None, info: CollectionInfo | None = None,
+                    known: set[RecordId] | None = None) -> tuple[str, int, list[RecordId]]:
+    """:func:`add_feedback`'s work: ``(log name, entries written, every relevant id not in the collection)``.
+    A caller appending many batches passes the collection's ``info`` (described once) and a ``known``
+    set of ids already found in the collection, which it bounds: only the others are looked up, and
+    those found are added to it."""
+    info = store.describe() if info is None else info
     log = log_name_for(info.collection, log_name)
 
     def where(n: int) -> str:
@@ -227,7 +231,10 @@ def append_feedback(store: VectorStore, entries: Sequence[LabelledQuery], *, log
     checked = [validate_entry(e, info.dimension, source=where(n)) for n, e in enumerate(entries)]
     unknown: list[RecordId] = []
     if check_ids:
-        _, unknown = fetch_vectors(store, list(dict.fromkeys(i for e in checked for i in e.relevant_ids)), 1000)
+        asked = [i for i in dict.fromkeys(i for e in checked for i in e.relevant_ids) if known is None or i not in known]
+        found, unknown = fetch_vectors(store, asked, 1000)
+        if known is not None:
+            known.update(found)
     try:
         written = store.append_log(log, checked, batch_size=batch_size) if checked else 0
     except InvalidEntry as exc:  # a limit of the log's database: name the line the entry came from
