@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import traceback
 from collections.abc import Callable
@@ -69,7 +70,8 @@ def _fail(ctx: click.Context, exc: BaseException, code: ExitCode, report: Any) -
         echo(human_run(report.to_dict()))
     if logs.is_json():  # stderr holds JSON lines only; a failed run's summary record is its error record
         if not logs.failure_logged():
-            logs.error(error_line(exc, code), int(code))
+            logs.error(error_line(exc, code), int(code),
+                       logging.INFO if code == ExitCode.NOTHING_TO_DO else logging.ERROR)
     else:
         echo(error_line(exc, code), err=True)
     ctx.exit(int(code))

@@ -107,11 +107,12 @@ def wants_json(args: list[str] | None = None) -> bool:
     return given == "json"
 
 
-def error(message: str, exit_code: int | None = None) -> None:
-    """The command's closing error line, as a JSON record under ``--log-format json``."""
+def error(message: str, exit_code: int | None = None, level: int = logging.ERROR) -> None:
+    """The command's closing error line, as a JSON record under ``--log-format json``; ``level``
+    INFO for exit 3 (nothing to do: a quiet night is not an error anyone should be paged for)."""
     if _handler is None or not _json:  # a usage error before the group set logging up
         configure(_verbose, "json")
-    record = logging.LogRecord("nudge_sync.cli", logging.ERROR, __file__, 0, message, None, None)
+    record = logging.LogRecord("nudge_sync.cli", level, __file__, 0, message, None, None)
     if exit_code is not None:
         record.fields = {"exit_code": exit_code}
     assert _handler is not None

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from connectors import RecordId, redact_data
+from connectors import RecordId, read_bounded, redact_data
 
 from .context import RunContext
 from .errors import RefusedInput
@@ -41,6 +41,8 @@ from .options import SyncOptions
 from .state import checksum, decode_vector, encode_vector, fingerprint
 
 PLAN_FORMAT, PLAN_VERSION = "nudge-sync-plan", 1
+#: the largest plan file ``apply`` reads (1 GiB: about 480,000 records at 384-d; a plan is read whole)
+PLAN_FILE_LIMIT = 1 << 30
 #: what the report of a plan file keeps (the ids written and the timings belong to the run)
 _REPORT_DROPPED = ("written_ids", "timings", "took_over_lock")
 
@@ -95,10 +97,10 @@ def save_plan(path: Path, ctx: RunContext, write_ids: list[RecordId], targets: n
 def load_plan(path: Path) -> PlanFile:
     """The plan file at ``path``, checked: RefusedInput saying what is wrong with it otherwise."""
     where = f"plan file {str(path)!r}"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RefusedInput(f"{where} cannot be read: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8 text'}") from None
+    try:  # bounded: /dev/zero, a FIFO nobody writes or a huge file is refused, not read into memory
+        text = read_bounded(path, PLAN_FILE_LIMIT, where, RefusedInput).decode("utf-8")
+    except UnicodeDecodeError:
+        raise RefusedInput(f"{where} cannot be read: not UTF-8 text; nothing was written") from None
     try:
         doc = json.loads(text)
     except ValueError as exc:

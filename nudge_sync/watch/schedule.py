@@ -13,6 +13,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 #: Shortest interval: a watcher polling a database more often than this is a mistake.
 MIN_EVERY = 1.0
+#: Longest interval (a year): past it a due time leaves the platform's time range, and a watcher
+#: that never runs is a mistake too.
+MAX_EVERY = 366 * 86400.0
 
 
 def parse_every(text: str) -> float:
@@ -25,8 +28,8 @@ def parse_every(text: str) -> float:
         if not parts or "".join(n + u for n, u in parts) != value:
             raise ValueError(f"{text!r} is not an interval; expected e.g. 6h, 30m, 1h30m, 90s or 1d") from None
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not seconds >= MIN_EVERY or seconds != seconds or seconds == float("inf"):
-        raise ValueError(f"{text!r}: the interval must be a finite number of seconds, at least {MIN_EVERY:g}")
+    if not MIN_EVERY <= seconds <= MAX_EVERY:  # NaN fails both
+        raise ValueError(f"{text!r}: the interval must be between {MIN_EVERY:g} s and {MAX_EVERY / 86400:g} days")
     return seconds
 
 
@@ -43,9 +46,13 @@ class Schedule:
         if self.cron is not None:
             from croniter import croniter
 
-            if len(self.cron.split()) != 5 or not croniter.is_valid(self.cron):
+            if len(self.cron.split()) != 5:
                 raise ValueError(f"{self.cron!r} is not a cron expression; expected five fields, "
                                  "e.g. \"0 3 * * *\" (03:00 UTC every day)")
+            try:  # the next due time, found now: an expression whose date never comes (30 February) too
+                croniter(self.cron, datetime.now(timezone.utc)).get_next(float)
+            except Exception as exc:  # croniter's errors name the field; their classes vary by version
+                raise ValueError(f"{self.cron!r} is not a valid cron expression, or one that never comes due: {exc}") from None
 
     def next_after(self, t: float) -> float:
         """The first due time after ``t`` (epoch seconds)."""

@@ -59,6 +59,10 @@ def test_json_logs_parse_line_by_line_and_end_with_the_runs_summary(written):
     objective = run["objective"]
     assert s["validation_after"] == pytest.approx(run["validation"]["after"][objective])
     assert s["validation_before"] == pytest.approx(run["validation"]["before"][objective])
+    # the next night, with nothing new: exit 3 is success for a scheduler, so no record says error
+    quiet = nudge("run", "--store", coll.uri, *BATCH_ARGS, env=JSON_LOGS, expect=3)
+    quiet_records = [json.loads(line) for line in quiet.stderr.splitlines() if line.strip()]
+    assert quiet_records and not [r for r in quiet_records if r["level"] in ("error", "critical")], quiet_records
 
 
 def test_the_metrics_file_and_the_push_carry_the_runs_numbers(written):

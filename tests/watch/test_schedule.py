@@ -15,7 +15,7 @@ def test_intervals(text, seconds):
     assert parse_every(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["6x", "", "h", "0", "0s", "-1h", "nan", "inf", "1h 30m", "6hours"])
+@pytest.mark.parametrize("text", ["6x", "", "h", "0", "0s", "-1h", "nan", "inf", "1h 30m", "6hours", "367d", "99999999999d"])
 def test_bad_intervals_are_refused(text):
     with pytest.raises(ValueError):
         parse_every(text)
@@ -28,7 +28,7 @@ def test_cron_is_read_in_utc():
     assert Schedule(cron="0 3 * * *").next_after(due) == due + 86400
 
 
-@pytest.mark.parametrize("expr", ["61 3 * * *", "0 3 * *", "every night", "@daily", "0 3 * * * *", "* * 32 * *"])
+@pytest.mark.parametrize("expr", ["61 3 * * *", "0 3 * *", "every night", "@daily", "0 3 * * * *", "* * 32 * *", "0 3 30 2 *"])
 def test_bad_cron_expressions_are_refused(expr):
     with pytest.raises(ValueError, match="cron expression"):
         Schedule(cron=expr)
