@@ -22,9 +22,10 @@ import again rewrites them and adds the rest, never duplicating an entry.
 from __future__ import annotations
 
 import hashlib
+import time
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +112,19 @@ def import_feedback(store: VectorStore, summary: FileSummary, *, log_name: str |
                            f"the collection's dimension is {info.dimension} (every entry of the file is "
                            f"{summary.dimension}-d)")
     check_log_collection(store, log_name)
+    # an entry without a timestamp is stamped with the import's time, as `feedback add` stamps its
+    # own: `--min-new-feedback` and `watch` count the log's entries newer than the last run's watermark
+    now = time.time()
+
+    def stamped() -> Iterator[tuple[str, LabelledQuery]]:
+        for where, entry in _places(summary.path, summary.label):
+            yield where, (entry if entry.timestamp is not None else replace(entry, timestamp=now))
+
     if not stream and summary.entries * summary.dimension <= ALL_AT_ONCE_FLOATS:
         # fits in memory: one all-or-nothing append, so input a database refuses part-way (a backend's
         # size limit on line 2,101) leaves the log exactly as it was
         entries, places = [], []
-        for where, entry in _places(summary.path, summary.label):
+        for where, entry in stamped():
             entries.append(entry)
             places.append(where)
         emit.probe("feedback.append")
@@ -145,7 +154,7 @@ def import_feedback(store: VectorStore, summary: FileSummary, *, log_name: str |
         batch.clear()
         places.clear()
 
-    for where, entry in _places(summary.path, summary.label):
+    for where, entry in stamped():
         batch.append(entry)
         places.append(where)
         if len(batch) >= batch_size:
