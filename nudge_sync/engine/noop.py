@@ -15,7 +15,9 @@ run back only when each of these is known to be unchanged since the state's late
    (a log entry added, replaced, edited or deleted, whatever its timestamp, changes the digest);
 5. no log entry is newer than the run's watermark (the watermark rule of ``inputs.last_watermark``);
 6. no state entry is pending (a write in flight, e.g. a rollback that failed part-way) or fails
-   its checksum: the normal run settles or refuses those.
+   its checksum: the normal run settles or refuses those; and every entry was last written by a
+   run or rollback that has a record (a rollback killed after its writes landed and settled by
+   another with nothing left to do leaves entries of an unrecorded id, and the collection restored).
 
 What it does not look at: vectors someone else rewrote in place (the record count unchanged).
 Seeing them needs the collection's vectors, which is the cost this gate exists to avoid; a run
@@ -83,6 +85,10 @@ def unchanged_since(state: SyncState, basis: dict[str, Any], new_entries: int) -
     counts = last.get("counts") or {}
     if counts.get("adopted_during_run") or counts.get("vanished_during_run"):  # planned from what changed
         return ""
-    if any(o.pending or o.unverified for o in state.originals()):
+    # every entry as a recorded run or rollback left it: a rollback killed after its writes landed,
+    # then settled by one with nothing left to restore (which records nothing), leaves entries of
+    # an id no record has -- the collection is not what the latest run wrote
+    recorded = {r.get("run_id") for r in runs}
+    if any(o.pending or o.unverified or (o.run is not None and o.run not in recorded) for o in state.originals()):
         return ""
     return str(last.get("run_id", ""))
