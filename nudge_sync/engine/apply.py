@@ -35,7 +35,7 @@ from .options import SyncReport
 from .plan import Plan
 from .planfile import PlanFile
 from .run import run_command, write_plan
-from .state import fingerprint
+from .state import SETTLED, fingerprint
 from .verdicts import load_state
 from .wiring import Progress, command_events
 from .writer import fetch_vectors
@@ -87,7 +87,7 @@ def load_plan_step(ctx: RunContext, doc: PlanFile) -> Plan:
     with ctx.emit.step("load_plan", len(doc.records)) as step:
         _fill_report(ctx.report, doc)
         runs = ctx.state.runs()
-        done = next((r for r in runs if r.get("plan") == doc.plan_id and r.get("status") in ("written", "unchanged")),
+        done = next((r for r in runs if r.get("plan") == doc.plan_id and r.get("status") in SETTLED),
                     None)
         if done is not None:
             gated(ctx.report, f"plan {doc.plan_id} was already applied by run {done.get('run_id')}: "

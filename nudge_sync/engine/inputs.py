@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from .feedback import Feedback, prepare_feedback
 from .gates import gated
 from .names import log_name_for
 from .noop import basis_of, unchanged_since
-from .state import SyncState
+from .state import last_watermark
 from .writer import fetch_vectors
 
 
@@ -57,9 +58,10 @@ def _read(ctx: RunContext, entries: Iterable[LabelledQuery] | None, log_source: 
                               "with `nudge-sync feedback add|import`, or give --log / --log-file")
         entries = store.read_log(log_name)
     rows = list(_counted(ctx, entries))  # read once: the nothing_new gate and the split both use them
-    since = last_watermark(ctx.state) if state_exists else None
+    runs = ctx.state.runs() if state_exists else []  # read once: the watermark and the gate
+    since = last_watermark(runs)
     report.basis = basis_of(info, opts, rows)
-    _nothing_new(ctx, rows, since, state_exists)
+    _nothing_new(ctx, rows, runs, since, state_exists)
     feedback = prepare_feedback(
         rows, info.dimension, val_fraction=opts.val_fraction, salt=opts.split_salt,
         # cosine and l2 scores are only on the scale the fit uses for unit queries
@@ -87,13 +89,14 @@ def _read(ctx: RunContext, entries: Iterable[LabelledQuery] | None, log_source: 
     return Inputs(feedback, current, missing, counts)
 
 
-def _nothing_new(ctx: RunContext, rows: list[LabelledQuery], since: float | None, state_exists: bool) -> None:
+def _nothing_new(ctx: RunContext, rows: list[LabelledQuery], runs: list[dict[str, Any]], since: float | None,
+                 state_exists: bool) -> None:
     """The ``nothing_new`` gate (``noop``), before anything of the collection is read."""
     if ctx.opts.force:
         ctx.emit.gate("nothing_new", True, "--force")
         return
     new = sum(1 for e in rows if (e.timestamp or 0.0) > since) if since is not None else 0
-    last = unchanged_since(ctx.state, ctx.report.basis, new) if state_exists else ""
+    last = unchanged_since(ctx.state, runs, ctx.report.basis, new) if state_exists else ""
     if not ctx.emit.gate("nothing_new", not last, value=new, threshold=1):
         gated(ctx.report, f"nothing new since run {last}: the same log, options, collection size and state "
                           "(--force runs anyway)", {"log_entries": len(rows), "new_since_watermark": 0})
@@ -109,10 +112,3 @@ def _counted(ctx: RunContext, entries: Iterable[LabelledQuery]) -> Iterator[Labe
     if n % 1000:
         ctx.emit.advance(n % 1000)
 
-
-def last_watermark(state: SyncState) -> float | None:
-    """The log watermark of the last run that reached the database (written or unchanged)."""
-    for run in reversed(state.runs()):
-        if run.get("status") in ("written", "unchanged") and run.get("watermark") is not None:
-            return float(run["watermark"])
-    return None

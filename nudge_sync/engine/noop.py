@@ -13,7 +13,7 @@ run back only when each of these is known to be unchanged since the state's late
 4. that run recorded its ``basis`` (``basis_of``: the plan-shaping options, the collection's
    dimension, metric and record count, and a digest of every log entry), and this run's is equal
    (a log entry added, replaced, edited or deleted, whatever its timestamp, changes the digest);
-5. no log entry is newer than the run's watermark (the watermark rule of ``inputs.last_watermark``);
+5. no log entry is newer than the run's watermark (the watermark rule of ``state.last_watermark``);
 6. no state entry is pending (a write in flight, e.g. a rollback that failed part-way) or fails
    its checksum: the normal run settles or refuses those; and every entry was last written by a
    run or rollback that has a record (a rollback killed after its writes landed and settled by
@@ -35,12 +35,10 @@ import numpy as np
 from connectors import CollectionInfo, LabelledQuery
 
 from .options import SyncOptions
-from .state import SyncState
+from .state import SETTLED, SyncState
 
 #: Options that do not change what a run plans (how it reads, locks or reports): left out of the basis.
 NOT_PLANNING = ("dry_run", "break_lock", "lock_ttl", "batch_size", "min_new_feedback", "force")
-#: Statuses of a run record whose writes are all settled in the database.
-SETTLED = ("written", "unchanged")
 
 
 def basis_of(info: CollectionInfo, opts: SyncOptions, entries: list[LabelledQuery]) -> dict[str, Any]:
@@ -72,13 +70,12 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-def unchanged_since(state: SyncState, basis: dict[str, Any], new_entries: int) -> str:
+def unchanged_since(state: SyncState, runs: list[dict[str, Any]], basis: dict[str, Any], new_entries: int) -> str:
     """The id of the latest run when nothing changed since it (rules 2-6 of the module docstring),
-    else ``""``. ``new_entries``: log entries newer than its watermark. Reads the state's lock, run
-    records and entries (bounded by the feedback's answers), never the collection."""
+    else ``""``. ``runs``: the state's run records, oldest first; ``new_entries``: log entries newer
+    than its watermark. Reads the state's lock and entries (bounded by the feedback's answers), never the collection."""
     if new_entries or state.lock() is not None:
         return ""
-    runs = state.runs()
     last = runs[-1] if runs else {}
     if "of_run" in last or last.get("status") not in SETTLED or last.get("basis") != basis or not basis["log"]:
         return ""

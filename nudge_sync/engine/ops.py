@@ -20,7 +20,7 @@ from .fit import REPORT_METRICS, answers_of, metric_k
 from .names import default_log_name, log_name_for, new_run_id
 from .options import SyncOptions, check_batch_size_option, check_fraction, check_metric
 from .restore import rollback
-from .state import SyncState, holder_is_gone
+from .state import SETTLED, SyncState, holder_is_gone
 from .verdicts import load_state, reembedded
 from .views import IdSpace, View, topk
 from .wiring import Progress, command_events
@@ -42,7 +42,7 @@ def status(store: VectorStore, *, state_name: str | None = None, log_name: str |
     runs = state.runs()
     lock = state.lock()
     log = log_name_for(info.collection, log_name)
-    last_written = next((r for r in reversed(runs) if r.get("status") in ("written", "unchanged")), None)
+    last_written = next((r for r in reversed(runs) if r.get("status") in SETTLED), None)
     return {
         "collection": info.collection,
         "backend": info.backend,

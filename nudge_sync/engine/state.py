@@ -147,6 +147,20 @@ def decode_vector(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
 
 
+#: Statuses of a run record whose writes all reached the database: its log watermark counts, and
+#: the nothing_new gate (``noop``) and ``apply`` (a plan already applied) read it as done.
+SETTLED = ("written", "unchanged")
+
+
+def last_watermark(runs: Iterable[dict[str, Any]]) -> float | None:
+    """The log watermark of the latest run in ``runs`` (oldest first: run records or their
+    ``history`` summaries) that reached the database."""
+    for run in reversed(list(runs)):
+        if run.get("status") in SETTLED and run.get("watermark") is not None:
+            return float(run["watermark"])
+    return None
+
+
 #: Bytes of meta a pending entry needs besides its base64 target (id, fp, run ids, keys; generous).
 PENDING_META_OVERHEAD = 1024
 

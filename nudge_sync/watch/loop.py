@@ -45,6 +45,7 @@ from ..engine.events import BatchWritten, Event, Events, RunFailed, StepStarted
 from ..engine.names import log_name_for
 from ..engine.options import SyncOptions
 from ..engine.run import sync
+from ..engine.state import last_watermark
 from .schedule import Schedule
 
 __all__ = ["STOPPED_IN_RUN", "Stopped", "WatchPlan", "count_new_feedback", "watch"]
@@ -92,8 +93,7 @@ def count_new_feedback(store: VectorStore, log_name: str | None, state_name: str
     reads the state's run records and the log, never the collection's vectors."""
     collection = store.describe().collection
     runs = ops.history(store, state_name=state_name)
-    since = next((float(r["watermark"]) for r in reversed(runs)
-                  if r.get("status") in ("written", "unchanged") and r.get("watermark") is not None), None)
+    since = last_watermark(runs)
     newest: dict[str, float] = {}
     for entry in store.read_log(log_name_for(collection, log_name)):
         newest[entry.query_id] = max(newest.get(entry.query_id, 0.0), entry.timestamp or 0.0)
