@@ -39,7 +39,7 @@ from ._errors import (
 )
 from .files import LogFileError, read_log_file, read_log_places, write_log_file
 from ._secrets import redact, redact_data
-from ._uri import StoreConfig, create_collection, on_backend_loaded, open_store, parse_uri, release_embedded
+from ._uri import StoreConfig, create_collection, on_backend_loaded, open_store, parse_uri, release_embedded, require_backend
 
 __all__ = [
     "METRICS",
@@ -74,6 +74,7 @@ __all__ = [
     "on_backend_loaded",
     "open_store",
     "release_embedded",
+    "require_backend",
     "parse_uri",
     "read_log_file",
     "read_bounded",

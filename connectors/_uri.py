@@ -291,6 +291,12 @@ def on_backend_loaded(hook: Callable[[str], None]) -> None:
     _loaded_hooks.append(hook)
 
 
+def require_backend(backend: str) -> None:
+    """Import ``backend``'s client library now: MissingDependency naming the extra to install if it
+    is absent (for a command that does other work, e.g. generate data, before it opens a store)."""
+    _backend_module(backend)
+
+
 def _backend_module(backend: str) -> Any:
     module_name, extra = BACKENDS[backend]
     try:

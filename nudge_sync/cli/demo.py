@@ -73,6 +73,7 @@ def run_demo(
         raise RefusedInput(f"demo backend {backend!r}: expected one of {sorted(LOCATIONS)}")
     if records < 100 or dim < 2 or queries < 50:
         raise RefusedInput("the demo needs at least 100 records, 2 dimensions and 50 queries")
+    connectors.require_backend(backend)  # a missing client library is said before anything is generated
     directory = Path(directory)
     prepare_directory(directory, backend)
     uri = demo_uri(backend, directory)

@@ -88,8 +88,8 @@ class RunOption(click.ParamType):
 
 
 class CollectionName(click.ParamType):
-    """A log or state collection name (--log, --state): an empty or unusable name is a usage error,
-    never "the default" (the engine's rule, ``engine.names``)."""
+    """A collection name given as an option (--collection, --log, --state): an empty or unusable
+    name is a usage error, never "the default" (the engine's rule, ``engine.names``)."""
 
     name = "name"
 

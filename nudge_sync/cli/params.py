@@ -22,7 +22,8 @@ __all__ = ["MAX_BATCH", "entries_from_file", "file_label", "log_options", "opene
 
 
 def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--collection", help="Collection name (overrides the URI's ?collection=).")(fn)
+    fn = click.option("--collection", type=CollectionName(),
+                      help="Collection name (overrides the URI's ?collection=).")(fn)
     fn = click.option("--store", "store_uri", envvar="NUDGE_SYNC_STORE", required=True, metavar="URI",
                       help="Store URI, e.g. qdrant:///data/qdrant?collection=docs (env NUDGE_SYNC_STORE). "
                            "Secrets come from env vars (QDRANT_API_KEY, MILVUS_TOKEN, CHROMA_AUTH_TOKEN).")(fn)

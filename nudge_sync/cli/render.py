@@ -175,8 +175,10 @@ def human_history(runs: list[dict[str, Any]]) -> str:
         metric = (f"{obj} {val['before'][obj]:.4f} -> {val['after'][obj]:.4f}"
                   if obj and val.get("before", {}).get(obj) is not None else "")
         gamma = f"gamma {r['gamma']:.4g}" if r.get("gamma") is not None else ""
+        # a rollback's record counts what it restored; a run's, what it wrote
+        moved = f"restored {r.get('restored', 0)}" if "of_run" in r else f"written {r.get('written', 0)}"
         lines.append(f"{r['run_id']}  {r['status']:<11} {fmt_time(r.get('started'))}  "
-                     f"written {r.get('written', r.get('restored', 0))}  {gamma}  {metric}".rstrip())
+                     f"{moved}  {gamma}  {metric}".rstrip())
     return "\n".join(lines)
 
 

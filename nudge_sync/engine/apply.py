@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from connectors import RecordId, VectorStore, parse_uri
+from connectors import RecordId, StoreConfig, VectorStore, parse_uri
 
 from .classify import same_vector, tolerance_of
 from .context import RunContext, open_run
@@ -48,14 +48,22 @@ NAMED = 10
 
 def plan_store_uri(doc: PlanFile, store_uri: str | None, collection: str | None) -> str:
     """The store URI ``apply`` opens: the one given (it may carry what the plan file does not: the
-    name of a secret's variable or file), else the plan's own; RefusedInput when it names another
-    backend or collection than the plan's."""
+    name of a secret's variable or file, a retry budget), else the plan's own; RefusedInput when it
+    names another database (backend, server or path) or collection than the plan's. A given URI
+    may come from ``NUDGE_SYNC_STORE`` set for another job, so the server is compared, not only the
+    collection's name: the same name on a staging and a production server is common."""
     uri = store_uri or doc.store
     config = parse_uri(uri, collection=collection)
-    if (config.backend, config.collection) != (doc.backend, doc.collection):
-        raise RefusedInput(f"the plan was made for {doc.backend} collection {doc.collection!r}, not "
-                           f"{config.backend} collection {config.collection!r}; nothing was written")
+    planned = parse_uri(doc.store)
+    if _where(config) != _where(planned) or config.collection != doc.collection:
+        raise RefusedInput(f"the plan was made for {planned.redacted()}, not {config.redacted()} (from --store, "
+                           "NUDGE_SYNC_STORE or --collection); nothing was written")
     return uri
+
+
+def _where(config: StoreConfig) -> tuple[str, str, str]:
+    """The database a URI reaches: backend, transport and location (options and secrets aside)."""
+    return config.backend, config.transport, config.location
 
 
 def apply_plan(store: VectorStore, doc: PlanFile, *, progress: Progress | None = None, store_label: str = "",
@@ -126,10 +134,11 @@ def load_plan_step(ctx: RunContext, doc: PlanFile) -> Plan:
 
 
 def _fill_report(report: SyncReport, doc: PlanFile) -> None:
-    """The run's report says what the plan found: its γ, validation, curve, counts, split and log
-    watermark (so the run record serves ``eval``, ``history`` and ``watch`` like a run's)."""
+    """The run's report says what the plan found: its γ, validation, curve, counts, split, log
+    watermark and basis (so the run record serves ``eval``, ``history``, ``watch`` and the nothing-new
+    gate like a run's: the collection now holds what a run planned from that basis would write)."""
     r = doc.report
-    for name in ("gamma", "objective", "context_mode", "method", "curve", "validation", "watermark", "split"):
+    for name in ("gamma", "objective", "context_mode", "method", "curve", "validation", "watermark", "split", "basis"):
         if name in r:
             setattr(report, name, r[name])
     report.counts = dict(r.get("counts") or {})

@@ -285,6 +285,25 @@ def test_demo(tmp_path):
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
 
+def test_demo_without_the_backends_client_says_so_before_anything_else(tmp_path, monkeypatch):
+    """Cold try: `demo --backend milvus` without pymilvus generated the corpus, then failed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pymilvus(name, *args, **kwargs):
+        if name.startswith("pymilvus"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    for module in [m for m in sys.modules if m == "connectors.milvus" or m.startswith("connectors.milvus.")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setattr(builtins, "__import__", no_pymilvus)
+    result = invoke("demo", "--dir", tmp_path / "demo", "--backend", "milvus", expect=ExitCode.USAGE_ERROR)
+    assert "pip install 'nudge-sync[milvus]'" in result.stderr and "generating" not in result.stderr, result.stderr
+    assert not (tmp_path / "demo").exists()
+
+
 def test_console_script_runs_the_demo(tmp_path):
     """The installed entry point, in a subprocess, exactly as the README's first command runs it."""
     exe = Path(sys.executable).with_name("nudge-sync")

@@ -145,6 +145,8 @@ BAD = [
     (("watch", "--every", "1h", "--cron", "0 3 * * *"), "either --every or --cron"),
     (("watch",), "--every, --cron or --min-new-feedback"),
     (("watch", "--every", "1h", "--metrics-port", "70000"), "--metrics-port"),
+    (("watch", "--every", "1h", "--metrics-port", "65000", "--metrics-addr", "999.1.1.1"), "--metrics-addr"),
+    (("run", "--collection", ""), "--collection"),
 ]
 
 

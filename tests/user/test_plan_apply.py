@@ -11,7 +11,10 @@ rest of the suite covers).
   targets, bit for bit, and nothing else (payloads checksummed unchanged); applying it again is a
   no-op (exit 3; checked on Chroma); on Milvus Lite an apply SIGKILLed after its second batch is
   completed by running it again; ``rollback`` then restores the originals bit for bit;
-* a corrupt, truncated or edited plan file, or a ``--store`` naming another collection, is refused
+* after an apply, a ``run`` with the same log and options is nothing new (exit 3: the applied run
+  recorded the plan's basis);
+* a corrupt, truncated or edited plan file, a ``--store`` naming another collection, or a
+  ``NUDGE_SYNC_STORE`` naming the same collection in another database is refused
   with a one-line error (exit 4), no traceback, nothing written; so is a plan after a run was
   recorded, and a plan for a collection that now has another dimension.
 """
@@ -94,7 +97,10 @@ def test_plan_then_apply_writes_exactly_the_plan(user_backend, collection_name, 
     if b.backend == "chroma":  # the backend plays no part: one process less on Milvus Lite
         again = nudge("apply", fresh, env=env, expect=3)
         assert "already applied" in again.stderr, again.describe()
-        assert not differing(b.vectors(coll.name), stored), "a second apply wrote"
+        # the applied run recorded the plan's basis: the same log and options are nothing new
+        noop = nudge("run", "--store", uri, "--log-file", log, *FIXED, env=env, expect=3)
+        assert "nothing new since run" in noop.stderr, noop.describe()
+        assert not differing(b.vectors(coll.name), stored), "a second apply or the run after it wrote"
 
     undone = nudge("rollback", "--store", uri, *BATCH_ARGS, env=env).report
     assert undone["restored"] == len(targets), undone
@@ -128,7 +134,12 @@ def test_a_bad_plan_file_is_refused(user_backend, collection_name, tmp_path):
         refused = nudge("apply", path, "--store", coll.uri, expect=4)
         assert says in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, (name, refused.describe())
     other = nudge("apply", good, "--store", coll.uri, "--collection", "another", expect=4)
-    assert "not chroma collection 'another'" in other.stderr, other.describe()
+    assert "collection=another" in other.stderr and "nothing was written" in other.stderr, other.describe()
+    # NUDGE_SYNC_STORE left set for another job: a collection of the same name in another database
+    elsewhere = tmp_path / "elsewhere"
+    wrong = nudge("apply", good, env={"NUDGE_SYNC_STORE": f"chroma://{elsewhere}?collection={coll.name}"}, expect=4)
+    assert str(elsewhere) in wrong.stderr and "plan was made for" in wrong.stderr, wrong.describe()
+    assert not elsewhere.exists(), "a refused apply created the other database"
     assert not differing(b.vectors(coll.name), coll.originals), "a refused apply wrote"
     assert f"{coll.name}_nudge_state" not in b.collections(), "a refused apply created the state"
 

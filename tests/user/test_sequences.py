@@ -127,6 +127,7 @@ def sequence(b: UserBackend, coll: Collection, uri: str, step: Steps) -> Steps:
     assert (final["nudged"], final["pending"], final["lock"]) == (0, 0, None), final
     human = step("history", "--store", uri, as_json=False).splitlines()
     assert [line.split()[1] for line in human] == ["written", "unchanged", "rolled-back"], human
+    assert f"restored {written}" in human[-1], human  # a rollback's line counts what it restored
     return step
 
 

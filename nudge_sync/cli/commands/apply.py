@@ -14,6 +14,7 @@ from ...engine.apply import apply_plan, plan_store_uri
 from ...engine.planfile import load_plan
 from ..failures import EXIT_CODES_HELP, handle_errors
 from ..observing import Observers, metrics_options
+from ..option_types import CollectionName
 from ..params import opened
 from ..render import emit, human_run, progress_bar
 
@@ -22,8 +23,9 @@ from ..render import emit, human_run, progress_bar
 @click.argument("plan_file", metavar="PLAN.json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--store", "store_uri", envvar="NUDGE_SYNC_STORE", metavar="URI",
               help="Store URI (default: the plan's own, without secrets and without secret_env= / "
-                   "secret_file=: give the URI again where they are needed). Must name the plan's collection.")
-@click.option("--collection", help="Collection name (overrides the URI's ?collection=; must be the plan's).")
+                   "secret_file=: give the URI again where they are needed). Must name the plan's "
+                   "database and collection.")
+@click.option("--collection", type=CollectionName(), help="Collection name (overrides the URI's ?collection=; must be the plan's).")
 @click.option("--break-lock", is_flag=True, help="Remove a lock left by a run that died, then apply.")
 @metrics_options
 @click.pass_context

@@ -3,8 +3,10 @@ signals, logs, metrics (file, Pushgateway, HTTP) and the report wired to it."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 from dataclasses import fields
 import threading
 from pathlib import Path
@@ -100,9 +102,10 @@ def watch_cmd(ctx: click.Context, store_uri: str, collection: str | None, log_na
             observers.events.subscribe(observers.metrics)
         try:
             observers.metrics.serve(metrics_port, metrics_addr)
-        except OSError as exc:
+        except OSError as exc:  # an address that does not resolve or is not this host's, else the port
+            bad_addr = isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL
             raise click.BadParameter(f"cannot serve on {metrics_addr}:{metrics_port}: {exc.strerror or exc}",
-                                     param_hint="--metrics-port") from None
+                                     param_hint="--metrics-addr" if bad_addr else "--metrics-port") from None
     for name in ("nudge_sync.watch", "nudge_sync.run"):  # a watcher's log is its output
         logging.getLogger(name).setLevel(logging.INFO)
     logs.watching()
