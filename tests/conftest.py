@@ -28,6 +28,20 @@ for _name in _HARNESS_MODULES:
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_configure(config) -> None:
+    """Compile nudge-sync's own modules once, before any ``nudge-sync`` subprocess starts. The suite
+    starts about a thousand of them; where PYTHONDONTWRITEBYTECODE is set (CI machines set it), each
+    would compile the package from source again (~0.15 s of CPU each). Python reads existing
+    bytecode whatever that variable says; this writes it once, on the controller only."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
+        return
+    import compileall
+
+    root = Path(__file__).resolve().parents[1]
+    for package in ("nudge_sync", "connectors"):
+        compileall.compile_dir(root / package, quiet=1, workers=1)
+
+
 def selected_harnesses() -> list[str]:
     """All harnesses, or the comma-separated subset in NUDGE_SYNC_BACKENDS (for local iteration)."""
     raw = os.environ.get("NUDGE_SYNC_BACKENDS", "").strip()
