@@ -1,13 +1,27 @@
 """End to end at SciFact scale (5,183 x 384): loaded with the native client, synced through
 ``nudge_sync.sync``, and every claim checked at the database with the native client again.
 
-tests/user/test_sequences.py proves the command sequence (plan writes nothing, run writes exactly
-what changed, a second run writes nothing, rollback restores, payloads untouched) on all six
-backends as separate processes, on a small collection. What only this file proves: the gain read
-back from the database is the core's gain on plain arrays, the search context agrees with the
-exact one on real ANN indexes, nightly runs do not compound, and rollback's bit-exact share on a
-real corpus. One harness per connector and index (the Chroma and Milvus Lite servers run the same
-connector code and engine as Chroma persistent and Milvus Lite); the in-memory store is cheap.
+tests/user proves the commands as separate processes on all six backends, on a small collection:
+plan writes nothing, run writes exactly what changed and leaves payloads alone, a second run on the
+same data writes nothing (runs start from the originals), rollback restores -- bit for bit on
+Milvus, within one ulp on cosine Qdrant / Chroma -- and history and status agree
+(test_sequences.py); a later run with more feedback leaves an earlier run's records as they were
+(test_runs_over_time.py); a repeated search-mode run writes nothing (test_idempotent_search.py).
+What only this file proves, each on the harnesses where it depends on the backend:
+
+* the gain read back from the database on a real corpus is the core's gain on plain arrays, and a
+  rollback gives at least 98% of the corpus back bit for bit, the rest within one ulp: Qdrant and
+  Chroma, which re-normalise cosine vectors on write, and the in-memory store (the engine alone).
+  Milvus stores what it is sent (bit-for-bit rollback in tests/user on all three Milvus backends),
+  so what it gives back is what the engine wrote, the memory store's case;
+* ``exact`` streams the collection and asks no kNN, ``search`` asks the database's kNN for every
+  validation query and streams nothing, and both pick the same gamma on an approximate index:
+  Chroma's HNSW, the only approximate index among the harnesses (Qdrant's local mode and the
+  harnesses' FLAT Milvus indexes search exactly; tests/contract checks every connector's kNN scores
+  per metric);
+* nights of growing feedback give the vectors one run on all of it gives, and withdrawn labels put
+  originals back (``to_restore``): the engine's plan from the state's originals (memory) and once
+  through a real connector's state (Chroma persistent).
 """
 
 from __future__ import annotations
@@ -29,10 +43,6 @@ ULP = 2.0**-23
 def harnesses(*names: str) -> pytest.MarkDecorator:
     """Run on these harnesses only (those of them selected)."""
     return pytest.mark.parametrize("harness", [n for n in names if n in selected_harnesses()], indirect=True)
-
-
-#: one per connector, plus the real Milvus 2.3.5 (full-row writes, its own index and consistency)
-E2E = harnesses("qdrant-local", "milvus-lite", "milvus-2.3.5", "chroma-persistent", "memory")
 
 
 @pytest.fixture(scope="session")
@@ -75,36 +85,24 @@ def changed_ids(before: dict, after: dict) -> set:
     return {i for i in before if before[i].tobytes() != after[i].tobytes()}
 
 
-@E2E
-def test_sync_improves_the_collection_and_touches_nothing_else(harness, collection_name, scifact_by_id_type,
-                                                                core_expectation):
+@harnesses("qdrant-local", "chroma-persistent", "memory")
+def test_the_gain_read_back_is_the_cores_and_rollback_gives_the_corpus_back(harness, collection_name,
+                                                                           scifact_by_id_type, core_expectation):
     """On a cosine collection, the case where Qdrant and Chroma re-normalise what they store; dot
     collections come back bit for bit in the nightly test below (and in tests/user)."""
-    metric = "cosine"
     sf = scifact_by_id_type(harness.id_types[0])
-    load_scifact(harness, collection_name, sf, metric)
-    snapshot0, vectors0, count0 = harness.snapshot(collection_name), harness.vectors(collection_name), \
-        harness.count(collection_name)
+    load_scifact(harness, collection_name, sf, "cosine")
+    vectors0 = harness.vectors(collection_name)
     collections0 = set(harness.collections())
     try:
         with connectors.open_store(harness.uri(collection_name)) as store:
-            # --dry-run: computes everything, writes nothing (not even the state collection)
-            plan = nudge_sync.sync(store, SyncOptions(dry_run=True))
-            assert plan.status == "dry-run" and len(plan.written_ids) > 400
-            assert set(harness.collections()) == collections0
-            assert not changed_ids(vectors0, harness.vectors(collection_name))
-
             report = nudge_sync.sync(store, SyncOptions())
-            assert report.status == "written"
+            assert report.status == "written" and len(report.written_ids) > 400
             assert report.gamma == pytest.approx(core_expectation["gamma"], abs=1e-6)
-            written = set(report.written_ids)
-            assert written == set(plan.written_ids)
-            vectors1 = harness.vectors(collection_name)
             # only records with changed vectors were written, counted at the database
-            assert changed_ids(vectors0, vectors1) == written
+            written = set(report.written_ids)
+            assert changed_ids(vectors0, harness.vectors(collection_name)) == written
             assert report.counts["written"] == len(written)
-            assert harness.snapshot(collection_name) == snapshot0
-            assert harness.count(collection_name) == count0
 
             # the gain, read back from the database, is the core's gain on arrays
             ev = nudge_sync.evaluate_store(store, sf.entries, split="test")
@@ -112,27 +110,15 @@ def test_sync_improves_the_collection_and_touches_nothing_else(harness, collecti
             assert ev["current"]["ndcg@10"] == pytest.approx(core_expectation["after"], abs=0.005)
             assert ev["current"]["ndcg@10"] - ev["original"]["ndcg@10"] > 0.12
 
-            # runs start from the originals: a second run has nothing to write (forced past the
-            # nothing_new gate, so that it plans in full)
-            again = nudge_sync.sync(store, SyncOptions(force=True))
-            assert again.status == "unchanged" and again.counts["written"] == 0
-            assert not changed_ids(vectors1, harness.vectors(collection_name))
-
             undone = nudge_sync.rollback(store)
             assert undone["restored"] == len(written)
             vectors2 = harness.vectors(collection_name)
-            if harness.backend == "milvus":  # stores what it is sent, whatever the metric
-                assert not changed_ids(vectors0, vectors2), "rollback must restore every vector bit for bit"
-                assert undone["bit_exact"] == len(written)
-            else:
-                # Qdrant and Chroma re-normalise cosine vectors in float32 on every write: a few
-                # originals have no float32 pre-image and come back within one ulp (README: rollback)
-                worst = max(float(np.max(np.abs(vectors0[i] - vectors2[i]))) for i in vectors0)
-                assert worst <= ULP
-                assert undone["bit_exact"] >= 0.98 * len(written)
-            assert harness.snapshot(collection_name) == snapshot0
+            # Qdrant and Chroma re-normalise cosine vectors in float32 on every write: a few
+            # originals have no float32 pre-image and come back within one ulp (README: rollback)
+            worst = max(float(np.max(np.abs(vectors0[i] - vectors2[i]))) for i in vectors0)
+            assert worst <= ULP
+            assert undone["bit_exact"] >= 0.98 * len(written)
             assert nudge_sync.status(store)["nudged"] == 0
-            assert [r["status"] for r in nudge_sync.history(store)][-3:] == ["written", "unchanged", "rolled-back"]
     finally:
         for name in set(harness.collections()) - collections0 | {collection_name}:
             harness.drop(name)
@@ -158,13 +144,13 @@ class Calls:
         monkeypatch.setattr(store, "search", counted_search)
 
 
-@E2E
+@harnesses("chroma-persistent")
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_search_and_exact_context_choose_the_same_gamma(harness, collection_name, scifact_by_id_type, metric,
                                                         monkeypatch):
     """``exact`` streams the whole collection and asks no kNN; ``search`` asks the database's kNN
     for every validation query and streams nothing (O(labels), not O(corpus)); both pick the same
-    gamma and records on real indexes."""
+    gamma and records on an approximate index (Chroma's HNSW)."""
     sf = scifact_by_id_type(harness.id_types[0])
     load_scifact(harness, collection_name, sf, metric)
     try:
@@ -186,7 +172,7 @@ def test_search_and_exact_context_choose_the_same_gamma(harness, collection_name
         harness.drop(collection_name)
 
 
-@harnesses("qdrant-local", "milvus-lite", "chroma-persistent", "memory")
+@harnesses("chroma-persistent", "memory")
 def test_nightly_batches_equal_one_run_and_removed_labels_are_restored(harness, collection_name, scifact_by_id_type):
     """Three nights of feedback give the vectors one run on all of it gives (updates never compound:
     each run starts from the originals the state saved); withdrawn labels put originals back; on

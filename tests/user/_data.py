@@ -59,16 +59,19 @@ def feedback_file(directory: Path, ids: list[RecordId], vectors: np.ndarray, n_q
 
 
 def make_collection(backend: UserBackend, name: str, directory: Path, *, records: int = RECORDS, dim: int = DIM,
-                    metric: str = "cosine", rich: bool = True) -> Collection:
+                    metric: str = "cosine", rich: bool = True, import_log: bool = True) -> Collection:
     """Create ``name`` natively (rich payloads), import its feedback log with ``nudge-sync feedback
-    import`` (its own process), and read back what the database stored: the originals."""
+    import`` (its own process; with ``import_log=False`` the log stays in ``directory/feedback.jsonl``
+    for ``--log-file``: one process less where the log's source is not the property), and read back
+    what the database stored: the originals."""
     with backend.native() as h:
         ids = h.make_ids(records)
     vectors = random_vectors(records, dim, seed=5, normalize=True)
     backend.create(name, ids, vectors, metric=metric, rich=rich)
     log = feedback_file(directory, ids, vectors)
-    imported = nudge("feedback", "import", "--store", backend.uri(name), log)
-    assert imported.report["appended"] == QUERIES and imported.report["unknown_id_count"] == 0, imported.describe()
+    if import_log:
+        imported = nudge("feedback", "import", "--store", backend.uri(name), log)
+        assert imported.report["appended"] == QUERIES and imported.report["unknown_id_count"] == 0, imported.describe()
     stored, snap = backend.read(name)
     assert sorted(stored, key=repr) == sorted(ids, key=repr)
     return Collection(backend, name, ids, metric, stored, checksum(snap))

@@ -9,7 +9,9 @@ optional), ``collection``, ``dim``, ``mode``:
 
 * ``serve``: one JSON command per stdin line -- ``{"reembed": [ids]}``, ``{"add": n}`` -- each
   answered by one stdout line ``{"writes": [{"op", "id", "vector", "t0", "t1"}]}`` once written
-  (the deterministic interleavings drive it while a run is paused at a probe);
+  (the deterministic interleavings drive it while a run is paused at a probe); ``{"free": {...}}``
+  runs ``free`` mode with those settings in the same process (its added ids continue the served
+  ones'), answered ``{"writes": []}`` once ``stop`` exists;
 * ``free``: every ``interval`` seconds re-embed one of ``candidates`` (every ``add_every``-th
   write: add a record) and append each write to ``log`` as the same JSON object, until the file
   ``stop`` exists (the free-running writer); with ``chase`` (a ``NUDGE_SYNC_TRACE`` file) also
@@ -161,6 +163,10 @@ def serve(app: App) -> None:
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
+        if cmd.get("free"):
+            free(app, cmd["free"])
+            print(json.dumps({"writes": []}), flush=True)
+            continue
         writes = app.reembed(cmd["reembed"]) if cmd.get("reembed") else []
         writes += app.add(int(cmd["add"])) if cmd.get("add") else []
         print(json.dumps({"writes": writes}), flush=True)

@@ -8,11 +8,12 @@ with SIGTERM.
   and once it is back the next crossing is served without an operator.
 * Two watchers on one collection never run together: the second waits for the lock (retried with
   backoff) and runs after the first, on what is left (nothing new: held back by the gate).
-* On Milvus Lite (one process per file) the watcher closes the file between cycles: ``history``
-  and ``status`` run beside it; its metrics endpoint carries the run's real numbers.
-* SIGTERM between runs exits 0 at once; SIGTERM inside a run (paused at its second batch) stops
-  it at the next batch boundary: what it wrote is put back (every vector bit-for-bit its original,
-  payloads unchanged), the run ends ``undone`` and the watcher exits 8.
+* On one Milvus Lite collection, two watchers in turn. SIGTERM inside the first one's run (paused at
+  its second batch) stops it at the next batch boundary: what it wrote is put back (every vector
+  bit-for-bit its original, payloads unchanged), the run ends ``undone`` and the watcher exits 8.
+  The second serves the log that run left unserved and closes the file between cycles (Milvus Lite
+  admits one process per file): ``history`` and ``status`` run beside it; its metrics endpoint
+  carries the run's real numbers; SIGTERM between runs exits 0 at once.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from __future__ import annotations
 import signal
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests._procs import free_port
 from tests.conftest import selected_harnesses
-from tests.user._data import BATCH_ARGS, differing, make_collection
+from tests.user._data import BATCH_ARGS, Collection, differing, make_collection
 from tests.user._native import checksum, embedded_backend
 from tests.user._probes import Pause
 from tests.user._runner import nudge, spawn
@@ -58,8 +60,9 @@ def chroma(tmp_path_factory):
 @pytest.mark.slow
 def test_feedback_crossing_the_threshold_triggers_exactly_one_run_and_survives_a_server_restart(chroma, tmp_path):
     coll = make_collection(chroma, "watched", tmp_path).with_options(timeout=2, retry_budget=2)
-    nudge("run", "--store", coll.uri, *BATCH_ARGS)  # the log so far is served: the watermark is set
-    runs_before = len(nudge("history", "--store", coll.uri).report)
+    # the log so far is served: the watermark is set, and the history holds this one run
+    assert nudge("run", "--store", coll.uri, *BATCH_ARGS).report["status"] == "written"
+    runs_before = 1
     watcher = spawn("watch", "--store", coll.uri, *BATCH_ARGS, "--min-new-feedback", "30", "--poll", "0.5",
                     "--retry-budget", "5", env=JSON_LOGS)
     lines = Lines(watcher)
@@ -92,8 +95,11 @@ def test_feedback_crossing_the_threshold_triggers_exactly_one_run_and_survives_a
     assert nudge("status", "--store", coll.uri).report["lock"] is None
 
 
-def test_milvus_lite_watcher_lets_go_of_the_file_serves_metrics_and_stops_at_once(tmp_path):
+def test_milvus_lite_watcher_stops_a_run_at_a_batch_then_lets_go_of_the_file_and_serves_metrics(tmp_path):
+    """One Milvus Lite collection, two watchers in turn: SIGTERM inside the first one's run, then a
+    second watcher serves the log (the stopped run settled nothing) beside ``history`` and ``status``."""
     coll = make_collection(embedded_backend("milvus-lite", tmp_path / "db"), "watched", tmp_path)
+    sigterm_inside_a_run_puts_back_what_it_wrote(coll, tmp_path)
     port = free_port()
     # the log's 200 entries are all new: the first poll triggers a run; then polls every 30 s
     watcher = spawn("watch", "--store", coll.uri, *BATCH_ARGS, "--min-new-feedback", "1", "--poll", "30",
@@ -102,7 +108,8 @@ def test_milvus_lite_watcher_lets_go_of_the_file_serves_metrics_and_stops_at_onc
     try:
         lines.wait_for(CYCLE_DONE, timeout=300)
         # between cycles the watcher holds the Milvus Lite file closed: other processes open it
-        run = nudge("history", "--store", coll.uri).report[-1]
+        *before, run = nudge("history", "--store", coll.uri).report
+        assert not [r for r in before if r["status"] == "written"], "the stopped run was recorded as written"
         assert nudge("status", "--store", coll.uri).report["lock"] is None
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         samples = {(s.name, s.labels.get("outcome") or s.labels.get("status") or ""): s.value
@@ -123,8 +130,7 @@ def test_milvus_lite_watcher_lets_go_of_the_file_serves_metrics_and_stops_at_onc
     assert summaries(lines)[0]["run_id"] == run["run_id"]
 
 
-def test_sigterm_inside_a_run_stops_at_the_next_batch_and_puts_back_what_it_wrote(tmp_path):
-    coll = make_collection(embedded_backend("milvus-lite", tmp_path / "db"), "stopped", tmp_path)
+def sigterm_inside_a_run_puts_back_what_it_wrote(coll: Collection, tmp_path: Path) -> None:
     pause = Pause.at(tmp_path, "run.write", 2)  # two batches written, the run waits before the third
     watcher = spawn("watch", "--store", coll.uri, *BATCH_ARGS, "--min-new-feedback", "1", "--poll", "30",
                     env={**JSON_LOGS, **pause.env()})
@@ -147,8 +153,6 @@ def test_sigterm_inside_a_run_stops_at_the_next_batch_and_puts_back_what_it_wrot
     vectors, snap = coll.backend.read(coll.name)
     assert checksum(snap) == coll.payloads, "payloads changed"
     assert not differing(vectors, coll.originals), "a vector the stopped run wrote was left behind"
-    history = nudge("history", "--store", coll.uri).report
-    assert not [r for r in history if r["status"] == "written"]
     assert nudge("status", "--store", coll.uri).report["lock"] is None
 
 
