@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 import connectors
+from nudge_sync.engine.names import default_log_name
 from tests.backends import RecordId, random_vectors
 from tests.engine.test_refusals import make_entries
 from tests.user._native import UserBackend, checksum
@@ -93,13 +94,13 @@ class Reference:
 
 
 #: references already computed in this process, by (backend, records, metric, URI options): the
-#: result is a function of the data and the engine, and each costs three nudge-sync processes
+#: result is a function of the data and the engine, and each costs two nudge-sync processes
 _REFERENCES: dict[tuple[str, int, str, str], Reference] = {}
 
 
 def reference(coll: Collection, directory: Path) -> Reference:
-    """Run and roll back, uninterrupted and traced, on a twin of ``coll`` (same ids, vectors and
-    log, in the same database), then drop the twin."""
+    """Run and roll back, uninterrupted and traced, on a twin of ``coll`` (same ids and vectors, in
+    the same database, reading ``coll``'s own log), then drop the twin."""
     key = (coll.backend.name, len(coll.ids), coll.metric, repr(sorted(coll.uri_options.items())))
     if key not in _REFERENCES:
         _REFERENCES[key] = _reference(coll, directory)
@@ -108,11 +109,12 @@ def reference(coll: Collection, directory: Path) -> Reference:
 
 def _reference(coll: Collection, directory: Path) -> Reference:
     backend = coll.backend
-    twin = make_collection(backend, coll.name + "r", directory, records=len(coll.ids), metric=coll.metric)
-    twin = twin.with_options(**coll.uri_options)
+    twin = _twin(coll)
     trace = directory / f"{twin.name}.trace"
+    # the twin reads ``coll``'s log (--log): the same entries, without a second import process
+    log = ("--log", default_log_name(coll.name))
     try:
-        run = nudge("run", "--store", twin.uri, *BATCH_ARGS, env={"NUDGE_SYNC_TRACE": str(trace)})
+        run = nudge("run", "--store", twin.uri, *log, *BATCH_ARGS, env={"NUDGE_SYNC_TRACE": str(trace)})
         assert run.report["status"] == "written", run.describe()
         final = backend.vectors(twin.name)
         undone = nudge("rollback", "--store", twin.uri, *BATCH_ARGS, env={"NUDGE_SYNC_TRACE": str(trace)})
@@ -124,6 +126,17 @@ def _reference(coll: Collection, directory: Path) -> Reference:
     events = read_trace(trace)
     batches = [e["ids"] for e in events if e["pid"] == run.pid and e["point"] == "run.before_write"]
     return Reference(final, written, run.report, hits(events, run.pid), hits(events, undone.pid), batches)
+
+
+def _twin(coll: Collection) -> Collection:
+    """A collection of ``coll``'s ids and vectors (created as make_collection creates them: the same
+    vectors sent, so the database stores the same bits), with no log of its own."""
+    backend, name = coll.backend, coll.name + "r"
+    dim = next(iter(coll.originals.values())).shape[0]
+    backend.create(name, coll.ids, random_vectors(len(coll.ids), dim, seed=5, normalize=True), metric=coll.metric)
+    stored, snap = backend.read(name)
+    assert all(stored[i].tobytes() == coll.originals[i].tobytes() for i in coll.ids), "the twin stored other vectors"
+    return Collection(backend, name, coll.ids, coll.metric, stored, checksum(snap), dict(coll.uri_options))
 
 
 def differing(a: dict[RecordId, np.ndarray], b: dict[RecordId, np.ndarray]) -> list[RecordId]:

@@ -12,7 +12,9 @@ On the suite's own Chroma server and Milvus Lite server, a ``nudge-sync run`` (i
 paused at a probe, the test stops the server by its PID (SIGSTOP) and lets the run go on; the run
 must exit with its documented code within that bound (plus a margin for the process' own exit),
 measured from the moment it was let go. This is a bound, not a speed target: the budget and timeout
-are small so the test is quick. The server is continued afterwards and a rerun completes.
+are small so the test is quick. Both faults hit one collection in turn -- stopped before writing
+(nothing written: exit 6), then stopped mid-write (exit 7), by a run that takes over whatever lock
+the first one could not release -- and once the server is continued a rerun completes.
 """
 
 from __future__ import annotations
@@ -43,26 +45,29 @@ def server(request, tmp_path_factory) -> OwnServer:
     s.close()
 
 
-@pytest.mark.parametrize("point, code", [("lock.acquired", 6), ("run.write", 7)],
-                         ids=["stopped before writing", "stopped mid-write"])
-def test_a_stopped_server_cannot_outlast_the_budget(server, point, code, collection_name, tmp_path, tally):
+#: (probe point, its hit, the exit code): stopped before the first write, then between two batches
+FAULTS = (("lock.acquired", 1, 6), ("run.write", 2, 7))
+
+
+def test_a_stopped_server_cannot_outlast_the_budget(server, collection_name, tmp_path, tally):
     coll = make_collection(server, collection_name, tmp_path).with_options(retry_budget=BUDGET, timeout=TIMEOUT)
-    with tally.counting(server.name, "server-fault", fault=f"SIGSTOP at {point}, deadline"):
-        pause = Pause.at(tmp_path, point, 2 if point == "run.write" else 1)
-        proc = spawn("run", "--store", coll.uri, *BATCH_ARGS, env=pause.env())
-        pause.wait_reached(proc)
-        server.stop()
-        try:
-            let_go = time.monotonic()
-            pause.go()
-            result = proc.wait(timeout=120)
-            took = time.monotonic() - let_go
-        finally:
-            server.cont()
-        assert result.code == code, f"expected exit {code}\n{result.describe()}"
-        assert took <= BOUND, (f"the run took {took:.1f} s after the server stopped; the bound is retry_budget "
-                               f"{BUDGET} + 2 x timeout {TIMEOUT} + {MARGIN:g} s\n{result.describe()}")
-    # the server is back: the next run completes what was left (or starts afresh)
+    for point, n, code in FAULTS:
+        with tally.counting(server.name, "server-fault", fault=f"SIGSTOP at {point}, deadline"):
+            pause = Pause.at(tmp_path, point, n)
+            proc = spawn("run", "--store", coll.uri, *BATCH_ARGS, env=pause.env())
+            pause.wait_reached(proc)
+            server.stop()
+            try:
+                let_go = time.monotonic()
+                pause.go()
+                result = proc.wait(timeout=120)
+                took = time.monotonic() - let_go
+            finally:
+                server.cont()
+            assert result.code == code, f"expected exit {code}\n{result.describe()}"
+            assert took <= BOUND, (f"the run took {took:.1f} s after the server stopped; the bound is retry_budget "
+                                   f"{BUDGET} + 2 x timeout {TIMEOUT} + {MARGIN:g} s\n{result.describe()}")
+    # the server is back: the next run completes what was left
     nudge("run", "--store", coll.uri, *BATCH_ARGS)
     status = nudge("status", "--store", coll.uri).report
     assert status["pending"] == 0 and status["nudged"] > 0, status
