@@ -14,5 +14,6 @@ database's own client. Faults are injected at named probe points (``NUDGE_SYNC_F
     _servers.py     servers the suite may kill and restart (own data dir and port)
     _fakes.py       echoing fake servers for the secrets tests (HTTP 502, gRPC)
     _writer.py      the application writer: a separate process writing with the native client
+    _digest.py      a digest of every record of a collection: proof that a refused command wrote nothing
     summary.py      renders the trial counts as the README's Markdown table
 """

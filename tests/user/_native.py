@@ -77,21 +77,8 @@ class UserBackend:
 
     def dump(self, collection: str) -> str:
         """Everything but the vectors of any collection (e.g. the state), as text to scan."""
-        import json
-
         with self.native() as h:
-            if self.backend == "qdrant":
-                points, _ = h.client.scroll(collection, limit=100_000, with_payload=True, with_vectors=False)
-                rows: Any = [{"id": p.id, "payload": p.payload} for p in points]
-            elif self.backend == "milvus":
-                h.client.load_collection(collection)
-                rows = h.client.query(collection, filter="", output_fields=["*"], limit=16_384,
-                                      consistency_level="Strong")
-            else:
-                got = h.client.get_collection(collection, embedding_function=None).get(
-                    include=["metadatas", "documents"])
-                rows = {k: got[k] for k in ("ids", "metadatas", "documents")}
-        return json.dumps(rows, default=repr, ensure_ascii=False)
+            return dump(h, collection)
 
     def drop_all(self, prefix: str) -> None:
         with self.native() as h:
@@ -189,6 +176,23 @@ class ChromaPersistentBackend(UserBackend):
         from tests.backends.chroma import chroma_name
 
         return f"chroma://{self.path}?collection={chroma_name(collection)}"  # as ChromaHarness.uri
+
+
+def dump(h: Harness, collection: str) -> str:
+    """Everything but the vectors of any collection (e.g. the state), as text to scan, read through
+    an open harness."""
+    import json
+
+    if h.backend == "qdrant":
+        points, _ = h.client.scroll(collection, limit=100_000, with_payload=True, with_vectors=False)
+        rows: Any = [{"id": p.id, "payload": p.payload} for p in points]
+    elif h.backend == "milvus":
+        h.client.load_collection(collection)
+        rows = h.client.query(collection, filter="", output_fields=["*"], limit=16_384, consistency_level="Strong")
+    else:
+        got = h.client.get_collection(collection, embedding_function=None).get(include=["metadatas", "documents"])
+        rows = {k: got[k] for k in ("ids", "metadatas", "documents")}
+    return json.dumps(rows, default=repr, ensure_ascii=False)
 
 
 def embedded_backend(name: str, directory: Path) -> UserBackend:

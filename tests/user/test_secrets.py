@@ -6,9 +6,10 @@ A planted secret goes through every credential path (each backend's variable, ``
 * against an echoing fake server (HTTP 502 repeating the request's headers, for Qdrant and Chroma;
   a gRPC endpoint failing with the call's metadata, for Milvus), the fake must have received the
   secret -- so its error text holds it -- and stdout, stderr and the JSON report must not;
-* against the six real backends the planted secret rides along the whole command sequence of
-  test_sequences.py (where the server ignores or checks the credential; Milvus 2.3.5 with a user
-  created for the test), whose outputs, ``history`` and state collection are scanned there.
+* against the real backends the planted secret rides along the whole command sequence of
+  test_sequences.py (five backends; where the server ignores or checks the credential; Milvus 2.3.5
+  with its own root password in a secret file), whose outputs, ``history`` and state collection are
+  scanned there.
 
 Scans look for the plain secret, its URL-quoted form and its base64 forms (standard and URL-safe,
 at every byte alignment: HTTP basic credentials are ``base64(user:secret)``).
