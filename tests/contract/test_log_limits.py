@@ -49,7 +49,7 @@ def data(harness):
 @pytest.fixture
 def log_of(harness, request, data):
     """The name of this test's own log of the shared data collection (dropped afterwards)."""
-    log = f"{data}_{request.node.originalname.removeprefix('test_')[:40]}"
+    log = f"{data}_{request.node.originalname.removeprefix('test_')[:40].rstrip('_')}"
     harness.drop(log)
     yield log
     harness.drop(log)

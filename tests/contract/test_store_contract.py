@@ -2,8 +2,8 @@
 
 Each test builds its collection with the backend's *native* client (the harness), then drives it
 through ``connectors.open_store`` and checks the result with the native client again. Tests that
-only read, or whose writes are refused (each checks that nothing changed), share one collection
-per backend (``small``); a test that writes builds its own.
+only read the collection, or whose writes to it are refused (those check natively that nothing
+changed), share one collection per backend (``small``); a test that writes builds its own.
 
 ``milvus-lite-server`` is left out (tests/conftest.py ``TWIN_HARNESSES``): its engine is the
 embedded ``milvus-lite``'s and its connector path (``milvus+http``) ``milvus-2.3.5``'s.
