@@ -50,9 +50,20 @@ AWKWARD_KEYS = ['a"b', "c\\d", "e'f", "x\\u00ff", "x\\", 'q"', "ü日本", " lea
                 "x\\n", "xa", "xz", "xÿ", "{}", "[1, 2]", "%s", "pk > 0 or 1 == 1"]
 
 
-@pytest.fixture(params=MILVUS)
+@pytest.fixture(params=MILVUS, scope="module")
 def milvus(request) -> MilvusHarness:
     return request.getfixturevalue(fixture_name(request.param))
+
+
+@pytest.fixture(scope="module")
+def plain(milvus) -> str:
+    """A pk + ``vector`` collection of 10 records, shared by the tests that only open, describe or
+    search it (a collection costs seconds on Milvus 2.3.5); what they create beside it is theirs."""
+    name = "milvus_plain_" + milvus.name.replace("-", "_").replace(".", "_")
+    milvus.drop(name)
+    milvus.create(name, milvus.make_ids(10), random_vectors(10, DIM), rich=False)
+    yield name
+    milvus.drop(name)
 
 
 def needs(harness: MilvusHarness, *, modern: bool = False, auth: bool = False, server: bool = False) -> None:
@@ -174,12 +185,8 @@ def test_pymilvus_query_iterator_loses_records_on_such_keys(milvus, collection_n
 # -- vector field and index ----------------------------------------------------------------------------
 
 
-def test_single_vector_field_is_detected(milvus, collection_name, cleanup):
-    cleanup.append(collection_name)
-    ids = milvus.make_ids(10)
-    simple_collection(milvus, collection_name, ids, random_vectors(10, DIM))
-    milvus.client.insert(collection_name, rows_of(ids, random_vectors(10, DIM)))
-    with open_milvus(milvus, collection_name, vector=None) as s:
+def test_single_vector_field_is_detected(milvus, plain):
+    with open_milvus(milvus, plain, vector=None) as s:
         info = s.describe()
     assert info.vector_name == "vector" and info.dimension == DIM and info.id_type == "int"
 
@@ -230,10 +237,8 @@ def test_vector_field_without_index_is_refused(milvus, collection_name, cleanup)
 # -- write paths -----------------------------------------------------------------------------------------
 
 
-def test_default_write_path_follows_the_server_version(milvus, collection_name, cleanup):
-    cleanup.append(collection_name)
-    milvus.create(collection_name, milvus.make_ids(5), random_vectors(5, DIM), rich=False)
-    with open_milvus(milvus, collection_name) as s:
+def test_default_write_path_follows_the_server_version(milvus, plain):
+    with open_milvus(milvus, plain) as s:
         info = s.describe()
     assert info.server_version == milvus.version
     expected = "rows" if milvus.version.startswith("v2.3") else "partial_update"
@@ -397,10 +402,8 @@ def test_exclusion_with_many_ids_matches_brute_force(milvus, collection_name, cl
             np.testing.assert_allclose(res.scores[qi], sims[qi, [ids.index(i) for i in truth]], rtol=1e-5, atol=1e-5)
 
 
-def test_search_k_beyond_the_milvus_window_is_refused(milvus, collection_name, cleanup):
-    cleanup.append(collection_name)
-    milvus.create(collection_name, milvus.make_ids(5), random_vectors(5, DIM), rich=False)
-    with open_milvus(milvus, collection_name) as s:
+def test_search_k_beyond_the_milvus_window_is_refused(milvus, plain):
+    with open_milvus(milvus, plain) as s:
         with pytest.raises(InvalidVectors, match="16,384"):
             s.search(random_vectors(1, DIM), k=20_000)
 
@@ -428,9 +431,9 @@ def test_reads_see_writes_made_just_before(milvus, collection_name, cleanup):
 # -- connections and credentials ---------------------------------------------------------------------------
 
 
-def test_wrong_and_missing_tokens(milvus, monkeypatch, collection_name, cleanup):
+def test_wrong_and_missing_tokens(milvus, monkeypatch, plain):
     needs(milvus, auth=True)
-    base = milvus.store_base + f"?collection={collection_name}"
+    base = milvus.store_base + f"?collection={plain}"
     monkeypatch.delenv("MILVUS_TOKEN", raising=False)
     with pytest.raises(AuthenticationFailed, match="needs a token: set MILVUS_TOKEN"):
         MilvusStore(parse_uri(base))
@@ -439,10 +442,8 @@ def test_wrong_and_missing_tokens(milvus, monkeypatch, collection_name, cleanup)
         MilvusStore(parse_uri(base))
     assert "wrong-secret-value" not in str(err.value)
     monkeypatch.setenv("MILVUS_TOKEN", milvus.token)  # the env var works like the secret file
-    cleanup.append(collection_name)
-    milvus.create(collection_name, milvus.make_ids(3), random_vectors(3, DIM), rich=False)
     with MilvusStore(parse_uri(base)) as s:
-        assert s.describe().count == 3
+        assert s.describe().count == 10
 
 
 def test_unreachable_server_fails_fast(milvus):
@@ -518,13 +519,12 @@ def test_query_log_written_with_the_native_client(milvus, collection_name, clean
             list(s.read_log(name))
 
 
-def test_query_log_format_we_write(milvus, collection_name, cleanup):
+def test_query_log_format_we_write(milvus, plain, collection_name, cleanup):
     name = f"{collection_name}_log"
-    cleanup.extend([collection_name, name])
-    milvus.create(collection_name, milvus.make_ids(3), random_vectors(3, DIM), rich=False)
+    cleanup.append(name)
     entry = LabelledQuery("q-1", random_vectors(1, DIM)[0], [1, "x"], grades=None, timestamp=1_700_000_012.5,
                           split=None)
-    with open_milvus(milvus, collection_name) as s:
+    with open_milvus(milvus, plain) as s:
         s.append_log(name, [entry])
     (row,) = milvus.client.query(name, filter="", output_fields=["*"], limit=10, consistency_level="Strong")
     assert row["query_id"] == "q-1" and row["relevant_ids"] == [1, "x"] and row["timestamp"] == 1_700_000_012.5
@@ -533,10 +533,8 @@ def test_query_log_format_we_write(milvus, collection_name, cleanup):
     assert desc["enable_dynamic_field"] and {f["name"] for f in desc["fields"]} == {"query_id", "vector"}
 
 
-def test_state_meta_size_is_checked_before_writing(milvus, collection_name, cleanup):
-    cleanup.append(collection_name)
-    milvus.create(collection_name, milvus.make_ids(3), random_vectors(3, DIM), rich=False)
-    with open_milvus(milvus, collection_name) as s:
+def test_state_meta_size_is_checked_before_writing(milvus, plain, collection_name):
+    with open_milvus(milvus, plain) as s:
         state = s.state(f"{collection_name}_state")
         try:
             state.create(DIM)
