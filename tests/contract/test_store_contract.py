@@ -146,22 +146,18 @@ def test_a_large_collection_is_read_once_per_id_and_updated_past_one_server_batc
         harness.drop(collection_name)
 
 
-def test_a_bad_batch_size_is_refused_the_same_way_everywhere(harness, small, store):
-    log, state = f"{small.name}_bs_log", store.state(f"{small.name}_bs_state")
-    try:
-        store.append_log(log, _log_entries(harness, 3))
-        state.create(DIM)
-        state.put("original", [StateRecord("k0", small.vectors[0], {"fp": "x"})])
-        for read in (store.iter_vectors, lambda batch_size: store.read_log(log, batch_size=batch_size),
-                     lambda batch_size: state.scan("original", batch_size=batch_size)):
-            for bad in (0, -5, True, 2.0, "100", None):
-                with pytest.raises(ValueError, match="batch_size must be a positive int"):
-                    next(iter(read(batch_size=bad)))
-            # numpy integers (from an array of sizes, say) are accepted
-            assert list(read(batch_size=np.int64(2)))
-    finally:
-        harness.drop(log)
-        state.drop()
+def assert_batch_size_is_checked(read) -> None:
+    """``read(batch_size=...)`` refuses every bad size the same way (the data, the log and the state
+    are read with the same rule: this test, test_query_log_round_trips, test_state_collection_round_trips)."""
+    for bad in (0, -5, True, 2.0, "100", None):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            next(iter(read(batch_size=bad)))
+    # numpy integers (from an array of sizes, say) are accepted: the read starts and yields
+    assert next(iter(read(batch_size=np.int64(2))))
+
+
+def test_a_bad_batch_size_is_refused_the_same_way_everywhere(small, store):
+    assert_batch_size_is_checked(store.iter_vectors)
 
 
 def test_get_vectors_keeps_request_order_and_reports_missing(harness, small, store):
@@ -361,6 +357,7 @@ def test_query_log_round_trips(harness, small, store):
         assert store.append_log(log, entries[70:]) == 50
         assert store.log_exists(log)
         _assert_same_log(list(store.read_log(log, batch_size=32)), entries)
+        assert_batch_size_is_checked(lambda batch_size: store.read_log(log, batch_size=batch_size))
         # the same query id replaces its entry instead of duplicating it
         changed = _log_entries(harness, 1, start=5)[0]
         changed.relevant_ids = changed.relevant_ids[:1]
@@ -408,6 +405,7 @@ def test_state_collection_round_trips(harness, small, store):
         assert run.meta == {"gamma": 0.125, "ids": [1, "two"]}
         seen = collections.Counter(r.key for batch in state.scan("original", batch_size=1000) for r in batch)
         assert len(seen) == n and max(seen.values()) == 1
+        assert_batch_size_is_checked(lambda batch_size: state.scan("original", batch_size=batch_size))
         state.put("original", [StateRecord("k1", vecs[0], {"fp": "changed"})])  # replace
         (r1,) = state.get("original", ["k1"])
         assert r1.meta == {"fp": "changed"} and np.array_equal(r1.vector, vecs[0])
