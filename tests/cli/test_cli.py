@@ -307,8 +307,8 @@ def test_demo_without_the_backends_client_says_so_before_anything_else(tmp_path,
 def test_console_script_runs_the_demo(tmp_path):
     """The installed entry point, in a subprocess, exactly as the README's first command runs it."""
     exe = Path(sys.executable).with_name("nudge-sync")
-    result = subprocess.run([str(exe), "demo", "--dir", str(tmp_path / "d"), "--records", "2000", "--dim", "16",
-                             "--queries", "600"], capture_output=True, text=True, timeout=600,
+    result = subprocess.run([str(exe), "demo", "--dir", str(tmp_path / "d"), "--records", "500", "--dim", "8",
+                             "--queries", "200"], capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr
     assert "held-out test queries" in result.stdout and "ndcg@10" in result.stdout

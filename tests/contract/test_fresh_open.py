@@ -6,7 +6,9 @@ does. Milvus Lite releases every collection when its process ends, and a Milvus 
 a collection at any time (the second test releases them under a store's feet), so the store must
 load a collection before its first read and again when it finds it released.
 Embedded databases get a location of their own (another process holding the harness' directory
-would lock this one out); servers are the harness' own.
+would lock this one out); servers are the harness' own. The first test leaves ``milvus-lite-server``
+out (tests/conftest.py ``TWIN_HARNESSES``); the second runs on the Milvus Lite engine, embedded and
+as a server.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import pytest
 import connectors
 import nudge_sync
 from connectors import StateRecord
+from tests.conftest import TWIN_HARNESSES, fixture_name, harness_without, selected_harnesses
+
+harness = harness_without(*TWIN_HARNESSES)
 
 N, DIM = 60, 8
 
@@ -94,13 +99,12 @@ def test_every_read_path_works_on_a_collection_another_process_wrote(harness, co
                 harness.drop(coll)
 
 
-def test_a_milvus_collection_released_while_a_store_reads_it_is_loaded_again(harness, collection_name):
-    if harness.backend != "milvus":
-        pytest.skip("only Milvus loads and releases collections")
-    if harness.name == "milvus-2.3.5":
-        # the same code path as milvus-lite-server (a real server process too); each load of a
-        # collection takes seconds on 2.3.5, and the fresh-open test above loads three there
-        pytest.skip("covered on milvus-lite-server; loads are slow on Milvus 2.3.5")
+# Only Milvus loads and releases collections. Not on milvus-2.3.5: the same code path as
+# milvus-lite-server (a real server process too), and each load takes seconds there.
+@pytest.mark.parametrize("milvus_name", [n for n in ("milvus-lite", "milvus-lite-server") if n in selected_harnesses()])
+def test_a_milvus_collection_released_while_a_store_reads_it_is_loaded_again(request, milvus_name, collection_name):
+    pytest.importorskip("pymilvus")
+    harness = request.getfixturevalue(fixture_name(milvus_name))
     ids = harness.make_ids(N)
     vectors = np.random.default_rng(3).standard_normal((N, DIM)).astype(np.float32)
     harness.create(collection_name, ids, vectors, metric="l2", rich=False)

@@ -9,6 +9,10 @@ Limits (measured here; the connectors document them):
   of JSON (servers enforce both; Milvus Lite counts characters and has no JSON limit, and nudge-sync
   applies the servers' rules there too).
 * Qdrant and Chroma: an entry's fields may take 16 MiB as JSON (half a server's request limit).
+
+The tests share one small data collection per backend (the log takes its dimension; no test writes
+to it); each test's log is its own. ``milvus-lite-server`` is left out (tests/conftest.py
+``TWIN_HARNESSES``): Milvus Lite's limits are checked on ``milvus-lite``, a server's on ``milvus-2.3.5``.
 """
 
 from __future__ import annotations
@@ -24,19 +28,31 @@ from connectors import InvalidEntry, LabelledQuery, WriteFailed
 from connectors._log import MAX_ENTRY_BYTES
 from tests.backends import random_vectors
 from tests.backends.dump import dump_collection
+from tests.conftest import TWIN_HARNESSES, harness_without
+
+harness = harness_without(*TWIN_HARNESSES)
 
 DIM = 8
 T0 = 1_767_225_600.0
 
 
+@pytest.fixture(scope="module")
+def data(harness):
+    """A small data collection the module's logs take their dimension from."""
+    name = "log_limits_" + harness.name.replace("-", "_").replace(".", "_")
+    harness.drop(name)
+    harness.create(name, harness.make_ids(5), random_vectors(5, DIM, seed=3), metric="dot", rich=False)
+    yield name
+    harness.drop(name)
+
+
 @pytest.fixture
-def log_of(harness, collection_name):
-    """A small data collection (the log takes its dimension) and the name of its log."""
-    harness.create(collection_name, harness.make_ids(5), random_vectors(5, DIM, seed=3), metric="dot", rich=False)
-    log = f"{collection_name}_log"
+def log_of(harness, request, data):
+    """The name of this test's own log of the shared data collection (dropped afterwards)."""
+    log = f"{data}_{request.node.originalname.removeprefix('test_')[:40].rstrip('_')}"
+    harness.drop(log)
     yield log
-    for name in (log, collection_name):
-        harness.drop(name)
+    harness.drop(log)
 
 
 def entry(qid: str, ids: list, *, grades=None, seed: int = 0) -> LabelledQuery:
@@ -47,11 +63,11 @@ def native_log(harness, log: str) -> dict[str, str]:
     return dump_collection(harness.backend, harness.client, log)
 
 
-def test_5500_answers_with_grades_are_stored_and_the_log_stays_readable(harness, collection_name, log_of):
+def test_5500_answers_with_grades_are_stored_and_the_log_stays_readable(harness, data, log_of):
     """Issue #11 defect 1: 5,500 relevant ids made every later read of a Chroma log fail."""
     ids = list(range(5500)) if harness.backend != "chroma" else [f"d{i}" for i in range(5500)]
     many = entry("many", ids, grades=[1.0 + (i % 3) for i in range(5500)])
-    with connectors.open_store(harness.uri(collection_name)) as store:
+    with connectors.open_store(harness.uri(data)) as store:
         assert store.append_log(log_of, [many, entry("one", ids[:1], seed=1)]) == 2
         got = {e.query_id: e for e in store.read_log(log_of)}
     assert got["many"].relevant_ids == ids and got["many"].grades == many.grades
@@ -65,10 +81,10 @@ def _size_of_refused(store, log: str, q: LabelledQuery) -> int:
     return int(re.search(r"take ([\d,]+) bytes", str(exc.value)).group(1).replace(",", ""))
 
 
-def test_entry_size_limit_just_under_and_just_over(harness, collection_name, log_of):
+def test_entry_size_limit_just_under_and_just_over(harness, data, log_of):
     if harness.backend == "milvus":
         pytest.skip("Milvus' own limit is far lower (test_milvus_limits_just_under_and_just_over)")
-    with connectors.open_store(harness.uri(collection_name)) as store:
+    with connectors.open_store(harness.uri(data)) as store:
         probe = MAX_ENTRY_BYTES + 1000
         over = _size_of_refused(store, log_of, entry("big", ["x" * probe]))
         fit = "x" * (probe - (over - MAX_ENTRY_BYTES))  # one id of the length that makes exactly the limit
@@ -80,13 +96,13 @@ def test_entry_size_limit_just_under_and_just_over(harness, collection_name, log
     assert got.relevant_ids == [fit]
 
 
-def test_chroma_lists_past_4096_elements_become_json_text(harness, collection_name, log_of):
+def test_chroma_lists_past_4096_elements_become_json_text(harness, data, log_of):
     if harness.backend != "chroma":
         pytest.skip("Chroma's metadata lists")
     entries = [entry("at-limit", [f"d{i}" for i in range(2048)], grades=[2.0] * 2048),  # 4,096 elements
                entry("past-limit", [f"d{i}" for i in range(2049)], grades=[2.0] * 2049),  # 4,098
                entry("past-engine-limit", [f"d{i}" for i in range(5462)])]
-    with connectors.open_store(harness.uri(collection_name)) as store:
+    with connectors.open_store(harness.uri(data)) as store:
         store.append_log(log_of, entries)
         got = {e.query_id: e for e in store.read_log(log_of)}
     assert {q: (len(e.relevant_ids), len(e.grades or ())) for q, e in got.items()} == {
@@ -99,7 +115,7 @@ def test_chroma_lists_past_4096_elements_become_json_text(harness, collection_na
     assert metas["past-limit"]["grades_json"] == "[" + ", ".join(["2.0"] * 2049) + "]"
 
 
-def test_chroma_breaks_a_collection_past_5461_list_elements(harness, collection_name):
+def test_chroma_breaks_a_collection_past_5461_list_elements(harness, data):
     """The engine limit behind LIST_ELEMENTS, written with Chroma's own client: if this starts to
     pass 5,462 elements, the limit may be raised."""
     if harness.backend != "chroma":
@@ -108,14 +124,14 @@ def test_chroma_breaks_a_collection_past_5461_list_elements(harness, collection_
         pytest.skip("the engine's limit is measured on chroma-persistent")
     outcomes = {}
     for n in (5461, 5462):
-        name = f"{collection_name}_{n}"
+        name = f"{data}_{n}"
         coll = harness.client.get_or_create_collection(name, embedding_function=None)
         try:
             coll.upsert(ids=["q"], embeddings=np.ones((1, DIM), np.float32), metadatas=[{"r": list(range(n))}])
             outcomes[n] = len(coll.get(include=["metadatas"])["metadatas"][0]["r"]) == n
         except Exception as exc:  # noqa: BLE001 -- whatever Chroma raises for a record it cannot index
             outcomes[n] = f"{type(exc).__name__}: {exc}"
-            with connectors.open_store(harness.uri(collection_name)) as store, \
+            with connectors.open_store(harness.uri(data)) as store, \
                     pytest.raises(connectors.ConnectorError, match="delete the collection and write it again"):
                 list(store.read_log(name))  # such a log (an older nudge-sync wrote them) is named, with the way out
         finally:
@@ -124,7 +140,7 @@ def test_chroma_breaks_a_collection_past_5461_list_elements(harness, collection_
     assert "Failed to apply logs to the metadata segment" in str(outcomes[5462]), outcomes
 
 
-def test_milvus_limits_just_under_and_just_over(harness, collection_name, log_of):
+def test_milvus_limits_just_under_and_just_over(harness, data, log_of):
     if harness.backend != "milvus":
         pytest.skip("Milvus' key and JSON limits")
     # the dynamic fields of an entry(): its relevant ids, timestamp and split
@@ -132,7 +148,7 @@ def test_milvus_limits_just_under_and_just_over(harness, collection_name, log_of
     fits = {"key-2048-bytes": ("k" * 2048, ["a"]), "key-682-cjk": ("日" * 682, ["a"]),
             "json-65536": ("j", ["x" * (65_536 - overhead)])}
     assert len(orjson.dumps({"relevant_ids": fits["json-65536"][1], "timestamp": T0, "split": "train"})) == 65_536
-    with connectors.open_store(harness.uri(collection_name)) as store:
+    with connectors.open_store(harness.uri(data)) as store:
         for qid, ids in fits.values():
             store.append_log(log_of, [entry(qid, ids)])
         assert {e.query_id for e in store.read_log(log_of)} == {q for q, _ in fits.values()}
@@ -187,8 +203,8 @@ def _entries(harness, names: list[str], seed: int) -> list[LabelledQuery]:
     return [entry(q, [ids[n % 5]], grades=[1.0 + n], seed=seed + n) for n, q in enumerate(names)]
 
 
-def test_an_append_that_fails_midway_puts_the_log_back(harness, collection_name, log_of, monkeypatch):
-    with connectors.open_store(harness.uri(collection_name)) as store:
+def test_an_append_that_fails_midway_puts_the_log_back(harness, data, log_of, monkeypatch):
+    with connectors.open_store(harness.uri(data)) as store:
         store.append_log(log_of, _entries(harness, ["a", "b", "c"], seed=0))
         before = native_log(harness, log_of)
         _FailingWrites(monkeypatch, harness, store, log_of, nth=2)
@@ -201,8 +217,8 @@ def test_an_append_that_fails_midway_puts_the_log_back(harness, collection_name,
         assert sorted(e.query_id for e in store.read_log(log_of)) == ["a", "b", "c"]
 
 
-def test_a_failed_first_append_removes_the_log_it_created(harness, collection_name, log_of, monkeypatch):
-    with connectors.open_store(harness.uri(collection_name)) as store:
+def test_a_failed_first_append_removes_the_log_it_created(harness, data, log_of, monkeypatch):
+    with connectors.open_store(harness.uri(data)) as store:
         _FailingWrites(monkeypatch, harness, store, log_of, nth=2)
         with pytest.raises(WriteFailed, match="the log this append created was removed"):
             store.append_log(log_of, _entries(harness, ["a", "b", "c"], seed=0), batch_size=1)
@@ -211,8 +227,8 @@ def test_a_failed_first_append_removes_the_log_it_created(harness, collection_na
     assert log_of not in harness.collections()
 
 
-def test_when_putting_back_fails_too_the_error_says_so(harness, collection_name, log_of, monkeypatch):
-    with connectors.open_store(harness.uri(collection_name)) as store:
+def test_when_putting_back_fails_too_the_error_says_so(harness, data, log_of, monkeypatch):
+    with connectors.open_store(harness.uri(data)) as store:
         store.append_log(log_of, _entries(harness, ["a"], seed=0))
         _FailingWrites(monkeypatch, harness, store, log_of, nth=2, persist=True)
         with pytest.raises(WriteFailed, match=r"putting query log .* back failed as well .* run the same append "

@@ -3,8 +3,10 @@ vector field detection, both write paths (partial_update and full rows), partiti
 search with many ids, Strong reads, credentials, Milvus Lite paths, log and state formats.
 
 Every test runs against the real engines of the selected Milvus harnesses (``milvus-lite``,
-``milvus-lite-server``, ``milvus-2.3.5``); tests that need a capability only some engines have say
-so in their skip message.
+``milvus-2.3.5``); tests that need a capability only some engines have say so in their skip
+message. ``milvus-lite-server`` is left out (tests/conftest.py ``TWIN_HARNESSES``): it runs
+``milvus-lite``'s engine behind the ``milvus+http`` path of ``milvus-2.3.5``, and no test here
+stops a server.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from connectors.milvus import MilvusStore  # noqa: E402
 from tests._procs import closed_port  # noqa: E402
 from tests.backends import random_vectors  # noqa: E402
 from tests.backends.milvus import MilvusHarness  # noqa: E402
-from tests.conftest import fixture_name, selected_harnesses  # noqa: E402
+from tests.conftest import TWIN_HARNESSES, fixture_name, selected_harnesses  # noqa: E402
 
-MILVUS = [n for n in ("milvus-lite", "milvus-lite-server", "milvus-2.3.5") if n in selected_harnesses()]
+MILVUS = [n for n in ("milvus-lite", "milvus-lite-server", "milvus-2.3.5")
+          if n in selected_harnesses() and n not in TWIN_HARNESSES]
 DIM = 16
 
 #: VARCHAR keys an expression must escape (quotes, backslashes, escapes-lookalikes, control chars).
@@ -47,9 +50,20 @@ AWKWARD_KEYS = ['a"b', "c\\d", "e'f", "x\\u00ff", "x\\", 'q"', "ü日本", " lea
                 "x\\n", "xa", "xz", "xÿ", "{}", "[1, 2]", "%s", "pk > 0 or 1 == 1"]
 
 
-@pytest.fixture(params=MILVUS)
+@pytest.fixture(params=MILVUS, scope="module")
 def milvus(request) -> MilvusHarness:
     return request.getfixturevalue(fixture_name(request.param))
+
+
+@pytest.fixture(scope="module")
+def plain(milvus) -> str:
+    """A pk + ``vector`` collection of 10 records, shared by the tests that only open, describe or
+    search it (a collection costs seconds on Milvus 2.3.5); what they create beside it is theirs."""
+    name = "milvus_plain_" + milvus.name.replace("-", "_").replace(".", "_")
+    milvus.drop(name)
+    milvus.create(name, milvus.make_ids(10), random_vectors(10, DIM), rich=False)
+    yield name
+    milvus.drop(name)
 
 
 def needs(harness: MilvusHarness, *, modern: bool = False, auth: bool = False, server: bool = False) -> None:
@@ -171,12 +185,8 @@ def test_pymilvus_query_iterator_loses_records_on_such_keys(milvus, collection_n
 # -- vector field and index ----------------------------------------------------------------------------
 
 
-def test_single_vector_field_is_detected(milvus, collection_name, cleanup):
-    cleanup.append(collection_name)
-    ids = milvus.make_ids(10)
-    simple_collection(milvus, collection_name, ids, random_vectors(10, DIM))
-    milvus.client.insert(collection_name, rows_of(ids, random_vectors(10, DIM)))
-    with open_milvus(milvus, collection_name, vector=None) as s:
+def test_single_vector_field_is_detected(milvus, plain):
+    with open_milvus(milvus, plain, vector=None) as s:
         info = s.describe()
     assert info.vector_name == "vector" and info.dimension == DIM and info.id_type == "int"
 
@@ -227,35 +237,40 @@ def test_vector_field_without_index_is_refused(milvus, collection_name, cleanup)
 # -- write paths -----------------------------------------------------------------------------------------
 
 
-def test_default_write_path_follows_the_server_version(milvus, collection_name, cleanup):
-    cleanup.append(collection_name)
-    milvus.create(collection_name, milvus.make_ids(5), random_vectors(5, DIM), rich=False)
-    with open_milvus(milvus, collection_name) as s:
+def test_default_write_path_follows_the_server_version(milvus, plain):
+    with open_milvus(milvus, plain) as s:
         info = s.describe()
     assert info.server_version == milvus.version
     expected = "rows" if milvus.version.startswith("v2.3") else "partial_update"
     assert info.details["write_path"] == expected
 
 
-@pytest.mark.parametrize("path", ["partial_update", "rows"])
-def test_each_write_path_keeps_every_other_field(milvus, collection_name, cleanup, path):
-    if path == "partial_update" and milvus.version.startswith("v2.3"):
-        pytest.skip("Milvus 2.3.5 ignores partial_update (see test_partial_update_is_ignored_by_milvus_2_3)")
+def _write_paths(harness: MilvusHarness) -> list[str]:
+    """The write paths the engine honours: Milvus 2.3.5 ignores partial_update
+    (test_partial_update_is_ignored_by_milvus_2_3)."""
+    return ["rows"] if harness.version.startswith("v2.3") else ["partial_update", "rows"]
+
+
+def test_each_write_path_keeps_every_other_field(milvus, collection_name, cleanup):
+    """Each write path updates its own third of one collection; every other field stays as it was."""
     cleanup.append(collection_name)
     ids = milvus.make_ids(120, "str")
     milvus.create(collection_name, ids, random_vectors(120, DIM, seed=31), metric="cosine", rich=True)
     snap, count = milvus.snapshot(collection_name), milvus.count(collection_name)
     before = milvus.vectors(collection_name)
-    target = ids[::3]
-    new = random_vectors(len(target), DIM, seed=32)
-    with open_milvus(milvus, collection_name, write_path=path) as s:
-        assert s.describe().details["write_path"] == path
-        assert s.update_vectors(target, new) == len(target)
-    after = milvus.vectors(collection_name)
-    assert all(np.array_equal(after[i], v) for i, v in zip(target, new))
-    assert all(np.array_equal(after[i], before[i]) for i in set(ids) - set(target))
-    assert milvus.snapshot(collection_name) == snap
-    assert milvus.count(collection_name) == count
+    written: dict = {}
+    for k, path in enumerate(_write_paths(milvus)):
+        target = ids[k::3]
+        new = random_vectors(len(target), DIM, seed=32 + k)
+        with open_milvus(milvus, collection_name, write_path=path) as s:
+            assert s.describe().details["write_path"] == path
+            assert s.update_vectors(target, new) == len(target)
+        written.update(zip(target, new))
+        after = milvus.vectors(collection_name)
+        assert all(np.array_equal(after[i], v) for i, v in written.items()), path
+        assert all(np.array_equal(after[i], before[i]) for i in set(ids) - set(written)), path
+        assert milvus.snapshot(collection_name) == snap, path
+        assert milvus.count(collection_name) == count
 
 
 def test_partial_update_is_ignored_by_milvus_2_3(milvus, collection_name, cleanup):
@@ -279,10 +294,9 @@ def test_partial_update_is_ignored_by_milvus_2_3(milvus, collection_name, cleanu
     assert sorted(r["label"] for r in rows) == ["keep 1", "keep 2", "keep 3"]
 
 
-@pytest.mark.parametrize("path", ["partial_update", "rows"])
-def test_updated_records_stay_in_their_partition(milvus, collection_name, cleanup, path):
-    if path == "partial_update" and milvus.version.startswith("v2.3"):
-        pytest.skip("Milvus 2.3.5 ignores partial_update")
+def test_updated_records_stay_in_their_partition(milvus, collection_name, cleanup):
+    """Each write path rewrites records of both partitions (20-39, then the same again); every
+    record stays where it was."""
     cleanup.append(collection_name)
     ids = milvus.make_ids(60)
     vecs = random_vectors(60, DIM, seed=34)
@@ -290,15 +304,16 @@ def test_updated_records_stay_in_their_partition(milvus, collection_name, cleanu
     milvus.client.insert(collection_name, rows_of(ids[:30], vecs[:30], tag=lambda j: "default"))
     milvus.client.insert(collection_name, rows_of(ids[30:], vecs[30:], tag=lambda j: "hot"), partition_name="hot")
     target = ids[20:40]  # both partitions
-    with open_milvus(milvus, collection_name, write_path=path) as s:
-        assert s.update_vectors(target, vecs[20:40] + 1) == 20
-    hot = milvus.client.query(collection_name, filter="", output_fields=["pk", "tag", "vector"], limit=100,
-                              partition_names=["hot"], consistency_level="Strong")
-    assert sorted(r["pk"] for r in hot) == sorted(ids[30:])
-    assert {r["tag"] for r in hot} == {"hot"}
-    after = milvus.vectors(collection_name)
-    assert all(np.array_equal(after[i], v) for i, v in zip(target, vecs[20:40] + 1))
-    assert milvus.count(collection_name) == 60
+    for k, path in enumerate(_write_paths(milvus), start=1):
+        with open_milvus(milvus, collection_name, write_path=path) as s:
+            assert s.update_vectors(target, vecs[20:40] + k) == 20
+        hot = milvus.client.query(collection_name, filter="", output_fields=["pk", "tag", "vector"], limit=100,
+                                  partition_names=["hot"], consistency_level="Strong")
+        assert sorted(r["pk"] for r in hot) == sorted(ids[30:]), path
+        assert {r["tag"] for r in hot} == {"hot"}, path
+        after = milvus.vectors(collection_name)
+        assert all(np.array_equal(after[i], v) for i, v in zip(target, vecs[20:40] + k)), path
+        assert milvus.count(collection_name) == 60, path
 
 
 def test_rows_path_refuses_fields_it_cannot_carry(milvus, collection_name, cleanup, monkeypatch):
@@ -361,9 +376,10 @@ def test_released_collection_is_loaded_on_open(milvus, collection_name, cleanup)
 # -- search ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("filter_ids", [milvus_search._FILTER_IDS, 50], ids=["met-ids-filter", "full-filter"])
-def test_exclusion_with_many_ids_matches_brute_force(milvus, collection_name, cleanup, monkeypatch, filter_ids):
-    monkeypatch.setattr(milvus_search, "_FILTER_IDS", filter_ids)
+def test_exclusion_with_many_ids_matches_brute_force(milvus, collection_name, cleanup, monkeypatch):
+    """More excluded ids than one filter expression takes, on one collection, at the default filter
+    limit and at 50: the two ways the over-fetch filters (the excluded ids met near the queries
+    left short; all of them once more than a filter's worth were met)."""
     cleanup.append(collection_name)
     n = 6000
     ids = milvus.make_ids(n)
@@ -375,19 +391,19 @@ def test_exclusion_with_many_ids_matches_brute_force(milvus, collection_name, cl
     rng = np.random.default_rng(42)
     excluded_pos = set(rng.choice(n, size=4500, replace=False).tolist()) | set(order[:, :40].ravel().tolist())
     exclude = [ids[j] for j in sorted(excluded_pos)] + ["wrong-type-id"]
-    assert len(exclude) > milvus_search._FILTER_IDS
-    with open_milvus(milvus, collection_name) as s:
-        res = s.search(queries, k=10, exclude=exclude)
-    for qi in range(len(queries)):
-        truth = [ids[j] for j in order[qi] if j not in excluded_pos][:10]
-        assert res.ids[qi] == truth
-        np.testing.assert_allclose(res.scores[qi], sims[qi, [ids.index(i) for i in truth]], rtol=1e-5, atol=1e-5)
+    for filter_ids in (milvus_search._FILTER_IDS, 50):
+        monkeypatch.setattr(milvus_search, "_FILTER_IDS", filter_ids)
+        assert len(exclude) > milvus_search._FILTER_IDS
+        with open_milvus(milvus, collection_name) as s:
+            res = s.search(queries, k=10, exclude=exclude)
+        for qi in range(len(queries)):
+            truth = [ids[j] for j in order[qi] if j not in excluded_pos][:10]
+            assert res.ids[qi] == truth, filter_ids
+            np.testing.assert_allclose(res.scores[qi], sims[qi, [ids.index(i) for i in truth]], rtol=1e-5, atol=1e-5)
 
 
-def test_search_k_beyond_the_milvus_window_is_refused(milvus, collection_name, cleanup):
-    cleanup.append(collection_name)
-    milvus.create(collection_name, milvus.make_ids(5), random_vectors(5, DIM), rich=False)
-    with open_milvus(milvus, collection_name) as s:
+def test_search_k_beyond_the_milvus_window_is_refused(milvus, plain):
+    with open_milvus(milvus, plain) as s:
         with pytest.raises(InvalidVectors, match="16,384"):
             s.search(random_vectors(1, DIM), k=20_000)
 
@@ -415,9 +431,9 @@ def test_reads_see_writes_made_just_before(milvus, collection_name, cleanup):
 # -- connections and credentials ---------------------------------------------------------------------------
 
 
-def test_wrong_and_missing_tokens(milvus, monkeypatch, collection_name, cleanup):
+def test_wrong_and_missing_tokens(milvus, monkeypatch, plain):
     needs(milvus, auth=True)
-    base = milvus.store_base + f"?collection={collection_name}"
+    base = milvus.store_base + f"?collection={plain}"
     monkeypatch.delenv("MILVUS_TOKEN", raising=False)
     with pytest.raises(AuthenticationFailed, match="needs a token: set MILVUS_TOKEN"):
         MilvusStore(parse_uri(base))
@@ -426,10 +442,8 @@ def test_wrong_and_missing_tokens(milvus, monkeypatch, collection_name, cleanup)
         MilvusStore(parse_uri(base))
     assert "wrong-secret-value" not in str(err.value)
     monkeypatch.setenv("MILVUS_TOKEN", milvus.token)  # the env var works like the secret file
-    cleanup.append(collection_name)
-    milvus.create(collection_name, milvus.make_ids(3), random_vectors(3, DIM), rich=False)
     with MilvusStore(parse_uri(base)) as s:
-        assert s.describe().count == 3
+        assert s.describe().count == 10
 
 
 def test_unreachable_server_fails_fast(milvus):
@@ -505,13 +519,12 @@ def test_query_log_written_with_the_native_client(milvus, collection_name, clean
             list(s.read_log(name))
 
 
-def test_query_log_format_we_write(milvus, collection_name, cleanup):
+def test_query_log_format_we_write(milvus, plain, collection_name, cleanup):
     name = f"{collection_name}_log"
-    cleanup.extend([collection_name, name])
-    milvus.create(collection_name, milvus.make_ids(3), random_vectors(3, DIM), rich=False)
+    cleanup.append(name)
     entry = LabelledQuery("q-1", random_vectors(1, DIM)[0], [1, "x"], grades=None, timestamp=1_700_000_012.5,
                           split=None)
-    with open_milvus(milvus, collection_name) as s:
+    with open_milvus(milvus, plain) as s:
         s.append_log(name, [entry])
     (row,) = milvus.client.query(name, filter="", output_fields=["*"], limit=10, consistency_level="Strong")
     assert row["query_id"] == "q-1" and row["relevant_ids"] == [1, "x"] and row["timestamp"] == 1_700_000_012.5
@@ -520,10 +533,8 @@ def test_query_log_format_we_write(milvus, collection_name, cleanup):
     assert desc["enable_dynamic_field"] and {f["name"] for f in desc["fields"]} == {"query_id", "vector"}
 
 
-def test_state_meta_size_is_checked_before_writing(milvus, collection_name, cleanup):
-    cleanup.append(collection_name)
-    milvus.create(collection_name, milvus.make_ids(3), random_vectors(3, DIM), rich=False)
-    with open_milvus(milvus, collection_name) as s:
+def test_state_meta_size_is_checked_before_writing(milvus, plain, collection_name):
+    with open_milvus(milvus, plain) as s:
         state = s.state(f"{collection_name}_state")
         try:
             state.create(DIM)

@@ -1,7 +1,8 @@
 """What ``describe()`` says about reading back is true on every backend: a written vector comes back
 within ``round_trip_tolerance`` (bit for bit where it is 0), and reading a stored vector again gives
 the very same bytes. The sync engine relies on both: the first to tell its own writes from someone
-else's, the second to notice a record that changed between its plan and its write."""
+else's, the second to notice a record that changed between its plan and its write.
+``milvus-lite-server`` is left out (tests/conftest.py ``TWIN_HARNESSES``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import pytest
 import connectors
 from nudge_sync.engine.classify import same_vector
 from tests.backends import random_vectors
+from tests.conftest import TWIN_HARNESSES, harness_without
+
+harness = harness_without(*TWIN_HARNESSES)
 
 N, DIM = 64, 12
 

@@ -1,7 +1,12 @@
 """The connector contract: the same test bodies against every real backend.
 
 Each test builds its collection with the backend's *native* client (the harness), then drives it
-through ``connectors.open_store`` and checks the result with the native client again.
+through ``connectors.open_store`` and checks the result with the native client again. Tests that
+only read the collection, or whose writes to it are refused (those check natively that nothing
+changed), share one collection per backend (``small``); a test that writes builds its own.
+
+``milvus-lite-server`` is left out (tests/conftest.py ``TWIN_HARNESSES``): its engine is the
+embedded ``milvus-lite``'s and its connector path (``milvus+http``) ``milvus-2.3.5``'s.
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ from connectors import (
     UnsupportedCollection,
 )
 from tests.backends import random_vectors
+from tests.conftest import TWIN_HARNESSES, harness_without
+
+harness = harness_without(*TWIN_HARNESSES)
 
 DIM = 16
-BIG_N = 40_000
+#: More than Milvus' 16,384-row query window and than three of Chroma's 5,461-record batches.
+BIG_N = 20_000
 
 
 def similarity(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -46,14 +55,29 @@ class Coll:
         self.name, self.ids, self.vectors = name, list(ids), vectors
 
 
-@pytest.fixture
-def small(harness, collection_name):
+def _create_small(harness, name: str) -> Coll:
     """300 records with everything the backend can hold beside the vector (dot metric, so the
     stored vectors are exactly the inserted ones)."""
     ids = harness.make_ids(300)
     vecs = random_vectors(300, DIM, seed=1)
-    harness.create(collection_name, ids, vecs, metric="dot", rich=True)
-    yield Coll(collection_name, ids, vecs)
+    harness.drop(name)
+    harness.create(name, ids, vecs, metric="dot", rich=True)
+    return Coll(name, ids, vecs)
+
+
+@pytest.fixture(scope="module")
+def small(harness):
+    """The shared collection of the tests that leave it as it was (they read it, or check that a
+    refused write changed nothing); logs and states they create are named after their test."""
+    coll = _create_small(harness, "contract_small_" + harness.name.replace("-", "_").replace(".", "_"))
+    yield coll
+    harness.drop(coll.name)
+
+
+@pytest.fixture
+def own_small(harness, collection_name):
+    """A collection like ``small`` for a test that writes to it."""
+    yield _create_small(harness, collection_name)
     harness.drop(collection_name)
 
 
@@ -61,18 +85,6 @@ def small(harness, collection_name):
 def store(harness, small):
     with connectors.open_store(harness.uri(small.name)) as s:
         yield s
-
-
-@pytest.fixture(scope="session")
-def big(harness):
-    """40,000 records (crosses Milvus' 16,384 iterator window and Chroma's batch cap)."""
-    name = "contract_big_" + harness.name.replace("-", "_").replace(".", "_")
-    ids = harness.make_ids(BIG_N)
-    vecs = random_vectors(BIG_N, 8, seed=2)
-    harness.drop(name)
-    harness.create(name, ids, vecs, metric="dot", rich=False)
-    yield Coll(name, ids, vecs)
-    harness.drop(name)
 
 
 def assert_untouched(harness, coll: Coll, before_snapshot, before_vectors, before_count):
@@ -97,54 +109,55 @@ def test_describe_reports_the_collection(harness, small, store):
     assert info.count == 300
 
 
-@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-def test_describe_reports_each_metric(harness, collection_name, metric):
-    harness.create(collection_name, harness.make_ids(20), random_vectors(20, DIM), metric=metric, rich=False)
+# -- reading ----------------------------------------------------------------------------------------
+
+
+def test_a_large_collection_is_read_once_per_id_and_updated_past_one_server_batch(harness, collection_name):
+    """20,000 records: every id exactly once through iter_vectors at two batch sizes (pages cross
+    Milvus' 16,384-row window and Chroma's batch cap), then 6,667 of them updated in one call (more
+    than one server batch: Chroma's max is 5,461 here) and read back with the native client."""
+    ids = harness.make_ids(BIG_N)
+    vecs = random_vectors(BIG_N, 8, seed=2)
+    harness.create(collection_name, ids, vecs, metric="dot", rich=False)
     try:
         with connectors.open_store(harness.uri(collection_name)) as s:
-            assert s.describe().metric == metric
+            for batch_size in (1000, 7777):
+                seen = collections.Counter()
+                got: dict = {}
+                for batch_ids, batch_vecs in s.iter_vectors(batch_size=batch_size):
+                    assert len(batch_ids) == batch_vecs.shape[0] <= batch_size
+                    assert batch_vecs.dtype == np.float32 and batch_vecs.shape[1] == 8
+                    seen.update(batch_ids)
+                    got.update(zip(batch_ids, batch_vecs))
+                assert len(seen) == BIG_N, batch_size
+                assert max(seen.values()) == 1, f"an id was returned twice (batch_size={batch_size})"
+                assert set(seen) == set(ids)
+                assert np.array_equal(np.stack([got[i] for i in ids]), vecs), batch_size
+            target = ids[::3]
+            new = random_vectors(len(target), 8, seed=4)
+            assert len(target) > 5_461
+            assert s.update_vectors(target, new) == len(target)
+        after = harness.vectors(collection_name)
+        assert np.array_equal(np.stack([after[i] for i in target]), new)
+        untouched = sorted(set(range(BIG_N)) - set(range(0, BIG_N, 3)))
+        assert np.array_equal(np.stack([after[ids[j]] for j in untouched]), vecs[untouched])
+        assert harness.count(collection_name) == BIG_N
     finally:
         harness.drop(collection_name)
 
 
-# -- reading ----------------------------------------------------------------------------------------
+def assert_batch_size_is_checked(read) -> None:
+    """``read(batch_size=...)`` refuses every bad size the same way (the data, the log and the state
+    are read with the same rule: this test, test_query_log_round_trips, test_state_collection_round_trips)."""
+    for bad in (0, -5, True, 2.0, "100", None):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            next(iter(read(batch_size=bad)))
+    # numpy integers (from an array of sizes, say) are accepted: the read starts and yields
+    assert next(iter(read(batch_size=np.int64(2))))
 
 
-@pytest.mark.parametrize("batch_size", [1000, 7777])
-def test_iter_vectors_reads_every_id_exactly_once(harness, big, batch_size):
-    with connectors.open_store(harness.uri(big.name)) as s:
-        seen = collections.Counter()
-        got: dict = {}
-        for ids, vecs in s.iter_vectors(batch_size=batch_size):
-            assert len(ids) == vecs.shape[0] <= batch_size
-            assert vecs.dtype == np.float32 and vecs.shape[1] == 8
-            seen.update(ids)
-            got.update(zip(ids, vecs))
-    assert len(seen) == BIG_N
-    assert max(seen.values()) == 1, "an id was returned twice"
-    assert set(seen) == set(big.ids)
-    expected = dict(zip(big.ids, big.vectors))
-    for i in big.ids[:: 997]:
-        assert np.array_equal(got[i], expected[i])
-    assert np.array_equal(np.stack([got[i] for i in big.ids]), big.vectors)
-
-
-@pytest.mark.parametrize("bad", [0, -5, True, 2.0, "100", None])
-def test_a_bad_batch_size_is_refused_the_same_way_everywhere(harness, small, store, bad):
-    log, state = f"{small.name}_log", store.state(f"{small.name}_state")
-    try:
-        store.append_log(log, _log_entries(harness, 3))
-        state.create(DIM)
-        state.put("original", [StateRecord("k0", small.vectors[0], {"fp": "x"})])
-        for read in (store.iter_vectors, lambda batch_size: store.read_log(log, batch_size=batch_size),
-                     lambda batch_size: state.scan("original", batch_size=batch_size)):
-            with pytest.raises(ValueError, match="batch_size must be a positive int"):
-                next(iter(read(batch_size=bad)))
-            # numpy integers (from an array of sizes, say) are accepted
-            assert list(read(batch_size=np.int64(2)))
-    finally:
-        harness.drop(log)
-        state.drop()
+def test_a_bad_batch_size_is_refused_the_same_way_everywhere(small, store):
+    assert_batch_size_is_checked(store.iter_vectors)
 
 
 def test_get_vectors_keeps_request_order_and_reports_missing(harness, small, store):
@@ -163,68 +176,57 @@ def test_get_vectors_keeps_request_order_and_reports_missing(harness, small, sto
 # -- writing ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("verify", [True, False], ids=["verified", "unverified"])
-def test_update_vectors_changes_only_the_vectors(harness, small, store, verify):
-    snap, vecs0, count0 = harness.snapshot(small.name), harness.vectors(small.name), harness.count(small.name)
+def test_update_vectors_changes_only_the_vectors(harness, own_small):
+    """A verified update (ids 10-59) and an unverified one (ids 100-149) on the same collection."""
+    coll = own_small
+    snap, vecs0, count0 = harness.snapshot(coll.name), harness.vectors(coll.name), harness.count(coll.name)
     colls0 = sorted(harness.collections())
-    target = small.ids[10:60]
-    new = random_vectors(50, DIM, seed=99)
-    assert store.update_vectors(target, new, verify=verify) == 50
-    after = harness.vectors(small.name)
-    for i, v in zip(target, new):
-        assert np.array_equal(after[i], v)
-    for i in small.ids[:10] + small.ids[60:]:
-        assert np.array_equal(after[i], vecs0[i])
-    assert harness.snapshot(small.name) == snap, "payload/metadata/documents/other fields changed"
-    assert harness.count(small.name) == count0
-    assert sorted(harness.collections()) == colls0
-    # and the store itself reads the new values back
-    found, got, missing = store.get_vectors(target)
-    assert found == target and not missing and np.array_equal(got, new)
+    targets = {True: coll.ids[10:60], False: coll.ids[100:150]}
+    new = {True: random_vectors(50, DIM, seed=99), False: random_vectors(50, DIM, seed=98)}
+    with connectors.open_store(harness.uri(coll.name)) as store:
+        for verify in (True, False):
+            assert store.update_vectors(targets[verify], new[verify], verify=verify) == 50
+        after = harness.vectors(coll.name)
+        for verify in (True, False):
+            for i, v in zip(targets[verify], new[verify]):
+                assert np.array_equal(after[i], v), f"verify={verify}: {i!r} not written"
+        for i in coll.ids[:10] + coll.ids[60:100] + coll.ids[150:]:
+            assert np.array_equal(after[i], vecs0[i])
+        assert harness.snapshot(coll.name) == snap, "payload/metadata/documents/other fields changed"
+        assert harness.count(coll.name) == count0
+        assert sorted(harness.collections()) == colls0
+        # and the store itself reads the new values back
+        for verify in (True, False):
+            found, got, missing = store.get_vectors(targets[verify])
+            assert found == targets[verify] and not missing and np.array_equal(got, new[verify])
 
 
-def test_update_more_than_one_server_batch(harness, collection_name):
-    n = 6_000  # > Chroma's max batch (5,461 here), > typical client batch sizes
-    ids = harness.make_ids(n)
-    harness.create(collection_name, ids, random_vectors(n, 8, seed=3), metric="dot", rich=False)
-    try:
-        new = random_vectors(n, 8, seed=4)
-        with connectors.open_store(harness.uri(collection_name)) as s:
-            assert s.update_vectors(ids, new) == n
-        after = harness.vectors(collection_name)
-        assert np.array_equal(np.stack([after[i] for i in ids]), new)
-        assert harness.count(collection_name) == n
-    finally:
-        harness.drop(collection_name)
-
-
-@pytest.mark.parametrize("verify", [True, False], ids=["verified", "unverified"])
-def test_update_with_unknown_ids_is_refused_and_writes_nothing(harness, small, store, verify):
+def test_update_with_unknown_ids_is_refused_and_writes_nothing(harness, small, store):
     snap, vecs0, count0 = harness.snapshot(small.name), harness.vectors(small.name), harness.count(small.name)
     unknown = harness.make_ids(2, offset=50_000)
-    with pytest.raises(UnknownIds) as err:
-        store.update_vectors(small.ids[:5] + unknown, random_vectors(7, DIM, seed=5), verify=verify)
-    assert sorted(map(str, err.value.ids)) == sorted(map(str, unknown))
-    assert small.name in str(err.value)
-    assert_untouched(harness, small, snap, vecs0, count0)
+    for verify in (True, False):
+        with pytest.raises(UnknownIds) as err:
+            store.update_vectors(small.ids[:5] + unknown, random_vectors(7, DIM, seed=5), verify=verify)
+        assert sorted(map(str, err.value.ids)) == sorted(map(str, unknown))
+        assert small.name in str(err.value)
+        assert_untouched(harness, small, snap, vecs0, count0)
 
 
-@pytest.mark.parametrize(
-    "bad, message",
-    [
-        (lambda: random_vectors(5, DIM + 1), "dimension"),
-        (lambda: np.where(np.eye(5, DIM, dtype=bool), np.nan, 1.0).astype(np.float32), "NaN"),
-        (lambda: np.full((5, DIM), np.inf, dtype=np.float32), "NaN or inf"),
-        (lambda: random_vectors(4, DIM), "4 vectors for 5 ids"),
-        (lambda: np.full((5, DIM), 1e39), "NaN or inf"),  # overflows float32
-    ],
-    ids=["wrong-dimension", "nan", "inf", "length-mismatch", "float32-overflow"],
-)
-def test_update_with_bad_vectors_is_refused_and_writes_nothing(harness, small, store, bad, message):
+BAD_VECTORS = {
+    "wrong-dimension": (random_vectors(5, DIM + 1), "dimension"),
+    "nan": (np.where(np.eye(5, DIM, dtype=bool), np.nan, 1.0).astype(np.float32), "NaN"),
+    "inf": (np.full((5, DIM), np.inf, dtype=np.float32), "NaN or inf"),
+    "length-mismatch": (random_vectors(4, DIM), "4 vectors for 5 ids"),
+    "float32-overflow": (np.full((5, DIM), 1e39), "NaN or inf"),  # overflows float32
+}
+
+
+def test_update_with_bad_vectors_is_refused_and_writes_nothing(harness, small, store):
     snap, vecs0, count0 = harness.snapshot(small.name), harness.vectors(small.name), harness.count(small.name)
-    with pytest.raises(InvalidVectors, match=message):
-        store.update_vectors(small.ids[:5], bad())
-    assert_untouched(harness, small, snap, vecs0, count0)
+    for bad, message in BAD_VECTORS.values():
+        with pytest.raises(InvalidVectors, match=message):
+            store.update_vectors(small.ids[:5], bad)
+        assert_untouched(harness, small, snap, vecs0, count0)
 
 
 def test_update_with_duplicate_ids_is_refused(harness, small, store):
@@ -260,7 +262,9 @@ def test_each_id_type_round_trips(harness, collection_name):
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-def test_search_scores_follow_the_metric_convention(harness, collection_name, metric):
+def test_describe_and_search_scores_follow_the_metric(harness, collection_name, metric):
+    """describe() reports the collection's metric; search scores follow the contract's convention
+    for it (higher is better) and find the true top 10 (ANN indexes may miss a few)."""
     n = 400
     ids = harness.make_ids(n)
     vecs = random_vectors(n, DIM, seed=7)
@@ -268,6 +272,7 @@ def test_search_scores_follow_the_metric_convention(harness, collection_name, me
     queries = random_vectors(15, DIM, seed=8)
     try:
         with connectors.open_store(harness.uri(collection_name)) as s:
+            assert s.describe().metric == metric
             res = s.search(queries, k=10)
         sims = similarity(metric, queries, vecs)
         pos = {i: j for j, i in enumerate(ids)}
@@ -342,7 +347,7 @@ def _assert_same_log(got: list[LabelledQuery], expected: list[LabelledQuery]):
 
 
 def test_query_log_round_trips(harness, small, store):
-    log = f"{small.name}_log"
+    log = f"{small.name}_rt_log"
     assert not store.log_exists(log)
     with pytest.raises(CollectionNotFound, match=log):
         list(store.read_log(log))
@@ -352,6 +357,7 @@ def test_query_log_round_trips(harness, small, store):
         assert store.append_log(log, entries[70:]) == 50
         assert store.log_exists(log)
         _assert_same_log(list(store.read_log(log, batch_size=32)), entries)
+        assert_batch_size_is_checked(lambda batch_size: store.read_log(log, batch_size=batch_size))
         # the same query id replaces its entry instead of duplicating it
         changed = _log_entries(harness, 1, start=5)[0]
         changed.relevant_ids = changed.relevant_ids[:1]
@@ -364,7 +370,7 @@ def test_query_log_round_trips(harness, small, store):
 
 
 def test_query_log_with_wrong_dimension_is_refused(harness, small, store):
-    log = f"{small.name}_log"
+    log = f"{small.name}_dim_log"
     try:
         store.append_log(log, _log_entries(harness, 3))
         with pytest.raises(InvalidVectors, match="dimension"):
@@ -378,7 +384,7 @@ def test_query_log_with_wrong_dimension_is_refused(harness, small, store):
 
 
 def test_state_collection_round_trips(harness, small, store):
-    state = store.state(f"{small.name}_state")
+    state = store.state(f"{small.name}_rt_state")
     try:
         assert not state.exists()
         state.create(DIM)
@@ -399,6 +405,7 @@ def test_state_collection_round_trips(harness, small, store):
         assert run.meta == {"gamma": 0.125, "ids": [1, "two"]}
         seen = collections.Counter(r.key for batch in state.scan("original", batch_size=1000) for r in batch)
         assert len(seen) == n and max(seen.values()) == 1
+        assert_batch_size_is_checked(lambda batch_size: state.scan("original", batch_size=batch_size))
         state.put("original", [StateRecord("k1", vecs[0], {"fp": "changed"})])  # replace
         (r1,) = state.get("original", ["k1"])
         assert r1.meta == {"fp": "changed"} and np.array_equal(r1.vector, vecs[0])

@@ -1,5 +1,9 @@
 """Bad input on every real backend: a clear error naming the problem, the documented exit code,
-and the user's collection exactly as it was."""
+and the user's collection exactly as it was.
+
+The tests share one collection per backend, built once and checked after every test against what
+it held before the first (``small``). ``milvus-lite-server`` is left out (tests/conftest.py
+``TWIN_HARNESSES``)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from connectors import LabelledQuery
 from nudge_sync import ExitCode, SyncOptions, exit_code_for
 from nudge_sync.engine.names import default_state_name
 from tests.backends import random_vectors
+from tests.conftest import TWIN_HARNESSES, harness_without
+
+harness = harness_without(*TWIN_HARNESSES)
 
 N, DIM = 400, 16
 
@@ -29,19 +36,35 @@ def make_entries(ids, vectors, n_queries=200, seed=3, dim=DIM) -> list[LabelledQ
     return out
 
 
-@pytest.fixture
-def small(harness, collection_name):
+def _drop_all(harness, prefix: str, keep: str | None = None) -> None:
+    for name in harness.collections():
+        if name.startswith(prefix) and name != keep:
+            harness.drop(name)
+
+
+@pytest.fixture(scope="module")
+def _shared(harness):
+    """The module's collection and what it held when built."""
+    name = "refusals_" + harness.name.replace("-", "_").replace(".", "_")
+    _drop_all(harness, name)
     ids = harness.make_ids(N)
     vectors = random_vectors(N, DIM, seed=5, normalize=True)
-    harness.create(collection_name, ids, vectors, metric="cosine", rich=True)
-    before = (harness.snapshot(collection_name), harness.vectors(collection_name), harness.count(collection_name))
-    yield collection_name, ids, vectors
-    after = (harness.snapshot(collection_name), harness.vectors(collection_name), harness.count(collection_name))
+    harness.create(name, ids, vectors, metric="cosine", rich=True)
+    before = (harness.snapshot(name), harness.vectors(name), harness.count(name))
+    yield name, ids, vectors, before
+    _drop_all(harness, name)
+
+
+@pytest.fixture
+def small(harness, _shared):
+    """(name, ids, vectors) of the shared collection; after the test it must hold exactly what it
+    held when built, and whatever the test created beside it is dropped."""
+    name, ids, vectors, before = _shared
+    yield name, ids, vectors
+    _drop_all(harness, name, keep=name)
+    after = (harness.snapshot(name), harness.vectors(name), harness.count(name))
     assert after[0] == before[0] and after[2] == before[2]
     assert all(after[1][i].tobytes() == before[1][i].tobytes() for i in before[1]), "the collection was changed"
-    for name in harness.collections():
-        if name.startswith(collection_name):
-            harness.drop(name)
 
 
 def refused(harness, store, expected_code, match, **kwargs):

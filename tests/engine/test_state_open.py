@@ -1,7 +1,11 @@
 """Opening a state collection (``nudge_sync.engine.state_open``) on every backend: the rule for
 states of earlier versions, which wrote no marker, and the marker's checks. In-process because a
 state "of an earlier version" can only be made by writing it without the marker, which no command
-does any more; the refusals users meet are in tests/user/test_state_guard.py."""
+does any more; the refusals users meet are in tests/user/test_state_guard.py.
+
+The tests share one data collection per backend (none writes to it); the state collections each
+test makes are dropped after it. ``milvus-lite-server`` is left out (tests/conftest.py
+``TWIN_HARNESSES``)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,33 @@ from connectors import StateRecord
 from nudge_sync.engine.errors import RefusedInput
 from nudge_sync.engine.state import MARKER, MARKER_KEY, Original, SyncState
 from nudge_sync.engine.state_open import open_state
-from tests.engine.conftest import DIM
+from tests.backends import random_vectors
+from tests.conftest import TWIN_HARNESSES, harness_without
+from tests.engine.conftest import DIM, N
+
+harness = harness_without(*TWIN_HARNESSES)
+
+
+@pytest.fixture(scope="module")
+def _data(harness):
+    """The rich dot-product collection of tests/engine/conftest.py ``coll``, built once per backend."""
+    name = "state_open_" + harness.name.replace("-", "_").replace(".", "_")
+    ids = harness.make_ids(N)
+    vectors = random_vectors(N, DIM, seed=5, normalize=True)
+    harness.drop(name)
+    harness.create(name, ids, vectors, metric="dot", rich=True)
+    yield name, ids, vectors
+    harness.drop(name)
+
+
+@pytest.fixture
+def coll(harness, _data):
+    """(name, ids, vectors) of the shared collection; the state collections the test made beside it
+    are dropped afterwards."""
+    yield _data
+    for name in harness.collections():
+        if name.startswith(_data[0]) and name != _data[0]:
+            harness.drop(name)
 
 
 def _legacy_state(store, name: str, ids, vectors) -> SyncState:

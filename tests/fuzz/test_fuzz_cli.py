@@ -11,8 +11,10 @@ vector given to ``feedback add``, ``run``, ``plan`` and ``eval``:
   back by a gate (exit 3) records itself in the run history, by design;
 * whatever was accepted leaves the log usable: a ``plan`` at the end still works.
 
-Examples per test: ``NUDGE_SYNC_FUZZ_EXAMPLES`` (default 4, derandomized so CI is repeatable; set
-it higher for a longer, randomized run). Each test writes its outcomes (exit code per kind) to
+One test per database runs the three kinds one after the other on one copy of the template (what
+an example accepted is the baseline of the next), then that one ``plan``. Examples per kind and
+database: ``NUDGE_SYNC_FUZZ_EXAMPLES`` (default 4, derandomized so CI is repeatable; set it higher
+for a longer, randomized run). Each test writes its outcomes (exit code per kind) to
 ``NUDGE_SYNC_FUZZ_REPORT`` (a JSONL file) when that is set.
 """
 
@@ -45,14 +47,14 @@ SETTINGS = settings(
 class Session:
     """One database across a test's examples: checks each outcome and keeps the latest snapshot."""
 
-    def __init__(self, db: EmbeddedDB, kind: str):
+    def __init__(self, db: EmbeddedDB):
         self.db = db
-        self.kind = kind
+        self.kind = ""
         self.before = db.snapshot()
-        self.codes: Counter[int] = Counter()
+        self.codes: dict[str, Counter[int]] = {}
 
     def check(self, out: Outcome, given: Input) -> None:
-        self.codes[out.code] += 1
+        self.codes.setdefault(self.kind, Counter())[out.code] += 1
         assert out.code in DOCUMENTED_EXIT_CODES, f"undocumented exit code: {out.describe()}"
         assert "Traceback" not in out.stderr, out.describe()
         if out.code == 0:
@@ -76,20 +78,23 @@ class Session:
     def finish(self) -> None:
         """Whatever was accepted, the log still works; then the outcomes, for the report."""
         later = run_cli("plan", "--store", self.db.uri())
-        assert later.code in (0, 3), f"the log no longer works after {self.kind} examples: {later.describe()}"
+        assert later.code in (0, 3), f"the log no longer works after {sorted(self.codes)} examples: {later.describe()}"
         report = os.environ.get("NUDGE_SYNC_FUZZ_REPORT")
         if report:
             with open(report, "a") as f:
-                f.write(json.dumps({"kind": self.kind, "backend": self.db.backend,
-                                    "codes": dict(sorted(self.codes.items()))}) + "\n")
+                for kind, codes in self.codes.items():
+                    f.write(json.dumps({"kind": kind, "backend": self.db.backend,
+                                        "codes": dict(sorted(codes.items()))}) + "\n")
 
 
 def _without(snapshot: dict[str, dict[str, str]], names: set[str]) -> dict[str, dict[str, str]]:
     return {k: v for k, v in snapshot.items() if k not in names}
 
 
-def _fuzz(session: Session, draw: Callable[[st.DataObject], tuple[list[str], Input]]) -> None:
+def _fuzz(session: Session, kind: str, draw: Callable[[st.DataObject], tuple[list[str], Input]]) -> None:
     """Run ``draw``'s command lines as processes, one per example, checking every outcome."""
+    session.kind = kind
+
     @SETTINGS
     @given(st.data())
     def example(data: st.DataObject) -> None:
@@ -97,42 +102,34 @@ def _fuzz(session: Session, draw: Callable[[st.DataObject], tuple[list[str], Inp
         session.check(run_cli(*args), given_input)
 
     example()
-    session.finish()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_feedback_import_of_generated_log_files(backend: str, fresh_db, tmp_path: Path) -> None:
-    session = Session(fresh_db(backend), "feedback import")
+def test_generated_log_files_arguments_and_options(backend: str, fresh_db, tmp_path: Path) -> None:
+    """Generated log files through ``feedback import``, argument vectors through ``feedback add``,
+    option vectors through ``run`` / ``plan`` / ``eval``; then the log still works."""
+    session = Session(fresh_db(backend))
+    db = session.db
 
-    def draw(data: st.DataObject) -> tuple[list[str], Input]:
-        given_file = data.draw(log_files(session.db, tmp_path))
-        return ["feedback", "import", "--store", session.db.uri(), *given_file.args], given_file
+    def log_file(data: st.DataObject) -> tuple[list[str], Input]:
+        given_file = data.draw(log_files(db, tmp_path))
+        return ["feedback", "import", "--store", db.uri(), *given_file.args], given_file
 
-    _fuzz(session, draw)
+    def add(data: st.DataObject) -> tuple[list[str], Input]:
+        args = data.draw(add_args(db, tmp_path))
+        return ["feedback", "add", "--store", db.uri(), *args.args], args
 
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_feedback_add_of_generated_arguments(backend: str, fresh_db, tmp_path: Path) -> None:
-    session = Session(fresh_db(backend), "feedback add")
-
-    def draw(data: st.DataObject) -> tuple[list[str], Input]:
-        args = data.draw(add_args(session.db, tmp_path))
-        return ["feedback", "add", "--store", session.db.uri(), *args.args], args
-
-    _fuzz(session, draw)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_run_plan_eval_with_generated_options(backend: str, fresh_db) -> None:
-    session = Session(fresh_db(backend), "run / plan / eval options")
     # a run that writes creates the state collection, which Milvus Lite cannot reopen yet (_db.WITHOUT_STATE)
     commands = ["plan", "eval"] if backend in WITHOUT_STATE else ["run", "plan", "eval"]
 
-    def draw(data: st.DataObject) -> tuple[list[str], Input]:
+    def options(data: st.DataObject) -> tuple[list[str], Input]:
         command = data.draw(st.sampled_from(commands))
         args = data.draw(option_args(EVAL_OPTIONS if command == "eval" else RUN_OPTIONS))
         if command == "run" and "--max-changed-fraction" not in args.args:
             args.args += ["--max-changed-fraction", "1"]  # on 60 records a run may rewrite a large share
-        return [command, "--store", session.db.uri(), *args.args], args
+        return [command, "--store", db.uri(), *args.args], args
 
-    _fuzz(session, draw)
+    _fuzz(session, "feedback import", log_file)
+    _fuzz(session, "feedback add", add)
+    _fuzz(session, "run / plan / eval options", options)
+    session.finish()
