@@ -18,6 +18,7 @@ from connectors import LabelledQuery
 from nudge_sync import ExitCode
 from nudge_sync.cli.app import cli
 from nudge_sync.engine.state import SyncState
+from tests._imports import hide_module
 from tests.backends import random_vectors
 from tests.engine.test_refusals import make_entries
 
@@ -287,18 +288,7 @@ def test_demo(tmp_path):
 
 def test_demo_without_the_backends_client_says_so_before_anything_else(tmp_path, monkeypatch):
     """Cold try: `demo --backend milvus` without pymilvus generated the corpus, then failed."""
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_pymilvus(name, *args, **kwargs):
-        if name.startswith("pymilvus"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return real_import(name, *args, **kwargs)
-
-    for module in [m for m in sys.modules if m == "connectors.milvus" or m.startswith("connectors.milvus.")]:
-        monkeypatch.delitem(sys.modules, module)
-    monkeypatch.setattr(builtins, "__import__", no_pymilvus)
+    hide_module(monkeypatch, "pymilvus", "milvus")
     result = invoke("demo", "--dir", tmp_path / "demo", "--backend", "milvus", expect=ExitCode.USAGE_ERROR)
     assert "pip install 'nudge-sync[milvus]'" in result.stderr and "generating" not in result.stderr, result.stderr
     assert not (tmp_path / "demo").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectors import InvalidURI, MissingDependency, parse_uri
+from tests._imports import hide_module
 
 
 @pytest.mark.parametrize(
@@ -90,23 +91,10 @@ def test_secrets_never_show_in_repr_or_redacted_uri():
 
 
 def test_missing_client_library_names_the_extra(monkeypatch):
-    import builtins
-
     import connectors
     from connectors import _uri
 
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name.startswith("chromadb"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return real_import(name, *args, **kwargs)
-
-    import sys
-
-    for module in [m for m in sys.modules if m == "connectors.chroma" or m.startswith("connectors.chroma.")]:
-        monkeypatch.delitem(sys.modules, module)  # the package and its modules are imported afresh
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    hide_module(monkeypatch, "chromadb", "chroma")
     with pytest.raises(MissingDependency, match=r"pip install 'nudge-sync\[chroma\]'"):
         connectors.open_store("chroma:///tmp/x?collection=a")
     assert _uri.BACKENDS["chroma"][1] == "chroma"
@@ -115,21 +103,9 @@ def test_missing_client_library_names_the_extra(monkeypatch):
 def test_a_missing_dependency_of_a_client_library_is_named_with_the_extra(monkeypatch, tmp_path):
     """pymilvus needs orjson and grpc: with only another extra installed, a milvus: URI said
     'internal error (a bug)' instead of naming what to install."""
-    import builtins
-    import sys
-
     import connectors
 
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "orjson":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return real_import(name, *args, **kwargs)
-
-    for module in [m for m in sys.modules if m == "connectors.milvus" or m.startswith("connectors.milvus.")]:
-        monkeypatch.delitem(sys.modules, module)
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    hide_module(monkeypatch, "orjson", "milvus")
     with pytest.raises(MissingDependency, match=r"needs orjson; install it with: pip install 'nudge-sync\[milvus\]' "
                                                  r"\(from a checkout of nudge-sync: pip install '\.\[milvus\]'\)"):
         connectors.open_store(f"milvus:///{tmp_path}/x.db?collection=a")
