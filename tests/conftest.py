@@ -60,8 +60,16 @@ SUBPROCESS_SUITES = ("tests/cli/", "tests/user/", "tests/contract/test_fresh_ope
 IN_PROCESS_HARNESSES = frozenset({"memory"})
 
 
+#: The harness whose session server only one xdist worker starts: its tests form one xdist group
+#: (``--dist loadgroup`` in pyproject's addopts). A Milvus 2.3.5 standalone costs ~15 CPU-s to start
+#: and ~10% of a core while idle (20 ms time ticks) for the whole session; a second one on the other
+#: worker took that from a 2-core machine's tests.
+ONE_WORKER_SERVER = "milvus-2.3.5"
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Leave in-process harnesses out of the suites that run the database from another process."""
+    """Leave in-process harnesses out of the suites that run the database from another process, and
+    keep the tests of :data:`ONE_WORKER_SERVER` on one worker."""
     root = Path(str(config.rootpath))
     keep, drop = [], []
     for item in items:
@@ -69,6 +77,8 @@ def pytest_collection_modifyitems(config, items) -> None:
         params = getattr(getattr(item, "callspec", None), "params", {})
         in_process = any(isinstance(v, str) and v in IN_PROCESS_HARNESSES for v in params.values())
         (drop if in_process and where.startswith(SUBPROCESS_SUITES) else keep).append(item)
+        if any(v == ONE_WORKER_SERVER for v in params.values()):
+            item.add_marker(pytest.mark.xdist_group(ONE_WORKER_SERVER))
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
