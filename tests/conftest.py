@@ -77,7 +77,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         params = getattr(getattr(item, "callspec", None), "params", {})
         in_process = any(isinstance(v, str) and v in IN_PROCESS_HARNESSES for v in params.values())
         (drop if in_process and where.startswith(SUBPROCESS_SUITES) else keep).append(item)
-        if any(v == ONE_WORKER_SERVER for v in params.values()):
+        if any(isinstance(v, str) and v == ONE_WORKER_SERVER for v in params.values()):
             item.add_marker(pytest.mark.xdist_group(ONE_WORKER_SERVER))
     if drop:
         config.hook.pytest_deselected(items=drop)
