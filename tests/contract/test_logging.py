@@ -20,6 +20,17 @@ from tests.backends import random_vectors
 CONNECTORS = Path(connectors.__file__).parent
 
 
+@pytest.fixture(autouse=True)
+def _library_logging_only(monkeypatch):
+    """These tests are about the library's own logging. An in-process CLI test that ran earlier on
+    the same xdist worker leaves the CLI's takeover hook registered (nudge_sync/cli/logs.py: on
+    every backend load it sets the ``connectors`` logger back to WARNING), which would silently undo
+    ``caplog.set_level`` when the test opens its store; found when the suite's test order changed."""
+    from connectors import _uri
+
+    monkeypatch.setattr(_uri, "_loaded_hooks", [])
+
+
 @pytest.fixture
 def db_name(request):
     name = f"logging-{request.node.name}"
