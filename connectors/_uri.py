@@ -201,6 +201,8 @@ def parse_uri(uri: str, *, collection: str | None = None, env: Mapping[str, str]
     else:
         raise InvalidURI(f"unknown transport {transport!r} in {uri!r}; use {backend}+http or {backend}+https")
 
+    if collection is not None and not collection:  # given empty: never "the URI's own" (cold try)
+        raise InvalidURI(f"an empty collection name was given to override {uri!r}'s")
     coll = collection or params.pop("collection", None)
     params.pop("collection", None)
     if not coll:

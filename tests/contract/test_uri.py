@@ -90,6 +90,13 @@ def test_secrets_never_show_in_repr_or_redacted_uri():
     assert c.redacted() == "qdrant+https://h:6333?collection=a"
 
 
+def test_an_empty_collection_given_beside_the_uri_is_refused():
+    """``collection=""`` used to mean the URI's own collection (``run --collection ""`` ran on it)."""
+    with pytest.raises(InvalidURI, match="empty collection name"):
+        parse_uri("qdrant:///tmp/x?collection=docs", collection="")
+    assert parse_uri("qdrant:///tmp/x?collection=docs", collection=None).collection == "docs"
+
+
 def test_missing_client_library_names_the_extra(monkeypatch):
     import connectors
     from connectors import _uri
